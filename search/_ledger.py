@@ -1,0 +1,79 @@
+"""The driver's book of trials: a readable name, latest and best results, and how each ended.
+
+One ``TrialLedger`` (a Ray Tune callback with no I/O) is shared by the MLflow and the console
+callbacks, so both name a trial the same way and agree on its outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray.tune import Callback
+
+from tunefleet.spaces import resolve
+
+COMPLETED, STOPPED, FAILED, RUNNING = "completed", "stopped_early", "failed", "running"
+
+
+def run_name(index: int, recipe: dict[str, Any]) -> str:
+    """A name a person can scan in a list: ``t07 adamw lr=3.2e-03 bs=64``."""
+    return f"t{index:02d} {recipe['optimizer']['name']} lr={recipe['lr']:.1e} bs={recipe['batch_size']}"
+
+
+@dataclass
+class TrialRecord:
+    index: int
+    name: str
+    recipe: dict[str, Any]
+    outcome: str = RUNNING
+    epochs: int = 0
+    last: dict[str, Any] = field(default_factory=dict)
+    best: dict[str, Any] = field(default_factory=dict)  # the report that came with the best checkpoint
+    error: str = ""
+
+
+class TrialLedger(Callback):
+    def __init__(self, metric: str, mode: str) -> None:
+        self.metric, self.mode = metric, mode
+        self.records: dict[str, TrialRecord] = {}
+
+    def record(self, trial: Any) -> TrialRecord:
+        return self.records[trial.trial_id]
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if trial.trial_id not in self.records:
+            recipe = resolve(trial.config)
+            index = len(self.records) + 1
+            self.records[trial.trial_id] = TrialRecord(index, run_name(index, recipe), recipe)
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+        rec = self.record(trial)
+        rec.last = result
+        rec.epochs = int(result.get("epoch", rec.epochs))
+        if "test_acc" in result:  # only reports that carried a (new best) checkpoint have test metrics
+            rec.best = result
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        rec = self.record(trial)
+        rec.outcome = COMPLETED if rec.last.get("is_last") else STOPPED
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        rec = self.record(trial)
+        rec.outcome = FAILED
+        text = trial.get_error() or "unknown error"
+        lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+        rec.error = lines[-1] if lines else "unknown error"
+
+    def best_record(self) -> TrialRecord | None:
+        scored = [r for r in self.records.values() if self.metric in r.best]
+        if not scored:
+            return None
+        sign = 1 if self.mode == "max" else -1
+        return max(scored, key=lambda r: sign * r.best[self.metric])
+
+    def counts(self) -> dict[str, int]:
+        out = {RUNNING: 0, COMPLETED: 0, STOPPED: 0, FAILED: 0}
+        for r in self.records.values():
+            out[r.outcome] += 1
+        return out

@@ -1,0 +1,205 @@
+"""MLflow tracking from the Tune driver: one writer, batched, explicit run ids.
+
+A search is one parent run; each trial a child run (``mlflow.parentRunId``) with its recipe as
+params, every epoch's metrics at ``step = epoch``, a summary, its best checkpoint as artifacts,
+and a status: FINISHED (ran its planned epochs), KILLED (stopped early by the scheduler) or
+FAILED (raised; the reason in the ``tunefleet.error`` tag). The tag ``tunefleet.outcome`` says
+the same in words.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+
+from tunefleet.spaces import SearchSpec, flatten_recipe
+from tunefleet.trainables import EPOCH_METRICS, scaled_lr
+
+from ._ledger import COMPLETED, FAILED, STOPPED, TrialLedger
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+ROLE_TAG = "tunefleet.role"
+STATUS = {COMPLETED: "FINISHED", STOPPED: "KILLED", FAILED: "FAILED"}
+# MLflow caps a param value at 6000 characters and a batch at 1000 metrics.
+_MAX_BATCH = 1000
+
+
+def tracking_uri(cli_value: str | None, spec_value: str | None = None) -> str:
+    """``--tracking-uri``, else the spec's, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
+    return cli_value or spec_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file behind a ``sqlite:///`` URI (None for other stores)."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
+
+
+def search_params(spec: SearchSpec) -> dict[str, Any]:
+    s, r, d = spec.search, spec.resources, spec.data
+    return {
+        "searcher": s.searcher,
+        "scheduler": s.scheduler,
+        "num_samples": s.num_samples,
+        "metric": s.metric,
+        "mode": s.mode,
+        "max_epochs": s.max_epochs,
+        "grace_period": s.grace_period,
+        "reduction_factor": s.reduction_factor,
+        "max_concurrent": s.max_concurrent,
+        "seed": s.seed,
+        "time_budget_s": s.time_budget_s,
+        "data.kind": d.kind,
+        "data.image_size": d.image_size,
+        "data.split_seed": d.split_seed,
+        "workers_per_trial": r.workers_per_trial,
+        "cpus_per_worker": r.cpus_per_worker,
+        "gpus_per_worker": r.gpus_per_worker,
+    }
+
+
+def start_search_run(client: MlflowClient, spec: SearchSpec) -> str:
+    """Create (or reuse) the experiment and open the parent run; return its id."""
+    experiment = client.get_experiment_by_name(spec.tracking.experiment)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(spec.tracking.experiment)
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{spec.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        tags={ROLE_TAG: "search", "tunefleet.spec_name": spec.name},
+    )
+    params = [Param(k, str(v)) for k, v in search_params(spec).items()]
+    client.log_batch(run.info.run_id, params=params)
+    client.log_text(run.info.run_id, spec.to_yaml(), "spec.yaml")
+    return str(run.info.run_id)
+
+
+class MlflowTrialCallback(Callback):
+    """Writes each trial's run; metrics are buffered and sent with ``log_batch``."""
+
+    def __init__(
+        self, uri: str, parent_run_id: str, spec: SearchSpec, ledger: TrialLedger, flush_every_s: float = 2.0
+    ) -> None:
+        self.uri = uri
+        self._client: MlflowClient | None = None
+        self.parent_run_id = parent_run_id
+        self.experiment_id = self.client.get_run(parent_run_id).info.experiment_id
+        self.spec = spec
+        self.ledger = ledger
+        self.flush_every_s = flush_every_s
+        self.run_ids: dict[str, str] = {}
+        self._pending: dict[str, list[Metric]] = {}
+        self._last_flush = time.monotonic()
+        self._checkpoints: dict[str, Any] = {}
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment state; a client holds locks.
+        return {**self.__dict__, "_client": None}
+
+    def _flush(self, trial_id: str | None = None) -> None:
+        ids = [trial_id] if trial_id else list(self._pending)
+        for tid in ids:
+            metrics = self._pending.pop(tid, [])
+            for i in range(0, len(metrics), _MAX_BATCH):
+                self.client.log_batch(self.run_ids[tid], metrics=metrics[i : i + _MAX_BATCH])
+        self._last_flush = time.monotonic()
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.run_ids:
+            return
+        rec = self.ledger.record(trial)
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=rec.name,
+            tags={
+                "mlflow.parentRunId": self.parent_run_id,
+                ROLE_TAG: "trial",
+                "tunefleet.trial_id": trial.trial_id,
+            },
+        )
+        self.run_ids[trial.trial_id] = run.info.run_id
+        workers = self.spec.resources.workers_per_trial
+        params = {
+            **flatten_recipe(rec.recipe),
+            "effective_batch_size": rec.recipe["batch_size"] * workers,
+            "effective_lr": scaled_lr(rec.recipe["lr"], workers),
+            "trial_id": trial.trial_id,
+        }
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        now = int(time.time() * 1000)
+        batch = self._pending.setdefault(trial.trial_id, [])
+        batch += [Metric(k, float(result[k]), now, step) for k in EPOCH_METRICS if k in result]
+        if time.monotonic() - self._last_flush >= self.flush_every_s:
+            self._flush()
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        if self._pending and time.monotonic() - self._last_flush >= self.flush_every_s:
+            self._flush()
+
+    def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
+        # Trials checkpoint only on improvement, so the latest checkpoint is the best one.
+        self._checkpoints[trial.trial_id] = checkpoint
+
+    def _finish(self, trial: Any) -> None:
+        rec = self.ledger.record(trial)
+        run_id = self.run_ids[trial.trial_id]
+        self._flush(trial.trial_id)
+        summary = {f"best_{k}": float(v) for k, v in rec.best.items() if k.startswith(("val_", "test_"))}
+        if rec.best:
+            summary["best_epoch"] = float(rec.best["epoch"])
+        summary["epochs_trained"] = float(rec.epochs)
+        now = int(time.time() * 1000)
+        tags = [RunTag("tunefleet.outcome", rec.outcome)]
+        if rec.error:
+            tags.append(RunTag("tunefleet.error", rec.error[:5000]))
+        self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in summary.items()], tags=tags)
+        checkpoint = self._checkpoints.pop(trial.trial_id, None)
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                self.client.log_artifacts(run_id, directory, "checkpoint")
+        self.client.set_terminated(run_id, STATUS[rec.outcome])
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._finish(trial)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._finish(trial)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self._flush()
+
+
+def finish_search_run(client: MlflowClient, run_id: str, ledger: TrialLedger, wall_s: float, status: str) -> None:
+    """Summarize the search on its parent run and close it with ``status``."""
+    counts = ledger.counts()
+    now = int(time.time() * 1000)
+    metrics = {
+        "trials_completed": counts[COMPLETED],
+        "trials_stopped_early": counts[STOPPED],
+        "trials_failed": counts[FAILED],
+        "epochs_trained": sum(r.epochs for r in ledger.records.values()),
+        "wall_s": wall_s,
+    }
+    tags = []
+    best = ledger.best_record()
+    if best is not None:
+        metrics[f"best_{ledger.metric}"] = best.best[ledger.metric]
+        if "test_acc" in best.best:
+            metrics["best_trial_test_acc"] = best.best["test_acc"]
+        tags.append(RunTag("tunefleet.best_trial", best.name))
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], tags=tags)
+    client.set_terminated(run_id, status)

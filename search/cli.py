@@ -1,0 +1,205 @@
+"""The ``tunefleet`` command line: submit a search, watch it, read it back, export an ensemble.
+
+Bad input never starts anything: the spec and every name in it are checked first, and any
+problem is one line on stderr naming the field, with exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tunefleet.spaces import SpecError, load_spec
+
+# MLflow's per-file download bars would drown the export summary.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+app = typer.Typer(
+    name="tunefleet",
+    help="Distributed hyperparameter search for PyTorch image classifiers (Ray Tune + Optuna + MLflow + timm).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+if not console.is_terminal:  # logs and CI: don't wrap tables at 80 columns
+    console = Console(width=140)
+err_console = Console(stderr=True, soft_wrap=True)
+
+TrackingUri = Annotated[
+    str | None,
+    typer.Option("--tracking-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]"),
+]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def _check_store(uri: str) -> None:
+    from ._tracking import sqlite_path
+
+    path = sqlite_path(uri)
+    if path is not None and not path.resolve().parent.is_dir():
+        raise SpecError("--tracking-uri", f"directory {path.parent} does not exist")
+
+
+@app.command()
+def search(
+    spec: Annotated[Path, typer.Argument(help="search spec (YAML)")],
+    num_samples: Annotated[int | None, typer.Option("--num-samples", help="trials to run")] = None,
+    searcher: Annotated[str | None, typer.Option(help="grid | random | optuna")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="asha | fifo")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start Ray here")] = None,
+    tracking_uri: TrackingUri = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment [default: the spec's name]")] = None,
+    storage: Annotated[Path, typer.Option(help="where Ray keeps trial state and checkpoints")] = Path("tunefleet-runs"),
+) -> None:
+    """Run a hyperparameter search described by SPEC and record it in MLflow."""
+    try:
+        overrides: dict[str, dict[str, Any]] = {
+            "search": {"num_samples": num_samples, "searcher": searcher, "scheduler": scheduler},
+            "tracking": {"experiment": experiment},
+        }
+        parsed = load_spec(spec, overrides)
+        from ._experiment import check_models, planned_trials
+        from ._tracking import tracking_uri as resolve_uri
+
+        check_models(parsed)
+        total = planned_trials(parsed)
+        uri = resolve_uri(tracking_uri, parsed.tracking.uri)
+        _check_store(uri)
+    except SpecError as err:
+        _fail(str(err))
+        return
+
+    from mlflow.tracking import MlflowClient
+
+    from ._experiment import run_experiment, start_ray
+    from ._ledger import COMPLETED, STOPPED, TrialLedger
+    from ._progress import ConsoleProgress, trials_table
+    from ._tracking import MlflowTrialCallback, finish_search_run, start_search_run
+
+    s = parsed.search
+    console.print(
+        f"[bold]{parsed.name}[/]: {total} trials · {s.searcher} searcher · {s.scheduler} scheduler · "
+        f"{s.max_epochs} max epochs · ranking by {s.metric} ({s.mode})"
+    )
+    start_ray(address)
+    client = MlflowClient(tracking_uri=uri)
+    parent_id = start_search_run(client, parsed)
+    ledger = TrialLedger(s.metric, s.mode)
+    callbacks = [ledger, MlflowTrialCallback(uri, parent_id, parsed, ledger), ConsoleProgress(ledger, console, total)]
+    started, status = time.perf_counter(), "FAILED"
+    try:
+        run_experiment(parsed, callbacks, storage, total)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise typer.Exit(130) from None
+    finally:
+        wall = time.perf_counter() - started
+        finish_search_run(client, parent_id, ledger, wall, status)
+    console.print(trials_table(ledger))
+    best = ledger.best_record()
+    counts = ledger.counts()
+    if best is not None:
+        console.print(f"best: {best.name}  {s.metric}={best.best[s.metric]:.4f}")
+    console.print(f"wall time {wall:.1f}s · MLflow experiment [bold]{parsed.tracking.experiment}[/] (search run {parent_id})")
+    console.print(f"open the results: mlflow ui --backend-store-uri {uri}")
+    if counts[COMPLETED] + counts[STOPPED] == 0:
+        _fail("every trial failed; see the errors above", code=1)
+
+
+@app.command()
+def export(
+    experiment: Annotated[str, typer.Argument(help="MLflow experiment of the search")],
+    top_k: Annotated[int, typer.Option("--top-k", help="how many of the best finished trials to ensemble")] = 3,
+    out: Annotated[Path, typer.Option("--out", help="output directory")] = Path("exports"),
+    tracking_uri: TrackingUri = None,
+    search_run: Annotated[str | None, typer.Option("--search-run", help="parent run id [default: latest]")] = None,
+) -> None:
+    """Ensemble the top-k trials of a search; write OUT/ensemble.onnx and OUT/card.json."""
+    from ._tracking import tracking_uri as resolve_uri
+
+    uri = resolve_uri(tracking_uri)
+    if top_k < 1:
+        _fail(f"--top-k: must be >= 1, got {top_k}")
+    from tunefleet.analysis import export_ensemble
+
+    try:
+        result = export_ensemble(uri, experiment, top_k, out, search_run)
+    except SpecError as err:
+        _fail(str(err))
+        return
+    card = result.card
+    table = Table(title=f"ensemble of {len(card['members'])} ({card['method']}) on the test split")
+    for col in ("member", card["metric"], "test_acc", "test_f1"):
+        table.add_column(col, justify="left" if col == "member" else "right")
+    for m in card["members"]:
+        val = next((v for k, v in m.items() if k.startswith("val_")), None)
+        table.add_row(m["name"], f"{val:.4f}" if val is not None else "-", f"{m['test']['test_acc']:.4f}", f"{m['test']['test_f1']:.4f}")
+    ens = card["ensemble"]
+    table.add_row("[bold]ensemble[/]", "", f"[bold]{ens['test_acc']:.4f}[/]", f"{ens['test_f1']:.4f}")
+    console.print(table)
+    console.print(
+        f"ensemble test accuracy {ens['test_acc']:.4f} · ONNX matches PyTorch "
+        f"(max abs diff {card['onnx']['max_abs_diff_vs_torch']:.1e}) · wrote {out / 'ensemble.onnx'}, {out / 'card.json'}"
+    )
+
+
+@app.command()
+def trials(
+    experiment: Annotated[str, typer.Argument(help="MLflow experiment of the search")],
+    tracking_uri: TrackingUri = None,
+    search_run: Annotated[str | None, typer.Option("--search-run", help="parent run id [default: latest]")] = None,
+) -> None:
+    """Show the trials of a search as recorded in MLflow, best first."""
+    from tunefleet.analysis import open_experiment, search_run as find_search, trials_frame
+
+    from ._tracking import tracking_uri as resolve_uri
+
+    try:
+        client, exp = open_experiment(resolve_uri(tracking_uri), experiment)
+        parent = find_search(client, exp, search_run)
+    except SpecError as err:
+        _fail(str(err))
+        return
+    metric, mode = parent.data.params["metric"], parent.data.params["mode"]
+    frame = trials_frame(client, parent)
+    column = f"best_{metric}"
+    if column in frame:
+        frame = frame.sort_values(column, ascending=mode == "min", na_position="last")
+    table = Table(title=f"{experiment}: {len(frame)} trials (search run {parent.info.run_id})")
+    cols = ["name", "status", "outcome", "epochs_trained", column, "best_test_acc"]
+    for col in cols:
+        table.add_column(col)
+    for _, row in frame.iterrows():
+        table.add_row(*[f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, "-")) for c in cols])
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point: click's own usage errors also become one ``error:`` line with exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except click.UsageError as err:
+        hint = f" (try: tunefleet {err.ctx.command.name} --help)" if err.ctx and err.ctx.command.name else ""
+        err_console.print(f"error: {err.format_message()}{hint}", markup=False, highlight=False)
+        sys.exit(2)
+    except click.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

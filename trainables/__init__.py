@@ -1,0 +1,47 @@
+"""What runs inside one trial: data, timm model, optimizer, schedule, loss, augmentation, loop,
+checkpoints and per-epoch reports. Imports ``tunefleet.spaces`` (to resolve a recipe), never
+``tunefleet.search``."""
+
+from ._checkpoint import load_logits, load_model, load_weights, read_meta, save_checkpoint
+from ._data import DATASETS, ImageData, Split, eval_tensors, load_data, stratified_split
+from ._recipe import (
+    LOSSES,
+    OPTIMIZERS,
+    create_loss,
+    create_model,
+    create_optimizer,
+    create_scheduler,
+    create_transforms,
+    normalization,
+    scaled_lr,
+)
+from ._trial import EPOCH_METRICS, TrialSettings, classification_metrics, predict, run_trial, tune_trainable
+
+__all__ = [
+    "DATASETS",
+    "EPOCH_METRICS",
+    "LOSSES",
+    "OPTIMIZERS",
+    "ImageData",
+    "Split",
+    "TrialSettings",
+    "classification_metrics",
+    "create_loss",
+    "create_model",
+    "create_optimizer",
+    "create_scheduler",
+    "create_transforms",
+    "eval_tensors",
+    "load_data",
+    "load_logits",
+    "load_model",
+    "load_weights",
+    "normalization",
+    "predict",
+    "read_meta",
+    "run_trial",
+    "save_checkpoint",
+    "scaled_lr",
+    "stratified_split",
+    "tune_trainable",
+]
