@@ -6,6 +6,8 @@ normalization inside the graph, so users of the exported model need no preproces
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -16,6 +18,8 @@ class Normalized(nn.Module):
     def __init__(self, model: nn.Module, mean: list[float], std: list[float]) -> None:
         super().__init__()
         self.model = model
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
@@ -26,7 +30,7 @@ class Normalized(nn.Module):
 class SoftmaxAverage(nn.Module):
     """Mean of the members' class probabilities (soft voting); returns probabilities."""
 
-    def __init__(self, members: list[nn.Module]) -> None:
+    def __init__(self, members: Sequence[nn.Module]) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")

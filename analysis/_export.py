@@ -54,9 +54,7 @@ def _same_input(metas: list[dict[str, Any]]) -> None:
             raise SpecError("--top-k", "the chosen trials disagree on input size, channels or classes")
 
 
-def export_ensemble(
-    uri: str, experiment: str, top_k: int, out: Path, search_run_id: str | None = None
-) -> ExportResult:
+def export_ensemble(uri: str, experiment: str, top_k: int, out: Path, search_run_id: str | None = None) -> ExportResult:
     """Build, check and write ``out/ensemble.onnx`` and ``out/card.json``; return the card."""
     client, exp = open_experiment(uri, experiment)
     parent = search_run(client, exp, search_run_id)
@@ -78,7 +76,9 @@ def export_ensemble(
             recorded = load_logits(local)["test_logits"]
             drift = float((logits - recorded).abs().max())
             if drift > REPRODUCE_TOL:
-                raise RuntimeError(f"trial {row.name} does not reproduce its recorded test logits (max diff {drift:.2e})")
+                raise RuntimeError(
+                    f"trial {row.name} does not reproduce its recorded test logits (max diff {drift:.2e})"
+                )
             members.append(member)
             metas.append(meta)
             member_cards.append(

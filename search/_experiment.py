@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunefleet.spaces import SearchSpec, SpecError, define_by_run, grid_points, grid_size
+from tunefleet.spaces import GRID_KEY, SearchSpec, SpecError, define_by_run, grid_points, grid_size
 from tunefleet.trainables import TrialSettings, tune_trainable
 
 
@@ -38,7 +38,9 @@ def planned_trials(spec: SearchSpec) -> int:
         return spec.search.num_samples
     size = grid_size(spec.space)
     if size > spec.search.num_samples:
-        raise SpecError("search.num_samples", f"the grid has {size} points, more than num_samples={spec.search.num_samples}")
+        raise SpecError(
+            "search.num_samples", f"the grid has {size} points, more than num_samples={spec.search.num_samples}"
+        )
     return size
 
 
@@ -61,9 +63,7 @@ def trial_settings(spec: SearchSpec) -> TrialSettings:
 def _searcher(spec: SearchSpec) -> Any:
     s = spec.search
     if s.searcher == "grid":
-        from ray.tune.search.basic_variant import BasicVariantGenerator
-
-        return BasicVariantGenerator(points_to_evaluate=grid_points(spec.space))
+        return None  # Tune's default generator expands the grid in ``_param_space``
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -75,6 +75,16 @@ def _searcher(spec: SearchSpec) -> Any:
         else optuna.samplers.RandomSampler(seed=s.seed)
     )
     return OptunaSearch(space=define_by_run(spec.space), metric=s.metric, mode=s.mode, sampler=sampler)
+
+
+def _param_space(spec: SearchSpec) -> dict[str, Any] | None:
+    """For grid search, one ``grid_search`` over whole points: conditional knobs make the grid a
+    union of per-option products, which per-key grids cannot express."""
+    if spec.search.searcher != "grid":
+        return None
+    from ray import tune
+
+    return {GRID_KEY: tune.grid_search(grid_points(spec.space))}
 
 
 def _scheduler(spec: SearchSpec) -> Any:
@@ -104,9 +114,9 @@ def start_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
 
 
 @dataclass
@@ -125,14 +135,16 @@ def run_experiment(spec: SearchSpec, callbacks: list[Any], storage: Path, num_tr
         tune.with_parameters(tune_trainable, settings=trial_settings(spec)),
         {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker},
     )
+    grid = spec.search.searcher == "grid"
     tuner = tune.Tuner(
         trainable,
+        param_space=_param_space(spec),
         tune_config=tune.TuneConfig(
             metric=spec.search.metric,
             mode=spec.search.mode,
             search_alg=_searcher(spec),
             scheduler=_scheduler(spec),
-            num_samples=num_trials,
+            num_samples=1 if grid else num_trials,
             max_concurrent_trials=spec.search.max_concurrent,
             time_budget_s=spec.search.time_budget_s,
             # One actor per slot runs trial after trial: no process start, and the decoded

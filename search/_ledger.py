@@ -6,7 +6,9 @@ callbacks, so both name a trial the same way and agree on its outcome.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -19,6 +21,21 @@ COMPLETED, STOPPED, FAILED, RUNNING = "completed", "stopped_early", "failed", "r
 def run_name(index: int, recipe: dict[str, Any]) -> str:
     """A name a person can scan in a list: ``t07 adamw lr=3.2e-03 bs=64``."""
     return f"t{index:02d} {recipe['optimizer']['name']} lr={recipe['lr']:.1e} bs={recipe['batch_size']}"
+
+
+def _error_reason(trial: Any) -> str:
+    """The exception line (``FloatingPointError: train loss became nan ...``) of a failed trial.
+
+    Tune writes the error to the trial's local directory at once and to storage later, so the
+    local file is read first.
+    """
+    text = ""
+    if trial.error_file and Path(trial.error_file).is_file():
+        text = Path(trial.error_file).read_text(errors="replace")
+    text = text or str(trial.get_error() or "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    raised = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", ln)]
+    return (raised or lines or ["unknown error"])[-1]
 
 
 @dataclass
@@ -47,7 +64,9 @@ class TrialLedger(Callback):
             index = len(self.records) + 1
             self.records[trial.trial_id] = TrialRecord(index, run_name(index, recipe), recipe)
 
-    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
         rec = self.record(trial)
         rec.last = result
         rec.epochs = int(result.get("epoch", rec.epochs))
@@ -61,9 +80,7 @@ class TrialLedger(Callback):
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         rec = self.record(trial)
         rec.outcome = FAILED
-        text = trial.get_error() or "unknown error"
-        lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-        rec.error = lines[-1] if lines else "unknown error"
+        rec.error = _error_reason(trial)
 
     def best_record(self) -> TrialRecord | None:
         scored = [r for r in self.records.values() if self.metric in r.best]

@@ -28,7 +28,9 @@ class ConsoleProgress(Callback):
     def _status_line(self) -> str:
         c = self.ledger.counts()
         best = self.ledger.best_record()
-        best_text = f"best {self.ledger.metric}={best.best[self.ledger.metric]:.4f} ({best.name.split()[0]})" if best else ""
+        best_text = (
+            f"best {self.ledger.metric}={best.best[self.ledger.metric]:.4f} ({best.name.split()[0]})" if best else ""
+        )
         return (
             f"running {c[RUNNING]} · done {c[COMPLETED]} · stopped early {c[STOPPED]} · failed {c[FAILED]}"
             f" of {self.total} · {best_text}"

@@ -138,7 +138,9 @@ class MlflowTrialCallback(Callback):
         }
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
-    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
         batch = self._pending.setdefault(trial.trial_id, [])

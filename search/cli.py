@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -114,7 +113,9 @@ def search(
     counts = ledger.counts()
     if best is not None:
         console.print(f"best: {best.name}  {s.metric}={best.best[s.metric]:.4f}")
-    console.print(f"wall time {wall:.1f}s · MLflow experiment [bold]{parsed.tracking.experiment}[/] (search run {parent_id})")
+    console.print(
+        f"wall time {wall:.1f}s · MLflow experiment [bold]{parsed.tracking.experiment}[/] (search run {parent_id})"
+    )
     console.print(f"open the results: mlflow ui --backend-store-uri {uri}")
     if counts[COMPLETED] + counts[STOPPED] == 0:
         _fail("every trial failed; see the errors above", code=1)
@@ -147,14 +148,18 @@ def export(
         table.add_column(col, justify="left" if col == "member" else "right")
     for m in card["members"]:
         val = next((v for k, v in m.items() if k.startswith("val_")), None)
-        table.add_row(m["name"], f"{val:.4f}" if val is not None else "-", f"{m['test']['test_acc']:.4f}", f"{m['test']['test_f1']:.4f}")
+        table.add_row(
+            m["name"],
+            f"{val:.4f}" if val is not None else "-",
+            f"{m['test']['test_acc']:.4f}",
+            f"{m['test']['test_f1']:.4f}",
+        )
     ens = card["ensemble"]
     table.add_row("[bold]ensemble[/]", "", f"[bold]{ens['test_acc']:.4f}[/]", f"{ens['test_f1']:.4f}")
     console.print(table)
-    console.print(
-        f"ensemble test accuracy {ens['test_acc']:.4f} · ONNX matches PyTorch "
-        f"(max abs diff {card['onnx']['max_abs_diff_vs_torch']:.1e}) · wrote {out / 'ensemble.onnx'}, {out / 'card.json'}"
-    )
+    diff = card["onnx"]["max_abs_diff_vs_torch"]
+    console.print(f"ensemble test accuracy {ens['test_acc']:.4f} · ONNX matches PyTorch (max abs diff {diff:.1e})")
+    console.print(f"wrote {out / 'ensemble.onnx'} and {out / 'card.json'}")
 
 
 @app.command()
@@ -164,7 +169,8 @@ def trials(
     search_run: Annotated[str | None, typer.Option("--search-run", help="parent run id [default: latest]")] = None,
 ) -> None:
     """Show the trials of a search as recorded in MLflow, best first."""
-    from tunefleet.analysis import open_experiment, search_run as find_search, trials_frame
+    from tunefleet.analysis import open_experiment, trials_frame
+    from tunefleet.analysis import search_run as find_search
 
     from ._tracking import tracking_uri as resolve_uri
 
@@ -190,13 +196,16 @@ def trials(
 
 def main() -> None:
     """Entry point: click's own usage errors also become one ``error:`` line with exit code 2."""
+    # typer vendors click; its UsageError (bad option values, missing arguments) is not public.
+    from typer._click.exceptions import UsageError
+
     try:
         code = app(standalone_mode=False)
-    except click.UsageError as err:
-        hint = f" (try: tunefleet {err.ctx.command.name} --help)" if err.ctx and err.ctx.command.name else ""
+    except UsageError as err:
+        hint = f" (see: tunefleet {err.ctx.command.name} --help)" if err.ctx and err.ctx.command.name else ""
         err_console.print(f"error: {err.format_message()}{hint}", markup=False, highlight=False)
         sys.exit(2)
-    except click.Abort:
+    except typer.Abort:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 

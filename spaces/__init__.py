@@ -4,7 +4,7 @@ Nothing here imports torch: a spec can be checked on a laptop without the traini
 """
 
 from ._catalog import FAMILIES, GROUPS, TOP_KNOBS, Knob, flatten_recipe, resolve, validate_space
-from ._compile import contains, define_by_run, grid_points, grid_size
+from ._compile import GRID_KEY, contains, define_by_run, grid_points, grid_size, sampled_values
 from ._domains import Categorical, Conditional, Constant, Domain, Float, Int, parse_domain
 from ._errors import SpecError
 from ._spec import (
@@ -22,6 +22,7 @@ from ._spec import (
 
 __all__ = [
     "FAMILIES",
+    "GRID_KEY",
     "GROUPS",
     "METRICS",
     "SCHEDULERS",
@@ -48,6 +49,7 @@ __all__ = [
     "load_spec",
     "parse_domain",
     "resolve",
+    "sampled_values",
     "spec_from_dict",
     "validate_space",
 ]

@@ -66,7 +66,10 @@ class Knob:
             self.check_value(path, domain.value)
 
 
-_UNIT = {"low": 0.0, "high": 1.0, "high_open": True}
+def _unit(default: float) -> Knob:
+    """A fraction in [0, 1)."""
+    return Knob("float", default, low=0.0, high=1.0, high_open=True)
+
 
 TOP_KNOBS: dict[str, Knob] = {
     "model": Knob("str", "test_resnet", help="timm model name"),
@@ -79,15 +82,15 @@ TOP_KNOBS: dict[str, Knob] = {
 FAMILIES: dict[str, dict[str, dict[str, Knob]]] = {
     "optimizer": {
         "sgd": {
-            "momentum": Knob("float", 0.9, **_UNIT),
+            "momentum": _unit(0.9),
             "nesterov": Knob("bool", False),
         },
-        "adam": {"beta1": Knob("float", 0.9, **_UNIT), "beta2": Knob("float", 0.999, **_UNIT)},
-        "adamw": {"beta1": Knob("float", 0.9, **_UNIT), "beta2": Knob("float", 0.999, **_UNIT)},
+        "adam": {"beta1": _unit(0.9), "beta2": _unit(0.999)},
+        "adamw": {"beta1": _unit(0.9), "beta2": _unit(0.999)},
     },
     "loss": {
         "ce": {},
-        "label_smoothing": {"smoothing": Knob("float", 0.1, **_UNIT)},
+        "label_smoothing": {"smoothing": _unit(0.1)},
     },
 }
 
@@ -172,6 +175,9 @@ def resolve(sampled: dict[str, Any]) -> dict[str, Any]:
     ``{"optimizer": {"name": "sgd", "momentum": 0.95, "nesterov": False}, ...}``.
     Knobs of options not chosen never appear.
     """
+    from ._compile import sampled_values
+
+    sampled = sampled_values(sampled)
     recipe: dict[str, Any] = {key: sampled.get(key, knob.default) for key, knob in TOP_KNOBS.items()}
     for family, options in FAMILIES.items():
         name = sampled.get(family, FAMILY_DEFAULTS[family])

@@ -14,6 +14,8 @@ from typing import Any
 from ._domains import Categorical, Conditional, Constant, Domain, Float, Int
 
 Point = dict[str, Any]
+# Grid search hands a trial its whole point under this key (see ``sampled_values``).
+GRID_KEY = "grid_point"
 
 
 def _suggest(trial: Any, path: str, domain: Domain, constants: Point) -> None:
@@ -74,7 +76,8 @@ def _expand(path: str, domain: Domain) -> list[Point]:
 def _count(path: str, domain: Domain) -> int:
     if isinstance(domain, Conditional):
         return sum(
-            math.prod(_count(f"{path}.{name}.{k}", d) for k, d in knobs.items()) for name, knobs in domain.options.items()
+            math.prod(_count(f"{path}.{name}.{k}", d) for k, d in knobs.items())
+            for name, knobs in domain.options.items()
         )
     return len(domain.grid_values(path))
 
@@ -107,3 +110,9 @@ def contains(space: dict[str, Domain], point: Point) -> bool:
                     return False
                 expected.add(knob_path)
     return expected == set(point)
+
+
+def sampled_values(config: dict[str, Any]) -> Point:
+    """A trial's flat sampled values, whether the searcher gave them flat or as one grid point."""
+    point = config.get(GRID_KEY)
+    return dict(point) if isinstance(point, dict) else dict(config)

@@ -133,7 +133,7 @@ class Conditional:
 
     def to_yaml(self) -> Any:
         if len(self.options) == 1:
-            (name, knobs), = self.options.items()
+            ((name, knobs),) = self.options.items()
             if not knobs:
                 return name
         return {"choice": {name: {k: d.to_yaml() for k, d in knobs.items()} for name, knobs in self.options.items()}}

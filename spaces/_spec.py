@@ -73,7 +73,7 @@ class SearchSpec:
 
     def to_yaml(self) -> str:
         """The spec as YAML; ``load_spec`` of it gives an equal spec."""
-        doc = {
+        doc: dict[str, Any] = {
             "name": self.name,
             "data": dataclasses.asdict(self.data),
             "space": {path: d.to_yaml() for path, d in self.space.items() if "." not in path},
@@ -152,7 +152,8 @@ def _check_settings(spec: SearchSpec) -> None:
         raise SpecError("search.max_concurrent", f"must be >= 1, got {s.max_concurrent}")
     if r.workers_per_trial != 1:
         raise SpecError(
-            "resources.workers_per_trial", f"multi-worker (DDP) trials are not built yet; use 1, got {r.workers_per_trial}"
+            "resources.workers_per_trial",
+            f"multi-worker (DDP) trials are not built yet; use 1, got {r.workers_per_trial}",
         )
     if r.cpus_per_worker <= 0 or r.gpus_per_worker < 0:
         raise SpecError("resources", "cpus_per_worker must be > 0 and gpus_per_worker >= 0")

@@ -103,7 +103,7 @@ def create_transforms(
         is_training=True,
         scale=(aug["scale_min"], 1.0),
         hflip=0.5 if aug["hflip"] else 0.0,
-        color_jitter=None,
+        color_jitter=None,  # type: ignore[arg-type]  # None turns it off
         interpolation="bilinear",
         **common,
     )

@@ -141,7 +141,7 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report) -
     x_val, y_val = eval_tensors(data.val, eval_tf)
     x_test, y_test = eval_tensors(data.test, eval_tf)
     if device.type == "cuda":
-        model = model.to(device, memory_format=torch.channels_last)
+        model = model.to(device).to(memory_format=torch.channels_last)
     loader = DataLoader(
         TransformedSplit(data.train, train_tf),
         batch_size=recipe["batch_size"],

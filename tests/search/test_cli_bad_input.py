@@ -1,0 +1,53 @@
+"""Bad input: one line naming the field, exit code 2, nothing started and nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+CASES = {
+    "unknown searcher": (("search", "searcher", "bayes"), "search.searcher"),
+    "unknown scheduler": (("search", "scheduler", "pbt"), "search.scheduler"),
+    "unknown optimizer": (("space", "optimizer", {"choice": ["sgd", "adamx"]}), "space.optimizer"),
+    "unknown loss": (("space", "loss", "hinge"), "space.loss"),
+    "low >= high": (("space", "lr", {"loguniform": [0.1, 0.01]}), "space.lr"),
+    "non-positive batch": (("space", "batch_size", {"choice": [0, 32]}), "space.batch_size"),
+    "unknown model": ((None, "model", "resnet_does_not_exist"), "space.model"),
+    "grid without values": (("search", "searcher", "grid"), "space.lr"),
+}
+
+
+def _assert_refused(result, field: str, tmp_path) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and field in lines[0]
+    # nothing started, nothing written
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "tunefleet-runs").exists()
+    assert not (tmp_path / "mlruns").exists()
+    assert "Started a local Ray instance" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_search_refuses_bad_spec(case, cli, write_spec, small_spec, tmp_path):
+    (section, key, value), field = CASES[case]
+    (small_spec[section] if section else small_spec)[key] = value
+    _assert_refused(cli("search", str(write_spec(small_spec))), field, tmp_path)
+
+
+def test_search_refuses_missing_and_malformed_files(cli, write_spec, tmp_path):
+    _assert_refused(cli("search", "nope.yaml"), "no such file", tmp_path)
+    bad = write_spec("name: x\nspace: {lr: [1, 2\n")
+    _assert_refused(cli("search", str(bad)), "not valid YAML", tmp_path)
+
+
+def test_search_refuses_bad_cli_values(cli, write_spec, small_spec, tmp_path):
+    spec = str(write_spec(small_spec))
+    _assert_refused(cli("search", spec, "--searcher", "hyperband"), "search.searcher", tmp_path)
+    _assert_refused(cli("search", spec, "--num-samples", "0"), "search.num_samples", tmp_path)
+    _assert_refused(cli("search", spec, "--num-samples", "many"), "--num-samples", tmp_path)
+
+
+def test_export_refuses_missing_experiment_without_creating_a_store(cli, tmp_path):
+    _assert_refused(cli("export", "nothing-here", "--top-k", "2"), "no experiment 'nothing-here'", tmp_path)
+    _assert_refused(cli("export", "x", "--top-k", "0"), "--top-k", tmp_path)

@@ -1,0 +1,108 @@
+"""Real searches through the CLI on local Ray, checked the way a user would check them: in MLflow."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tunefleet.analysis import onnx_outputs
+from tunefleet.trainables import load_data
+
+pytestmark = pytest.mark.slow
+
+
+def _runs(tmp_path, experiment: str):
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("tunefleet.role") == "search"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    return client, parents, children
+
+
+def test_search_then_export_top2(cli, write_spec, small_spec, tmp_path):
+    result = cli("search", str(write_spec(small_spec)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "best: t" in result.stdout and "mlflow ui --backend-store-uri" in result.stdout
+
+    client, parents, children = _runs(tmp_path, "small")
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["searcher"] == "optuna" and parent.data.metrics["trials_completed"] == 4
+    assert "spec.yaml" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.status == "FINISHED" and run.data.tags["tunefleet.outcome"] == "completed"
+        params = run.data.params
+        assert {"lr", "batch_size", "optimizer", "model", "effective_lr", "effective_batch_size"} <= set(params)
+        # conditional knobs exist only under their option
+        assert ("optimizer.momentum" in params) == (params["optimizer"] == "sgd")
+        assert float(params["effective_lr"]) == pytest.approx(float(params["lr"]))  # one worker
+        history = client.get_metric_history(run.info.run_id, "val_acc")
+        assert sorted(m.step for m in history) == [1, 2, 3, 4]
+        assert run.data.metrics["epochs_trained"] == 4
+        assert max(m.value for m in history) == pytest.approx(run.data.metrics["best_val_acc"])
+        files = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
+        assert {"checkpoint/model.safetensors", "checkpoint/meta.json", "checkpoint/logits.safetensors"} <= files
+
+    out = tmp_path / "export"
+    exported = cli("export", "small", "--top-k", "2", "--out", str(out))
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    card = json.loads((out / "card.json").read_text())
+    assert len(card["members"]) == 2
+    ranked = sorted(children, key=lambda r: -r.data.metrics["best_val_acc"])[:2]
+    assert [m["run_id"] for m in card["members"]] == [r.info.run_id for r in ranked]
+    assert card["onnx"]["max_abs_diff_vs_torch"] < 1e-4
+
+    # independently of the exporter: run the ONNX graph on the test split and score it
+    data = load_data("digits", 16, 0)
+    x = (data.test.images.astype(np.float32) / 255.0)[:, None]
+    import torch
+
+    probs = onnx_outputs(out / "ensemble.onnx", torch.from_numpy(x))
+    accuracy = float((probs.argmax(1) == data.test.labels).mean())
+    assert accuracy == pytest.approx(card["ensemble"]["test_acc"], abs=1e-6)
+    assert accuracy >= 0.85
+
+    too_many = cli("export", "small", "--top-k", "5", "--out", str(tmp_path / "again"))
+    assert too_many.returncode == 2 and "--top-k" in too_many.stderr
+    assert not (tmp_path / "again").exists()
+
+
+def test_grid_with_asha_records_stopped_and_failed_trials(cli, write_spec, small_spec, tmp_path):
+    small_spec["space"] = {
+        "lr": {"grid": [0.01, 0.03, 0.06, 1.0e10]},  # the last one diverges
+        "batch_size": 32,
+        "optimizer": "sgd",
+    }
+    small_spec["search"] = {
+        "searcher": "grid",
+        "scheduler": "asha",
+        "num_samples": 4,
+        "max_epochs": 4,
+        "grace_period": 1,
+        "reduction_factor": 2,
+    }
+    result = cli("search", str(write_spec(small_spec)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    _, parents, children = _runs(tmp_path, "small")
+    assert len(parents) == 1 and len(children) == 4
+    by_lr = {float(r.data.params["lr"]): r for r in children}
+    assert sorted(by_lr) == [0.01, 0.03, 0.06, 1.0e10]
+    failed = by_lr[1.0e10]
+    assert failed.info.status == "FAILED" and failed.data.tags["tunefleet.outcome"] == "failed"
+    assert "train loss became" in failed.data.tags["tunefleet.error"]
+    for lr in (0.01, 0.03, 0.06):
+        run = by_lr[lr]
+        epochs = run.data.metrics["epochs_trained"]
+        if run.info.status == "KILLED":
+            assert run.data.tags["tunefleet.outcome"] == "stopped_early" and epochs < 4
+        else:
+            assert run.info.status == "FINISHED" and epochs == 4
+    assert parents[0].data.metrics["trials_failed"] == 1
