@@ -189,8 +189,14 @@ def trials(
     cols = ["name", "status", "outcome", "epochs_trained", column, "best_test_acc"]
     for col in cols:
         table.add_column(col)
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return str(int(value)) if value.is_integer() else f"{value:.4f}"
+        return "-" if value is None else str(value)
+
     for _, row in frame.iterrows():
-        table.add_row(*[f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, "-")) for c in cols])
+        table.add_row(*[cell(row.get(c)) for c in cols])
     console.print(table)
 
 
