@@ -67,7 +67,12 @@ def search_params(spec: SearchSpec) -> dict[str, Any]:
 def start_search_run(client: MlflowClient, spec: SearchSpec) -> str:
     """Create (or reuse) the experiment and open the parent run; return its id."""
     experiment = client.get_experiment_by_name(spec.tracking.experiment)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(spec.tracking.experiment)
+    if experiment is None:
+        experiment_id = client.create_experiment(spec.tracking.experiment)
+    else:
+        experiment_id = experiment.experiment_id
+        if experiment.lifecycle_stage == "deleted":  # deleted in the UI: names stay taken, so bring it back
+            client.restore_experiment(experiment_id)
     run = client.create_run(
         experiment_id,
         run_name=f"{spec.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
