@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,17 +118,10 @@ def start_ray(address: str | None) -> None:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
 
 
-@dataclass
-class Outcome:
-    wall_s: float
-    num_trials: int
-
-
-def run_experiment(spec: SearchSpec, callbacks: list[Any], storage: Path, num_trials: int) -> Outcome:
+def run_experiment(spec: SearchSpec, callbacks: list[Any], storage: Path, num_trials: int) -> None:
     """Build the Tuner for ``spec`` and run it to the end; trial errors do not raise."""
     from ray import tune
 
-    start = time.perf_counter()
     res = spec.resources
     trainable = tune.with_resources(
         tune.with_parameters(tune_trainable, settings=trial_settings(spec)),
@@ -160,4 +152,3 @@ def run_experiment(spec: SearchSpec, callbacks: list[Any], storage: Path, num_tr
         ),
     )
     tuner.fit()
-    return Outcome(wall_s=time.perf_counter() - start, num_trials=num_trials)
