@@ -31,6 +31,12 @@ def check_models(spec: SearchSpec) -> None:
             raise SpecError("space.model", f"unknown timm model {name!r}{hint}")
 
 
+def preflight(spec: SearchSpec) -> int:
+    """Everything checkable before Ray starts; returns how many trials will run."""
+    check_models(spec)
+    return planned_trials(spec)
+
+
 def planned_trials(spec: SearchSpec) -> int:
     """How many trials will run; for grid search, the grid size (checked against num_samples)."""
     if spec.search.searcher != "grid":
@@ -59,20 +65,24 @@ def trial_settings(spec: SearchSpec) -> TrialSettings:
     )
 
 
+def optuna_sampler(searcher: str, seed: int) -> Any:
+    """The Optuna sampler behind ``searcher`` (``optuna`` or ``random``); benchmarks reuse it."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if searcher == "optuna":
+        # constant_liar keeps parallel TPE trials from all proposing the same point.
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
 def _searcher(spec: SearchSpec) -> Any:
     s = spec.search
     if s.searcher == "grid":
         return None  # Tune's default generator expands the grid in ``_param_space``
-    import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = (
-        # constant_liar keeps parallel TPE trials from all proposing the same point.
-        optuna.samplers.TPESampler(seed=s.seed, constant_liar=True)
-        if s.searcher == "optuna"
-        else optuna.samplers.RandomSampler(seed=s.seed)
-    )
+    sampler = optuna_sampler(s.searcher, s.seed)
     return OptunaSearch(space=define_by_run(spec.space), metric=s.metric, mode=s.mode, sampler=sampler)
 
 
@@ -118,13 +128,19 @@ def start_ray(address: str | None) -> None:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
 
 
-def run_experiment(spec: SearchSpec, callbacks: list[Any], storage: Path, num_trials: int) -> None:
-    """Build the Tuner for ``spec`` and run it to the end; trial errors do not raise."""
+def run_experiment(
+    spec: SearchSpec, callbacks: list[Any], storage: Path, num_trials: int, trainable: Any = None
+) -> None:
+    """Build the Tuner for ``spec`` and run it to the end; trial errors do not raise.
+
+    ``trainable`` replaces the image-classification trial (a function taking ``(config, settings)``);
+    benchmarks pass a sleep or table-lookup trainable to time the orchestration alone.
+    """
     from ray import tune
 
     res = spec.resources
     trainable = tune.with_resources(
-        tune.with_parameters(tune_trainable, settings=trial_settings(spec)),
+        tune.with_parameters(trainable or tune_trainable, settings=trial_settings(spec)),
         {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker},
     )
     grid = spec.search.searcher == "grid"

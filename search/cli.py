@@ -70,11 +70,10 @@ def search(
             "tracking": {"experiment": experiment},
         }
         parsed = load_spec(spec, overrides)
-        from ._experiment import check_models, planned_trials
+        from ._experiment import preflight
         from ._tracking import tracking_uri as resolve_uri
 
-        check_models(parsed)
-        total = planned_trials(parsed)
+        total = preflight(parsed)
         uri = resolve_uri(tracking_uri, parsed.tracking.uri)
         _check_store(uri)
     except SpecError as err:
