@@ -20,16 +20,24 @@ from ._errors import SpecError
 
 SEARCHERS = ("grid", "random", "optuna")
 SCHEDULERS = ("asha", "fifo")
-DATA_KINDS = ("digits",)
+DATA_KINDS = ("digits", "imagefolder")
+COLORS = ("auto", "rgb", "grayscale")
 # What a trial reports each epoch that a search may rank by, with the sensible direction.
 METRICS = {"val_acc": "max", "val_loss": "min", "train_loss": "min", "val_f1": "max"}
 
 
 @dataclass(frozen=True)
 class DataSpec:
+    """Where the images come from. ``imagefolder`` reads ``root/<class>/*.png|jpg`` or
+    ``root/{train,val[,test]}/<class>/...``; fractions apply to whatever split is not on disk."""
+
     kind: str = "digits"
     image_size: int = 32
     split_seed: int = 0
+    root: str = ""
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    color: str = "auto"  # auto: grayscale only when every image is
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,19 @@ def _check_settings(spec: SearchSpec) -> None:
         raise SpecError("data.kind", f"unknown data kind {d.kind!r}" + suggest(d.kind, DATA_KINDS))
     if d.image_size < 8:
         raise SpecError("data.image_size", f"must be >= 8, got {d.image_size}")
+    if d.kind == "imagefolder" and not d.root:
+        raise SpecError("data.root", "imagefolder data needs a root folder")
+    if d.kind != "imagefolder" and d.root:
+        raise SpecError("data.root", f"only imagefolder data has a root; data.kind is {d.kind!r}")
+    for name in ("val_fraction", "test_fraction"):
+        if not 0.0 < getattr(d, name) < 1.0:
+            raise SpecError(f"data.{name}", f"must be in (0, 1), got {getattr(d, name)}")
+    if d.val_fraction + d.test_fraction >= 0.9:
+        raise SpecError(
+            "data", f"val_fraction + test_fraction must leave >= 10% to train, got {d.val_fraction} + {d.test_fraction}"
+        )
+    if d.color not in COLORS:
+        raise SpecError("data.color", f"must be one of {', '.join(COLORS)}, got {d.color!r}")
     if not spec.tracking.experiment:
         raise SpecError("tracking.experiment", "must not be empty")
 
