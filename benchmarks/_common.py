@@ -1,0 +1,104 @@
+"""Helpers shared by the benchmark scripts: the machine line, RESULTS.md appends, specs, Ray.
+
+The scripts run as ``python benchmarks/NAME.py`` (this folder is then first on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+DEFAULT_PEERS = HERE.parent.parent / "shared" / "peers"
+
+
+def machine() -> str:
+    """``x86_64 AMD EPYC, 2 cores, 24 GiB, no GPU`` from lscpu / /proc/meminfo / torch."""
+    model = platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        model = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), model)
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kib = int(next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")).split()[1])
+        mem = f", {round(kib / 2**20)} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    gpu = "no GPU"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return f"{platform.machine()} {model}, {os.cpu_count()} cores{mem}, {gpu}"
+
+
+def load_average() -> str:
+    """The 1-minute load average now (the machine is shared: a load above the core count means noise)."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "?"
+
+
+def heading(title: str, detail: str) -> str:
+    return f"### {time.strftime('%Y-%m-%d')} · {title}\n\n{machine()} · load {load_average()} at start · {detail}\n"
+
+
+def append(text: str, write: bool) -> None:
+    """Print ``text`` and, unless ``write`` is false, append it to RESULTS.md."""
+    print(text)
+    if write:
+        with open(RESULTS, "a") as f:
+            f.write("\n" + text)
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def bench_doc(**search: Any) -> dict[str, Any]:
+    """The peers' workload as a tunefleet spec document (digits_bench.yaml), ``search`` overridden."""
+    doc = yaml.safe_load((HERE / "digits_bench.yaml").read_text())
+    doc = copy.deepcopy(doc)
+    doc["search"].update({k: v for k, v in search.items() if v is not None})
+    return doc
+
+
+def quiet_ray() -> None:
+    """Start tunefleet's local Ray (the same config as the CLI) in this process."""
+    from tunefleet.search._experiment import start_ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    start_ray(None)
+
+
+def recorder() -> Any:
+    """A Ray Tune callback that keeps every result with its arrival time on the driver (``.rows``)."""
+    from ray.tune import Callback
+
+    class Recorder(Callback):
+        def __init__(self) -> None:
+            self.rows: list[dict[str, Any]] = []
+
+        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+            self.rows.append({"t": time.perf_counter(), "trial": trial.trial_id, **result})
+
+    return Recorder()
