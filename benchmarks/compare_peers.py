@@ -1,8 +1,14 @@
 """tunefleet vs the plain alternatives on one workload; appends a dated table to RESULTS.md.
 
-Runs, one after another on this machine: tunefleet's search (MLflow + checkpoints on), the plain
-Ray Tune script (default, and with --reuse-actors), and plain in-process Optuna, all with the same
-trials, epochs, model and image size. The peers live in ../shared/peers and are run from there.
+Runs, one after another on this machine: tunefleet's search CLI (MLflow + checkpoints on) with
+ASHA as the peers use it (grace = epochs // 5, reduction 4) and with FIFO (every trial its full
+epochs), the plain Ray Tune script (default, and with --reuse-actors) and plain in-process Optuna
+(2 threads), all with the same trials, max epochs, model, image size, space and TPE seed. The
+peers live in ../shared/peers and are run from there.
+
+Sampled configs differ between runners (tunefleet names its parameters differently, so the same
+TPE seed proposes other points), hence other epoch counts under ASHA: the table gives the whole
+process wall time (imports included, for everyone) and the time per trained epoch.
 
     python benchmarks/compare_peers.py [--trials 8] [--epochs 10] [--peers ../shared/peers] [--no-write]
 """
@@ -11,17 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
-
-HERE = Path(__file__).resolve().parent
+from _common import DEFAULT_PEERS, append, bench_doc, heading, verdict
 
 
 def _run(cmd: list[str], cwd: Path) -> tuple[float, str]:
@@ -33,26 +38,28 @@ def _run(cmd: list[str], cwd: Path) -> tuple[float, str]:
     return wall, proc.stdout
 
 
-def run_tunefleet(trials: int, epochs: int) -> dict[str, object]:
+def run_tunefleet(trials: int, epochs: int, scheduler: str) -> dict[str, object]:
+    """The CLI on the peers' workload; ``scheduler`` asha (as the peers) or fifo (every trial full length)."""
     from mlflow.tracking import MlflowClient
 
-    doc = yaml.safe_load((HERE / "digits_bench.yaml").read_text())
-    doc["search"].update(num_samples=trials, max_epochs=epochs, grace_period=max(1, epochs // 5))
+    doc = bench_doc(num_samples=trials, max_epochs=epochs, grace_period=max(1, epochs // 5), scheduler=scheduler)
     with tempfile.TemporaryDirectory(prefix="tf-bench-") as tmp:
         spec = Path(tmp) / "spec.yaml"
         spec.write_text(yaml.safe_dump(doc))
         cli = [sys.executable, "-m", "tunefleet.search.cli", "search", str(spec)]
-        wall, _ = _run(cli, Path(tmp))
+        wall, out = _run(cli, Path(tmp))
+        inner = re.search(r"wall time ([0-9.]+)s", out)
         client = MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlflow.db")
         exp = client.get_experiment_by_name(doc["name"])
         assert exp is not None
         runs = client.search_runs([exp.experiment_id], filter_string="tags.`tunefleet.role` = 'trial'")
         return {
-            "peer": "tunefleet",
+            "peer": f"tunefleet ({scheduler})",
             "trials": len(runs),
             "epochs_trained": int(sum(r.data.metrics.get("epochs_trained", 0) for r in runs)),
             "best_val_acc": round(max(r.data.metrics.get("best_val_acc", 0.0) for r in runs), 4),
-            "wall_s": round(wall, 2),
+            "wall_s": round(float(inner.group(1)), 2) if inner else float("nan"),
+            "process_s": round(wall, 2),
         }
 
 
@@ -60,47 +67,66 @@ def run_peer(peers: Path, script: str, trials: int, epochs: int, *extra: str) ->
     cmd = [sys.executable, script, "--trials", str(trials), "--epochs", str(epochs), "--model", "test_resnet", *extra]
     wall, out = _run(cmd, peers)
     row: dict[str, object] = json.loads(out.strip().splitlines()[-1])
-    row["wall_s_outside"] = round(wall, 2)
+    row["process_s"] = round(wall, 2)
     return row
 
 
-def table(rows: list[dict[str, object]], trials: int, epochs: int) -> str:
+def table(rows: list[dict[str, Any]], trials: int, epochs: int) -> str:
+    ours = rows[0]
     by = {str(r["peer"]): r for r in rows}
-    ours = float(by["tunefleet"]["wall_s"])  # type: ignore[arg-type]
     lines = [
-        f"### {time.strftime('%Y-%m-%d')} · {platform.machine()} · {os.cpu_count()} cores · "
-        f"{trials} trials x {epochs} max epochs, test_resnet 32x32, 2 slots",
-        "",
-        "| runner | wall s | epochs trained | best val_acc | tunefleet / runner |",
-        "|---|---:|---:|---:|---:|",
+        heading(
+            "tunefleet vs the plain alternatives",
+            f"{trials} trials x {epochs} max epochs, digits, test_resnet 32x32, 2 slots, single run each",
+        ),
+        "| runner | process wall s | own wall s | epochs trained | process s / epoch | best val_acc | "
+        "tunefleet (asha) / runner, wall | per epoch |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    per_epoch = {str(r["peer"]): float(r["process_s"]) / max(int(r["epochs_trained"]), 1) for r in rows}
     for r in rows:
-        wall = float(r["wall_s"])  # type: ignore[arg-type]
-        lines.append(f"| {r['peer']} | {wall:.1f} | {r['epochs_trained']} | {r['best_val_acc']} | {ours / wall:.2f} |")
-    return "\n".join(lines) + "\n"
+        name = str(r["peer"])
+        lines.append(
+            f"| {name} | {float(r['process_s']):.1f} | {float(r['wall_s']):.1f} | {r['epochs_trained']} | "
+            f"{per_epoch[name]:.2f} | {r['best_val_acc']} | {float(ours['process_s']) / float(r['process_s']):.2f} | "
+            f"{per_epoch[str(ours['peer'])] / per_epoch[name]:.2f} |"
+        )
+    notes = []
+    for peer, limit, label in (
+        ("optuna_plain", 1.3, "<= 1.3x optuna_plain"),
+        ("raytune_plain", 1 / 3, "<= 1/3 of raytune_plain"),
+    ):
+        if peer in by:
+            wall = float(ours["process_s"]) / float(by[peer]["process_s"])
+            pe = per_epoch[str(ours["peer"])] / per_epoch[peer]
+            notes.append(
+                f"target {label}: wall ratio {wall:.2f} {verdict(wall <= limit)}; per trained epoch {pe:.2f} "
+                f"{verdict(pe <= limit)}"
+            )
+    return "\n".join(lines) + "\n\n" + "; ".join(notes) + ".\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--peers", type=Path, default=HERE.parent.parent / "shared" / "peers")
+    ap.add_argument("--peers", type=Path, default=DEFAULT_PEERS)
+    ap.add_argument("--skip-fifo", action="store_true", help="leave out the full-budget (FIFO) tunefleet run")
     ap.add_argument("--no-write", action="store_true", help="print the table, do not append to RESULTS.md")
     a = ap.parse_args()
     peers = a.peers.resolve()
     if not (peers / "raytune_plain.py").is_file():
         sys.exit(f"error: --peers: no raytune_plain.py in {peers}")
     rows = [
-        run_tunefleet(a.trials, a.epochs),
+        run_tunefleet(a.trials, a.epochs, "asha"),
+        *([] if a.skip_fifo else [run_tunefleet(a.trials, a.epochs, "fifo")]),
         run_peer(peers, "raytune_plain.py", a.trials, a.epochs),
         run_peer(peers, "raytune_plain.py", a.trials, a.epochs, "--reuse-actors"),
         run_peer(peers, "optuna_plain.py", a.trials, a.epochs, "--jobs", "2"),
     ]
-    text = table(rows, a.trials, a.epochs)
-    print(text)
-    if not a.no_write:
-        with open(HERE / "RESULTS.md", "a") as f:
-            f.write("\n" + text)
+    for r in rows:
+        print(json.dumps(r), flush=True)
+    append(table(rows, a.trials, a.epochs), not a.no_write)
 
 
 if __name__ == "__main__":
