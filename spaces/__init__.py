@@ -3,11 +3,35 @@
 Nothing here imports torch: a spec can be checked on a laptop without the training stack.
 """
 
-from ._catalog import FAMILIES, GROUPS, TOP_KNOBS, Knob, flatten_recipe, resolve, validate_space
-from ._compile import GRID_KEY, contains, define_by_run, grid_points, grid_size, sampled_values
-from ._domains import Categorical, Conditional, Constant, Domain, Float, Int, parse_domain
+from ._builtin import BUILTIN_SPACES, DESCRIPTIONS, builtin_space, space_rows
+from ._catalog import flatten_recipe, resolve, space_to_yaml, suggest, validate_space
+from ._compile import (
+    GRID_KEY,
+    active_values,
+    contains,
+    define_by_run,
+    grid_points,
+    grid_size,
+    sampled_values,
+    tune_domains,
+)
+from ._domains import (
+    Categorical,
+    Conditional,
+    Constant,
+    Domain,
+    Float,
+    Int,
+    choice,
+    integer,
+    loguniform,
+    parse_domain,
+    uniform,
+)
 from ._errors import SpecError
+from ._knobs import FAMILIES, FAMILY_DEFAULTS, GROUPS, TOP_KNOBS, Knob
 from ._spec import (
+    LR_RULES,
     METRICS,
     SCHEDULERS,
     SEARCHERS,
@@ -21,9 +45,13 @@ from ._spec import (
 )
 
 __all__ = [
+    "BUILTIN_SPACES",
+    "DESCRIPTIONS",
     "FAMILIES",
+    "FAMILY_DEFAULTS",
     "GRID_KEY",
     "GROUPS",
+    "LR_RULES",
     "METRICS",
     "SCHEDULERS",
     "SEARCHERS",
@@ -41,15 +69,25 @@ __all__ = [
     "SearchSpec",
     "SpecError",
     "Tracking",
+    "active_values",
+    "builtin_space",
+    "choice",
     "contains",
     "define_by_run",
     "flatten_recipe",
     "grid_points",
     "grid_size",
+    "integer",
     "load_spec",
+    "loguniform",
     "parse_domain",
     "resolve",
     "sampled_values",
+    "space_rows",
+    "space_to_yaml",
     "spec_from_dict",
+    "suggest",
+    "tune_domains",
+    "uniform",
     "validate_space",
 ]

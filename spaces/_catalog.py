@@ -1,107 +1,25 @@
-"""What a search may vary: every knob's type, legal range and default, named like timm's knobs.
+"""What a search may vary, checked: ``validate_space`` (raw YAML -> flat domains), ``resolve``
+(one trial's flat values -> the full recipe) and ``flatten_recipe`` (recipe -> logged params).
 
-Three shapes of entry:
+Three shapes of entry (the tables live in ``_knobs.py``):
 - a *knob* at the top (``lr``, ``batch_size``): one value per trial;
-- a *family* (``optimizer``, ``loss``): a named option, each option with knobs of its own, so that
-  ``momentum`` exists only for ``sgd``;
-- a *group* (``augmentation``): a bag of knobs under one heading.
+- a *family* (``optimizer``, ``schedule``, ``loss``, ``auto_augment``): a named option, each option
+  with knobs of its own, so that ``momentum`` exists only for ``sgd``;
+- a *group* (``augmentation``, ``regularization``, ``finetune``): a bag of knobs under one heading.
 
-``trainables/`` implements each option name; its tests run every name registered here.
+A space may start from a built-in one (``base: default``) and override its keys; see ``_builtin``.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from ._domains import Categorical, Conditional, Constant, Domain, Float, Int
+from ._domains import Categorical, Conditional, Constant, Domain, Float, Int, parse_domain
 from ._errors import SpecError
+from ._knobs import FAMILIES, FAMILY_DEFAULTS, GROUPS, TOP_KNOBS
 
-Kind = Literal["float", "int", "bool", "str"]
-
-
-@dataclass(frozen=True)
-class Knob:
-    """One parameter's contract: type, open/closed bounds and the value used when not searched."""
-
-    kind: Kind
-    default: Any
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    help: str = ""
-
-    def check_value(self, path: str, value: Any) -> None:
-        """Raise SpecError naming ``path`` unless ``value`` fits this knob."""
-        ok_type = {
-            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "bool": isinstance(value, bool),
-            "str": isinstance(value, str),
-        }[self.kind]
-        if not ok_type:
-            raise SpecError(path, f"expected a {self.kind}, got {value!r}")
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            raise SpecError(path, f"must be {'>' if self.low_open else '>='} {self.low}, got {value!r}")
-        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
-            raise SpecError(path, f"must be {'<' if self.high_open else '<='} {self.high}, got {value!r}")
-
-    def check_domain(self, path: str, domain: Domain) -> None:
-        """Raise SpecError unless every value ``domain`` can produce fits this knob."""
-        if isinstance(domain, Conditional):
-            raise SpecError(path, "takes plain values; a mapping of options is only for optimizer/loss")
-        if isinstance(domain, (Float, Int)):
-            if self.kind not in ("float", "int"):
-                raise SpecError(path, f"expected a {self.kind}, got a numeric range")
-            if self.kind == "int" and isinstance(domain, Float):
-                raise SpecError(path, "expected integers; use {int: [low, high]}")
-            for bound in (domain.low, domain.high, *domain.grid):
-                self.check_value(path, bound)
-        elif isinstance(domain, Categorical):
-            for value in domain.choices:
-                self.check_value(path, value)
-        else:
-            self.check_value(path, domain.value)
-
-
-def _unit(default: float) -> Knob:
-    """A fraction in [0, 1)."""
-    return Knob("float", default, low=0.0, high=1.0, high_open=True)
-
-
-TOP_KNOBS: dict[str, Knob] = {
-    "model": Knob("str", "test_resnet", help="timm model name"),
-    "lr": Knob("float", 1e-2, low=0.0, low_open=True, help="base LR for one worker's batch"),
-    "batch_size": Knob("int", 64, low=1, help="batch size per worker"),
-    "weight_decay": Knob("float", 0.0, low=0.0, help="decoupled for adamw, L2 otherwise"),
-    "warmup_epochs": Knob("int", 0, low=0, help="linear LR warmup before cosine decay"),
-}
-
-FAMILIES: dict[str, dict[str, dict[str, Knob]]] = {
-    "optimizer": {
-        "sgd": {
-            "momentum": _unit(0.9),
-            "nesterov": Knob("bool", False),
-        },
-        "adam": {"beta1": _unit(0.9), "beta2": _unit(0.999)},
-        "adamw": {"beta1": _unit(0.9), "beta2": _unit(0.999)},
-    },
-    "loss": {
-        "ce": {},
-        "label_smoothing": {"smoothing": _unit(0.1)},
-    },
-}
-
-FAMILY_DEFAULTS: dict[str, str] = {"optimizer": "sgd", "loss": "ce"}
-
-GROUPS: dict[str, dict[str, Knob]] = {
-    "augmentation": {
-        "hflip": Knob("bool", False, help="random horizontal flip"),
-        "scale_min": Knob("float", 1.0, low=0.0, high=1.0, low_open=True, help="random-resized-crop area"),
-    },
-}
+BASE_KEY = "base"
 
 
 def suggest(word: str, known: list[str] | tuple[str, ...]) -> str:
@@ -131,19 +49,78 @@ def _family_domain(path: str, family: str, domain: Domain) -> Conditional:
     return domain
 
 
+def _merge_base(raw: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Overlay ``raw`` on the built-in space it names in ``base``: a key replaces the base's, a
+    group merges knob by knob, and ``null`` removes a base key (back to the catalog default)."""
+    from ._builtin import BUILTIN_SPACES
+
+    name = raw[BASE_KEY]
+    path = f"{prefix}.{BASE_KEY}"
+    if not isinstance(name, str) or name not in BUILTIN_SPACES:
+        raise SpecError(path, f"unknown built-in space {name!r}" + suggest(str(name), tuple(BUILTIN_SPACES)))
+    merged: dict[str, Any] = {
+        k: (dict(v) if isinstance(v, dict) and k in GROUPS else v) for k, v in BUILTIN_SPACES[name].items()
+    }
+    for key, value in raw.items():
+        if key == BASE_KEY:
+            continue
+        if value is None:
+            merged.pop(key, None)
+        elif key in GROUPS and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            for knob, knob_value in value.items():
+                if knob_value is None:
+                    merged[key].pop(knob, None)
+                else:
+                    merged[key][knob] = knob_value
+        else:
+            merged[key] = value
+    return merged
+
+
+def _can_be(domain: Domain | None, test: Any) -> bool:
+    """Whether some value ``domain`` can produce passes ``test`` (ranges: a bound, or an odd step)."""
+    if domain is None:
+        return False
+    if isinstance(domain, Constant):
+        return bool(test(domain.value))
+    if isinstance(domain, Categorical):
+        return any(test(v) for v in domain.choices)
+    if isinstance(domain, Int) and test is _odd:
+        return bool(domain.low % 2 or domain.step % 2) or any(_odd(g) for g in domain.grid)
+    if isinstance(domain, (Int, Float)):
+        return any(test(v) for v in (domain.low, domain.high, *domain.grid))
+    return False
+
+
+def _odd(value: Any) -> bool:
+    return isinstance(value, int) and value % 2 == 1
+
+
+def _check_together(flat: dict[str, Domain], prefix: str) -> None:
+    """Rules that tie knobs together: timm's MixUp/CutMix pair each image with another in the batch."""
+    mixing = any(_can_be(flat.get(f"augmentation.{k}"), lambda v: v > 0) for k in ("mixup_alpha", "cutmix_alpha"))
+    batch = flat.get("batch_size", Constant(TOP_KNOBS["batch_size"].default))
+    if mixing and _can_be(batch, _odd):
+        raise SpecError(f"{prefix}.batch_size", f"MixUp/CutMix need even batch sizes, got {batch.to_yaml()!r}")
+
+
 def validate_space(raw: Any, prefix: str = "space") -> dict[str, Domain]:
     """Check a parsed ``space`` mapping against the catalog; return it flat (path -> domain).
 
     Keys of the result are the flat names trials see: ``lr``, ``optimizer`` and
-    ``augmentation.hflip``; conditional knobs stay inside their ``Conditional``.
-    """
-    from ._domains import parse_domain
+    ``augmentation.hflip``; conditional knobs stay inside their ``Conditional``. Values may be
+    YAML forms or domain objects (``Float(1e-4, 1e-1, log=True)``): both are checked alike.
 
+    Raises:
+        SpecError: naming the offending path (``space.optimizer.sgd.momentum``).
+    """
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise SpecError(prefix, f"expected a mapping of parameters, got {raw!r}")
-    known = (*TOP_KNOBS, *FAMILIES, *GROUPS)
+    if BASE_KEY in raw:
+        raw = _merge_base(raw, prefix)
+    known = (*TOP_KNOBS, *FAMILIES, *GROUPS, BASE_KEY)
     flat: dict[str, Domain] = {}
     for key, value in raw.items():
         path = f"{prefix}.{key}"
@@ -159,13 +136,26 @@ def validate_space(raw: Any, prefix: str = "space") -> dict[str, Domain]:
             for knob_name, knob_raw in value.items():
                 knob_path = f"{path}.{knob_name}"
                 if knob_name not in GROUPS[key]:
-                    raise SpecError(knob_path, f"unknown {key} knob" + suggest(knob_name, tuple(GROUPS[key])))
+                    raise SpecError(knob_path, f"unknown {key} knob" + suggest(str(knob_name), tuple(GROUPS[key])))
                 domain = parse_domain(knob_path, knob_raw)
                 GROUPS[key][knob_name].check_domain(knob_path, domain)
                 flat[f"{key}.{knob_name}"] = domain
         else:
             raise SpecError(path, "unknown parameter" + suggest(str(key), known))
+    _check_together(flat, prefix)
     return flat
+
+
+def space_to_yaml(space: dict[str, Domain]) -> dict[str, Any]:
+    """The YAML form of a flat space (groups nested again); ``validate_space`` of it is equal."""
+    doc: dict[str, Any] = {}
+    for path, domain in space.items():
+        if "." in path:
+            group, knob = path.split(".", 1)
+            doc.setdefault(group, {})[knob] = domain.to_yaml()
+        else:
+            doc[path] = domain.to_yaml()
+    return doc
 
 
 def resolve(sampled: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +163,8 @@ def resolve(sampled: dict[str, Any]) -> dict[str, Any]:
 
     ``{"optimizer": "sgd", "optimizer.sgd.momentum": 0.95}`` becomes
     ``{"optimizer": {"name": "sgd", "momentum": 0.95, "nesterov": False}, ...}``.
-    Knobs of options not chosen never appear.
+    Knobs of options not chosen never appear, even when a searcher sampled them (Ray Tune's
+    random search samples every knob flat).
     """
     from ._compile import sampled_values
 
@@ -183,8 +174,8 @@ def resolve(sampled: dict[str, Any]) -> dict[str, Any]:
         name = sampled.get(family, FAMILY_DEFAULTS[family])
         knobs = {k: sampled.get(f"{family}.{name}.{k}", knob.default) for k, knob in options[name].items()}
         recipe[family] = {"name": name, **knobs}
-    for group, knobs in GROUPS.items():
-        recipe[group] = {k: sampled.get(f"{group}.{k}", knob.default) for k, knob in knobs.items()}
+    for group, group_knobs in GROUPS.items():
+        recipe[group] = {k: sampled.get(f"{group}.{k}", knob.default) for k, knob in group_knobs.items()}
     return recipe
 
 

@@ -1,4 +1,5 @@
-"""One validated space, three consumers: Optuna define-by-run, grid points, and membership checks.
+"""One validated space, four consumers: Optuna define-by-run, Ray Tune domains (random search),
+grid points, and membership checks.
 
 Flat names are what trials see: ``lr``, ``optimizer``, ``optimizer.sgd.momentum``,
 ``augmentation.hflip``. A conditional knob's name carries its option, so Optuna never sees one
@@ -116,3 +117,59 @@ def sampled_values(config: dict[str, Any]) -> Point:
     """A trial's flat sampled values, whether the searcher gave them flat or as one grid point."""
     point = config.get(GRID_KEY)
     return dict(point) if isinstance(point, dict) else dict(config)
+
+
+def _tune_domain(domain: Domain) -> Any:
+    from ray import tune
+
+    if isinstance(domain, Constant):
+        return domain.value
+    if isinstance(domain, Float):
+        if domain.step is not None:  # Optuna's meaning: low + k * step (Ray's q-domains round to k * q)
+            count = math.floor((domain.high - domain.low) / domain.step + 1e-9)
+            return tune.choice([domain.low + k * domain.step for k in range(count + 1)])
+        return tune.loguniform(domain.low, domain.high) if domain.log else tune.uniform(domain.low, domain.high)
+    if isinstance(domain, Int):
+        if domain.log:
+            return tune.lograndint(domain.low, domain.high + 1)
+        if domain.step != 1:
+            return tune.choice(list(range(domain.low, domain.high + 1, domain.step)))
+        return tune.randint(domain.low, domain.high + 1)
+    if isinstance(domain, Categorical):
+        return tune.choice(list(domain.choices))
+    names = list(domain.options)
+    return tune.choice(names) if len(names) > 1 else names[0]
+
+
+def tune_domains(space: dict[str, Domain]) -> dict[str, Any]:
+    """Ray Tune's own domains for ``space`` (for its random search, ``BasicVariantGenerator``).
+
+    Tune samples every key independently, so each option's knobs are sampled flat
+    (``optimizer.sgd.momentum`` even in a trial that picked ``adamw``); ``resolve`` and
+    ``active_values`` keep only the chosen option's knobs, so only those are ever used or logged.
+    Imports Ray lazily: ``spaces`` itself never needs it.
+    """
+    out: dict[str, Any] = {}
+    for path, domain in space.items():
+        out[path] = _tune_domain(domain)
+        if isinstance(domain, Conditional):
+            for name, knobs in domain.options.items():
+                for knob, sub in knobs.items():
+                    out[f"{path}.{name}.{knob}"] = _tune_domain(sub)
+    return out
+
+
+def active_values(space: dict[str, Domain], config: dict[str, Any]) -> Point:
+    """The part of a sampled ``config`` that applies: declared keys, and knobs of chosen options only."""
+    config = sampled_values(config)
+    point: Point = {}
+    for path, domain in space.items():
+        if path not in config:
+            continue
+        point[path] = config[path]
+        if isinstance(domain, Conditional) and config[path] in domain.options:
+            for knob in domain.options[config[path]]:
+                knob_path = f"{path}.{config[path]}.{knob}"
+                if knob_path in config:
+                    point[knob_path] = config[knob_path]
+    return point

@@ -162,7 +162,7 @@ def _parse_range(path: str, key: str, body: dict[str, Any]) -> Domain:
     log = key == "loguniform" or bool(body.get("log", False))
     if log and low <= 0:
         raise SpecError(path, f"a log range must lie above 0, got [{low}, {high}]")
-    if log and key != "int" and body.get("step") is not None:
+    if log and body.get("step") not in ((None, 1) if key == "int" else (None,)):
         raise SpecError(path, "a log range takes no step")
     grid = body.get("grid", ())
     if not isinstance(grid, (list, tuple)):
@@ -221,6 +221,8 @@ def parse_domain(path: str, raw: Any) -> Domain:
     Raises:
         SpecError: naming ``path`` when the form or the numbers are impossible.
     """
+    if isinstance(raw, (Constant, Float, Int, Categorical, Conditional)):
+        return parse_domain(path, raw.to_yaml())  # a Python-built domain gets the same checks
     if isinstance(raw, (bool, int, float, str)):
         if isinstance(raw, float) and not math.isfinite(raw):
             raise SpecError(path, f"value must be finite, got {raw!r}")
@@ -243,3 +245,43 @@ def parse_domain(path: str, raw: Any) -> Domain:
             raise SpecError(path, "choice takes no modifiers")
         return _parse_choice(path, raw["choice"])
     return _parse_range(path, kind, raw)
+
+
+# The Python API: the same objects the YAML form parses to, checked the same way.
+
+
+def loguniform(low: float, high: float, *, grid: tuple[float, ...] = ()) -> Domain:
+    """``{loguniform: [low, high]}``: a real number sampled on a log scale."""
+    return parse_domain("loguniform", {"loguniform": [low, high], **({"grid": list(grid)} if grid else {})})
+
+
+def uniform(low: float, high: float, *, step: float | None = None, grid: tuple[float, ...] = ()) -> Domain:
+    """``{uniform: [low, high]}``, quantized to multiples of ``step`` above ``low`` when given."""
+    body: dict[str, Any] = {"uniform": [low, high]}
+    if step is not None:
+        body["step"] = step
+    if grid:
+        body["grid"] = list(grid)
+    return parse_domain("uniform", body)
+
+
+def integer(low: int, high: int, *, step: int = 1, log: bool = False) -> Domain:
+    """``{int: [low, high], step: s}``: both bounds included."""
+    return parse_domain("int", {"int": [low, high], "step": step, **({"log": True} if log else {})})
+
+
+def choice(*values: Scalar, **options: dict[str, Any] | None) -> Domain:
+    """``choice(32, 64)`` for plain values, ``choice(sgd={"momentum": uniform(0.8, 0.99)}, adamw={})``
+    for named options with their own knobs (a conditional space)."""
+    if values and options:
+        raise SpecError("choice", "give plain values or named options, not both")
+    if options:
+        return parse_domain(
+            "choice",
+            {"choice": {k: {n: _yaml_of(d) for n, d in (v or {}).items()} for k, v in options.items()}},
+        )
+    return parse_domain("choice", {"choice": list(values)})
+
+
+def _yaml_of(value: Any) -> Any:
+    return value.to_yaml() if isinstance(value, (Constant, Float, Int, Categorical, Conditional)) else value

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ._catalog import suggest, validate_space
+from ._catalog import space_to_yaml, suggest, validate_space
 from ._domains import Domain
 from ._errors import SpecError
 
@@ -24,6 +24,8 @@ DATA_KINDS = ("digits", "imagefolder")
 COLORS = ("auto", "rgb", "grayscale")
 # What a trial reports each epoch that a search may rank by, with the sensible direction.
 METRICS = {"val_acc": "max", "val_loss": "min", "train_loss": "min", "val_f1": "max"}
+# How the LR tuned for one worker's batch scales with workers per trial (Goyal et al. 2017: linear).
+LR_RULES = ("linear", "sqrt", "none")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Resources:
     workers_per_trial: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
+    lr_scaling: str = "linear"
 
 
 @dataclass(frozen=True)
@@ -84,15 +87,11 @@ class SearchSpec:
         doc: dict[str, Any] = {
             "name": self.name,
             "data": dataclasses.asdict(self.data),
-            "space": {path: d.to_yaml() for path, d in self.space.items() if "." not in path},
+            "space": space_to_yaml(self.space),
             "search": {k: v for k, v in dataclasses.asdict(self.search).items() if v is not None},
             "resources": dataclasses.asdict(self.resources),
             "tracking": {k: v for k, v in dataclasses.asdict(self.tracking).items() if v},
         }
-        for path, d in self.space.items():
-            if "." in path:
-                group, knob = path.split(".", 1)
-                doc["space"].setdefault(group, {})[knob] = d.to_yaml()
         return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -158,11 +157,10 @@ def _check_settings(spec: SearchSpec) -> None:
         raise SpecError("search.reduction_factor", f"must be >= 2, got {s.reduction_factor}")
     if s.max_concurrent is not None and s.max_concurrent < 1:
         raise SpecError("search.max_concurrent", f"must be >= 1, got {s.max_concurrent}")
-    if r.workers_per_trial != 1:
-        raise SpecError(
-            "resources.workers_per_trial",
-            f"multi-worker (DDP) trials are not built yet; use 1, got {r.workers_per_trial}",
-        )
+    if r.workers_per_trial < 1:
+        raise SpecError("resources.workers_per_trial", f"must be >= 1, got {r.workers_per_trial}")
+    if r.lr_scaling not in LR_RULES:
+        raise SpecError("resources.lr_scaling", f"unknown rule {r.lr_scaling!r}" + suggest(r.lr_scaling, LR_RULES))
     if r.cpus_per_worker <= 0 or r.gpus_per_worker < 0:
         raise SpecError("resources", "cpus_per_worker must be > 0 and gpus_per_worker >= 0")
     if d.kind not in DATA_KINDS:

@@ -187,6 +187,6 @@ def test_define_by_run_samples_inside_the_space(seed):
 
 def test_resolve_fills_defaults():
     recipe = resolve({"optimizer": "adamw", "lr": 0.5})
-    assert recipe["optimizer"] == {"name": "adamw", "beta1": 0.9, "beta2": 0.999}
+    assert recipe["optimizer"] == {"name": "adamw", "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
     assert recipe["loss"] == {"name": "ce"}
     assert recipe["lr"] == 0.5 and recipe["batch_size"] == 64
