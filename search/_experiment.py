@@ -1,9 +1,9 @@
 """From a validated spec to a running Ray Tune experiment, and the bookkeeping around it.
 
 Our searcher names map onto Ray's own searchers (no registry of our own): ``optuna`` is
-``OptunaSearch`` with a seeded TPE sampler, ``random`` the same with Optuna's seeded random
-sampler (both sample conditional spaces define-by-run), ``grid`` is Ray's
-``BasicVariantGenerator`` over the spec's grid points. ``asha`` is Ray's ``ASHAScheduler``.
+``OptunaSearch`` with a seeded TPE sampler (conditional spaces define-by-run), ``random`` is Ray's
+seeded ``BasicVariantGenerator`` over Ray Tune domains (``spaces.tune_domains``), ``grid`` the same
+generator over the spec's grid points. ``asha`` is Ray's ``ASHAScheduler``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunefleet.spaces import GRID_KEY, SearchSpec, SpecError, define_by_run, grid_points, grid_size
+from tunefleet.spaces import GRID_KEY, SearchSpec, SpecError, define_by_run, grid_points, grid_size, tune_domains
 from tunefleet.trainables import TrialSettings, tune_trainable
 
 
@@ -77,9 +77,14 @@ def optuna_sampler(searcher: str, seed: int) -> Any:
 
 
 def _searcher(spec: SearchSpec) -> Any:
+    """``optuna``: OptunaSearch (seeded TPE, define-by-run, so conditional knobs are sampled only
+    under their option); ``random``: Tune's own seeded generator over ``tune_domains``;
+    ``grid``: Tune's generator over the points in ``_param_space``."""
     s = spec.search
-    if s.searcher == "grid":
-        return None  # Tune's default generator expands the grid in ``_param_space``
+    if s.searcher in ("grid", "random"):
+        from ray.tune.search import BasicVariantGenerator
+
+        return BasicVariantGenerator(random_state=s.seed)
     from ray.tune.search.optuna import OptunaSearch
 
     sampler = optuna_sampler(s.searcher, s.seed)
@@ -87,12 +92,15 @@ def _searcher(spec: SearchSpec) -> Any:
 
 
 def _param_space(spec: SearchSpec) -> dict[str, Any] | None:
-    """For grid search, one ``grid_search`` over whole points: conditional knobs make the grid a
-    union of per-option products, which per-key grids cannot express."""
-    if spec.search.searcher != "grid":
+    """Grid: one ``grid_search`` over whole points (conditional knobs make the grid a union of
+    per-option products, which per-key grids cannot express). Random: Ray Tune domains, each
+    option's knobs sampled flat and dropped by ``resolve`` when their option is not chosen."""
+    if spec.search.searcher == "optuna":
         return None
     from ray import tune
 
+    if spec.search.searcher == "random":
+        return tune_domains(spec.space)
     return {GRID_KEY: tune.grid_search(grid_points(spec.space))}
 
 

@@ -18,6 +18,8 @@ from rich.table import Table
 
 from tunefleet.spaces import SpecError, load_spec
 
+from ._spaces_cli import app as spaces_app
+
 # MLflow's per-file download bars would drown the export summary.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -32,6 +34,7 @@ console = Console()
 if not console.is_terminal:  # logs and CI: don't wrap tables at 80 columns
     console = Console(width=140)
 err_console = Console(stderr=True, soft_wrap=True)
+app.add_typer(spaces_app, name="spaces")
 
 TrackingUri = Annotated[
     str | None,
@@ -88,8 +91,9 @@ def search(
     from ._tracking import MlflowTrialCallback, finish_search_run, start_search_run
 
     s = parsed.search
+    planned = f"grid of {total} points" if s.searcher == "grid" else f"{total} trials"
     console.print(
-        f"[bold]{parsed.name}[/]: {total} trials · {s.searcher} searcher · {s.scheduler} scheduler · "
+        f"[bold]{parsed.name}[/]: {planned} · {s.searcher} searcher · {s.scheduler} scheduler · "
         f"{s.max_epochs} max epochs · ranking by {s.metric} ({s.mode})"
     )
     start_ray(address)

@@ -43,7 +43,12 @@ class Float:
     grid: tuple[float, ...] = ()
 
     def contains(self, value: Any) -> bool:
-        return isinstance(value, (int, float)) and self.low <= value <= self.high
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
+            return False
+        if self.step is None:
+            return True
+        steps = (value - self.low) / self.step
+        return abs(steps - round(steps)) < 1e-6 * max(1.0, steps)
 
     def grid_values(self, path: str) -> list[Scalar]:
         if not self.grid:
@@ -178,6 +183,10 @@ def _parse_range(path: str, key: str, body: dict[str, Any]) -> Domain:
         step = body.get("step")
         if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
             raise SpecError(path, f"step must be a positive number, got {step!r}")
+        if step is not None:
+            steps = (high - low) / step
+            if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+                raise SpecError(path, f"the range [{low}, {high}] is not a whole number of steps of {step}")
         domain = Float(float(low), float(high), log=log, step=step, grid=tuple(float(g) for g in grid))
     for g in grid:
         if not domain.contains(g):
