@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tunefleet.spaces import GRID_KEY, SearchSpec, SpecError, define_by_run, grid_points, grid_size, tune_domains
 from tunefleet.trainables import TrialSettings, tune_trainable
@@ -31,10 +31,50 @@ def check_models(spec: SearchSpec) -> None:
             raise SpecError("space.model", f"unknown timm model {name!r}{hint}")
 
 
-def preflight(spec: SearchSpec) -> int:
-    """Everything checkable before Ray starts; returns how many trials will run."""
+def check_data(spec: SearchSpec) -> str:
+    """The data must be there and trainable; returns a one-line description of it."""
+    if spec.data.kind != "imagefolder":
+        return spec.data.kind
+    from tunefleet.trainables import scan_folder
+
+    return scan_folder(_data_root(spec)).describe()
+
+
+def _data_root(spec: SearchSpec) -> str:
+    # Absolute, because Ray runs each trial in a folder of its own.
+    return str(Path(spec.data.root).expanduser().resolve()) if spec.data.root else ""
+
+
+def check_input_size(spec: SearchSpec, in_chans: int = 3, num_classes: int = 2) -> None:
+    """Each model must take images of ``data.image_size``: one forward pass on a blank batch."""
+    import timm
+    import torch
+
+    domain = spec.space.get("model")
+    names = ["test_resnet"] if domain is None else domain.grid_values("space.model")
+    size = spec.data.image_size
+    for name in names:
+        model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans).eval()
+        try:
+            with torch.no_grad():
+                model(torch.zeros(2, in_chans, size, size))
+        except Exception as err:
+            reason = str(err).splitlines()[0][:160]
+            raise SpecError("data.image_size", f"{size} px does not fit model {name!r}: {reason}") from None
+
+
+class Plan(NamedTuple):
+    trials: int
+    data: str  # one line describing the data found
+
+
+def preflight(spec: SearchSpec) -> Plan:
+    """Everything checkable before Ray starts: names, grid size, data, input size vs. models."""
     check_models(spec)
-    return planned_trials(spec)
+    total = planned_trials(spec)
+    data = check_data(spec)
+    check_input_size(spec)
+    return Plan(total, data)
 
 
 def planned_trials(spec: SearchSpec) -> int:
@@ -55,6 +95,10 @@ def trial_settings(spec: SearchSpec) -> TrialSettings:
         data_kind=spec.data.kind,
         image_size=spec.data.image_size,
         split_seed=spec.data.split_seed,
+        data_root=_data_root(spec),
+        val_fraction=spec.data.val_fraction,
+        test_fraction=spec.data.test_fraction,
+        color=spec.data.color,
         max_epochs=spec.search.max_epochs,
         metric=spec.search.metric,
         mode=spec.search.mode,
@@ -62,6 +106,9 @@ def trial_settings(spec: SearchSpec) -> TrialSettings:
         workers=spec.resources.workers_per_trial,
         device="cuda" if gpus > 0 else "cpu",
         threads=max(1, int(spec.resources.cpus_per_worker)),
+        cpus_per_worker=spec.resources.cpus_per_worker,
+        gpus_per_worker=gpus,
+        lr_rule=spec.resources.lr_scaling,
     )
 
 
@@ -136,6 +183,20 @@ def start_ray(address: str | None) -> None:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
 
 
+def _ddp_concurrency(spec: SearchSpec) -> int | None:
+    """How many multi-worker trials fit the cluster at once (their coordinators reserve ~nothing)."""
+    res = spec.resources
+    if res.workers_per_trial == 1:
+        return None
+    import ray
+
+    total = ray.cluster_resources()
+    fits = [total.get("CPU", 1.0) // (res.cpus_per_worker * res.workers_per_trial)]
+    if res.gpus_per_worker > 0:
+        fits.append(total.get("GPU", 0.0) // (res.gpus_per_worker * res.workers_per_trial))
+    return max(1, int(min(fits)))
+
+
 def run_experiment(
     spec: SearchSpec, callbacks: list[Any], storage: Path, num_trials: int, trainable: Any = None
 ) -> None:
@@ -147,9 +208,10 @@ def run_experiment(
     from ray import tune
 
     res = spec.resources
+    # A multi-worker trial only coordinates: its Ray Train workers reserve the CPUs/GPUs.
+    reserve = {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker} if res.workers_per_trial == 1 else {"cpu": 0.01}
     trainable = tune.with_resources(
-        tune.with_parameters(trainable or tune_trainable, settings=trial_settings(spec)),
-        {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker},
+        tune.with_parameters(trainable or tune_trainable, settings=trial_settings(spec)), reserve
     )
     grid = spec.search.searcher == "grid"
     tuner = tune.Tuner(
@@ -161,7 +223,7 @@ def run_experiment(
             search_alg=_searcher(spec),
             scheduler=_scheduler(spec),
             num_samples=1 if grid else num_trials,
-            max_concurrent_trials=spec.search.max_concurrent,
+            max_concurrent_trials=spec.search.max_concurrent or _ddp_concurrency(spec),
             time_budget_s=spec.search.time_budget_s,
             # One actor per slot runs trial after trial: no process start, and the decoded
             # dataset cached in the worker is reused.

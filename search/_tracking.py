@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from tunefleet.spaces import SearchSpec, flatten_recipe
-from tunefleet.trainables import EPOCH_METRICS, scaled_lr
+from tunefleet.trainables import BEST, CHECKPOINT_PATH_KEY, EPOCH_METRICS, scaled_lr
 
 from ._ledger import COMPLETED, FAILED, STOPPED, TrialLedger
 
@@ -135,10 +135,13 @@ class MlflowTrialCallback(Callback):
         )
         self.run_ids[trial.trial_id] = run.info.run_id
         workers = self.spec.resources.workers_per_trial
+        rule = self.spec.resources.lr_scaling
         params = {
             **flatten_recipe(rec.recipe),
+            "workers_per_trial": workers,
+            "lr_scaling": rule,
             "effective_batch_size": rec.recipe["batch_size"] * workers,
-            "effective_lr": scaled_lr(rec.recipe["lr"], workers),
+            "effective_lr": scaled_lr(rec.recipe["lr"], workers, rule),
             "trial_id": trial.trial_id,
         }
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
@@ -150,6 +153,10 @@ class MlflowTrialCallback(Callback):
         now = int(time.time() * 1000)
         batch = self._pending.setdefault(trial.trial_id, [])
         batch += [Metric(k, float(result[k]), now, step) for k in EPOCH_METRICS if k in result]
+        if CHECKPOINT_PATH_KEY in result:  # multi-worker trials: Ray Train already stored it
+            from ray.train import Checkpoint
+
+            self._checkpoints[trial.trial_id] = Checkpoint(result[CHECKPOINT_PATH_KEY])
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self._flush()
 
@@ -158,7 +165,7 @@ class MlflowTrialCallback(Callback):
             self._flush()
 
     def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
-        # Trials checkpoint only on improvement, so the latest checkpoint is the best one.
+        # The latest checkpoint holds the best weights so far (best/) and the latest (last/).
         self._checkpoints[trial.trial_id] = checkpoint
 
     def _finish(self, trial: Any) -> None:
@@ -177,7 +184,9 @@ class MlflowTrialCallback(Callback):
         checkpoint = self._checkpoints.pop(trial.trial_id, None)
         if checkpoint is not None:
             with checkpoint.as_directory() as directory:
-                self.client.log_artifacts(run_id, directory, "checkpoint")
+                best = Path(directory) / BEST
+                if best.is_dir():  # only the best weights go to MLflow; last/ is for resuming
+                    self.client.log_artifacts(run_id, str(best), "checkpoint")
         self.client.set_terminated(run_id, STATUS[rec.outcome])
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:

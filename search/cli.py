@@ -76,7 +76,8 @@ def search(
         from ._experiment import preflight
         from ._tracking import tracking_uri as resolve_uri
 
-        total = preflight(parsed)
+        plan = preflight(parsed)
+        total = plan.trials
         uri = resolve_uri(tracking_uri, parsed.tracking.uri)
         _check_store(uri)
     except SpecError as err:
@@ -96,6 +97,13 @@ def search(
         f"[bold]{parsed.name}[/]: {planned} · {s.searcher} searcher · {s.scheduler} scheduler · "
         f"{s.max_epochs} max epochs · ranking by {s.metric} ({s.mode})"
     )
+    res = parsed.resources
+    workers = (
+        f" · {res.workers_per_trial} DDP workers per trial (batch and LR scaled: {res.lr_scaling})"
+        if res.workers_per_trial > 1
+        else ""
+    )
+    console.print(f"data: {plan.data} at {parsed.data.image_size} px{workers}", markup=False, highlight=False)
     start_ray(address)
     client = MlflowClient(tracking_uri=uri)
     parent_id = start_search_run(client, parsed)

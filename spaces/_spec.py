@@ -151,7 +151,7 @@ def _check_settings(spec: SearchSpec) -> None:
     for name in ("num_samples", "max_epochs", "grace_period"):
         if getattr(s, name) < 1:
             raise SpecError(f"search.{name}", f"must be >= 1, got {getattr(s, name)}")
-    if s.grace_period > s.max_epochs:
+    if s.scheduler == "asha" and s.grace_period > s.max_epochs:
         raise SpecError("search.grace_period", f"must be <= max_epochs ({s.max_epochs}), got {s.grace_period}")
     if s.reduction_factor < 2:
         raise SpecError("search.reduction_factor", f"must be >= 2, got {s.reduction_factor}")

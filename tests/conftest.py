@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 # A small, fast spec: digits at 16x16, the tiny timm ResNet, a few epochs.
 SMALL_SPEC: dict[str, Any] = {
@@ -58,3 +60,40 @@ def cli(tmp_path: Path):
         )
 
     return run
+
+
+# Image folders generated on the fly: colour-coded classes, uneven sizes.
+COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 200), "owl": (200, 200, 40)}
+
+
+def make_image_folder(
+    root: Path,
+    counts: dict[str, int],
+    split: str | None = None,
+    grayscale: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Write ``counts[cls]`` PNG/JPEG images per class under ``root[/split]/cls``; return ``root``.
+
+    Each class is a noisy blob of its own colour (brightness for grayscale) at a random size, so a
+    tiny model can learn it in an epoch or two and images must be resized.
+    """
+    rng = np.random.default_rng(seed)
+    base = root / split if split else root
+    for cls, n in counts.items():
+        folder = base / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        colour = np.array(COLOURS[cls], dtype=np.float64)
+        for i in range(n):
+            h, w = rng.integers(14, 40, size=2)
+            img = colour + rng.normal(0, 25, size=(h, w, 3))
+            arr = np.clip(img, 0, 255).astype(np.uint8)
+            pil = Image.fromarray(arr).convert("L") if grayscale else Image.fromarray(arr)
+            pil.save(folder / f"{cls}_{i:03d}.{'jpg' if i % 3 == 0 else 'png'}")
+    return root
+
+
+@pytest.fixture
+def image_folder():
+    """``make_image_folder`` as a fixture (tests here are not a package, so they cannot import it)."""
+    return make_image_folder

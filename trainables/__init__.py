@@ -2,8 +2,20 @@
 checkpoints and per-epoch reports. Imports ``tunefleet.spaces`` (to resolve a recipe), never
 ``tunefleet.search``."""
 
-from ._checkpoint import load_logits, load_model, load_weights, read_meta, save_checkpoint
-from ._data import DATASETS, ImageData, Split, eval_tensors, load_data, stratified_split
+from ._checkpoint import (
+    BEST,
+    LAST,
+    load_logits,
+    load_model,
+    load_training_state,
+    load_weights,
+    read_meta,
+    save_checkpoint,
+)
+from ._data import DATASETS, DataSource, ImageData, Split, eval_tensors, load_data, stratified_split
+from ._ddp import CHECKPOINT_PATH_KEY
+from ._folder import FolderScan, scan_folder
+from ._loop import TrialOutOfMemory, classification_metrics, predict
 from ._recipe import (
     LOSSES,
     OPTIMIZERS,
@@ -21,9 +33,17 @@ from ._recipe import (
     normalization,
     scaled_lr,
 )
-from ._trial import EPOCH_METRICS, TrialSettings, classification_metrics, predict, run_trial, tune_trainable
+from ._trial import EPOCH_METRICS, TrialSettings, run_trial, tune_trainable
 
 __all__ = [
+    "BEST",
+    "CHECKPOINT_PATH_KEY",
+    "LAST",
+    "DataSource",
+    "FolderScan",
+    "TrialOutOfMemory",
+    "load_training_state",
+    "scan_folder",
     "DATASETS",
     "EPOCH_METRICS",
     "LOSSES",

@@ -5,6 +5,10 @@ Layout of a checkpoint directory::
     model.safetensors   the state dict
     meta.json           model name, classes, input shape, normalization, recipe, epoch, metrics
     logits.safetensors  val/test logits and labels of these weights (for ensembles and checks)
+    training_state.pt   optimizer and LR-schedule state, epoch, best so far (to resume training)
+
+A trial reports a directory holding two of these: ``best/`` (the weights with the best search
+metric, with logits) and ``last/`` (the latest epoch, with training state).
 
 Each file is written to a temporary name and renamed into place, so a crash never leaves a
 half-written file under the final name.
@@ -24,6 +28,8 @@ from torch import nn
 WEIGHTS = "model.safetensors"
 META = "meta.json"
 LOGITS = "logits.safetensors"
+TRAINING_STATE = "training_state.pt"
+BEST, LAST = "best", "last"
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -70,3 +76,16 @@ def load_model(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     model = create_model(meta["model"], num_classes=len(meta["class_names"]), in_chans=meta["in_chans"])
     load_weights(directory, model)
     return model.eval(), meta
+
+
+def save_training_state(directory: str | Path, state: dict[str, Any]) -> None:
+    """Optimizer/scheduler state dicts and loop counters, beside a checkpoint's weights."""
+    _atomic(Path(directory) / TRAINING_STATE, lambda p: torch.save(state, p))
+
+
+def load_training_state(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / TRAINING_STATE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} holds no training state ({TRAINING_STATE}); it cannot be resumed")
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    return state

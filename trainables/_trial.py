@@ -1,13 +1,20 @@
 """One trial: build everything from the recipe, train, evaluate each epoch, report, checkpoint.
 
 ``run_trial`` knows nothing of Ray: it calls ``report(metrics, checkpoint_dir)`` once per epoch.
-``tune_trainable`` adapts it to Ray Tune's function API. Keeping the two apart lets tests and
-benchmarks run a trial in-process.
+``tune_trainable`` adapts it to Ray Tune's function API (and, for multi-worker trials, to Ray
+Train's ``TorchTrainer``; see ``_ddp.py``). Keeping them apart lets tests and benchmarks run a
+trial in-process.
+
+Each epoch's randomness (shuffle order, augmentation, mixup) is seeded from ``(seed, epoch,
+rank)``, so a trial resumed from its ``last/`` checkpoint continues exactly as if it had not
+stopped.
 """
 
 from __future__ import annotations
 
 import math
+import random
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -15,24 +22,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from tunefleet.spaces import resolve
 
-from ._checkpoint import save_checkpoint
-from ._data import TransformedSplit, eval_tensors, load_data
-from ._recipe import (
-    create_loss,
-    create_model,
-    create_optimizer,
-    create_scheduler,
-    create_transforms,
-    normalization,
-    scaled_lr,
-)
+from . import _recipe as recipes
+from ._checkpoint import BEST, LAST, load_training_state, load_weights, save_checkpoint, save_training_state
+from ._data import DataSource, TransformedSplit, eval_tensors, load_data
+from ._loop import Precision, TrainParts, classification_metrics, predict, train_epoch
 
 Report = Callable[[dict[str, float], Path | None], None]
 # Metrics every epoch report carries; the driver logs exactly these to MLflow.
@@ -57,6 +56,10 @@ class TrialSettings:
     data_kind: str = "digits"
     image_size: int = 32
     split_seed: int = 0
+    data_root: str = ""
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    color: str = "auto"
     max_epochs: int = 10
     metric: str = "val_acc"
     mode: str = "max"
@@ -65,95 +68,134 @@ class TrialSettings:
     lr_rule: str = "linear"
     device: str = "cpu"
     threads: int = 1
-    pretrained: bool = False
-    patience: int | None = None
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    amp: str = "auto"  # auto: bf16 where the GPU has it, else fp16 with loss scaling; off on CPU
+    patience: int | None = None  # overrides the recipe's early-stopping patience when set
+    checkpoint_every: int = 1  # epochs between ``last/`` checkpoints (best and final always saved)
+
+    @property
+    def data_source(self) -> DataSource:
+        return DataSource(
+            kind=self.data_kind,
+            image_size=self.image_size,
+            split_seed=self.split_seed,
+            root=self.data_root,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            color=self.color,
+        )
 
 
-@torch.inference_mode()
-def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 512) -> torch.Tensor:
-    """Logits for ``x`` in eval mode, without autograd, in float32 on the CPU."""
-    model.eval()
-    out = []
-    for i in range(0, len(x), batch):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out.append(model(x[i : i + batch].to(device)).float().cpu())
-    return torch.cat(out)
+@dataclass(frozen=True)
+class Workers:
+    """Where this process sits in a data-parallel group (rank 0 of 1 when alone)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @staticmethod
+    def current() -> Workers:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return Workers(dist.get_rank(), dist.get_world_size())
+        return Workers()
 
 
-def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, prefix: str = "val") -> dict[str, float]:
-    from sklearn.metrics import precision_recall_fscore_support
-
-    pred = logits.argmax(1)
-    precision, recall, f1, _ = precision_recall_fscore_support(labels, pred, average="macro", zero_division=0)
-    return {
-        f"{prefix}_acc": float((pred == labels).float().mean()),
-        f"{prefix}_loss": float(F.cross_entropy(logits, labels)),
-        f"{prefix}_precision": float(precision),
-        f"{prefix}_recall": float(recall),
-        f"{prefix}_f1": float(f1),
-    }
+def _seed_epoch(seed: int, epoch: int, rank: int) -> torch.Generator:
+    """Seed every RNG the epoch uses (timm transforms draw from ``random`` and torch)."""
+    value = (seed * 1_000_003 + epoch * 1009 + rank) % 2**31
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+    return torch.Generator().manual_seed(value)
 
 
-def _train_epoch(
-    model: nn.Module,
-    loader: DataLoader[Any],
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    criterion: nn.Module,
-    device: torch.device,
-    epoch: int,
-) -> float:
-    model.train()
-    total, seen = 0.0, 0
-    steps = len(loader)
-    for step, (x, y) in enumerate(loader):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = criterion(model(x), y)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            # Stop at once: a diverged trial wastes its slot and would poison the ranking.
-            raise FloatingPointError(f"train loss became {value} at epoch {epoch}, step {step + 1}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step_update(num_updates=(epoch - 1) * steps + step + 1)
-        total += value * len(y)
-        seen += len(y)
-    scheduler.step(epoch)
-    return total / max(seen, 1)
+def _loader(train_set: TransformedSplit, batch: int, epoch: int, settings: TrialSettings, workers: Workers,
+            drop_last: bool, pin: bool) -> DataLoader[Any]:  # fmt: skip
+    generator = _seed_epoch(settings.seed, epoch, workers.rank)
+    sampler: Any
+    if workers.world > 1:
+        sampler = DistributedSampler(
+            train_set, num_replicas=workers.world, rank=workers.rank, shuffle=True, seed=settings.seed, drop_last=True
+        )
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(train_set, generator=generator)
+    return DataLoader(train_set, batch_size=batch, sampler=sampler, drop_last=drop_last, pin_memory=pin)
 
 
-def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report) -> None:
+def _patience(recipe: dict[str, Any], settings: TrialSettings) -> int | None:
+    if settings.patience is not None:
+        return settings.patience
+    value = recipe.get("regularization", {}).get("patience", 0)
+    return int(value) if value else None
+
+
+def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, resume_from: Path | None = None) -> None:
     """Train ``recipe`` for up to ``settings.max_epochs``, reporting after every epoch.
 
-    A checkpoint (weights, metadata, val/test logits) accompanies each report whose search
-    metric improved on the best so far. The last report carries ``is_last = 1``; a trial whose
-    last report lacks it was stopped from outside (by the scheduler).
+    Every report but those skipped by ``checkpoint_every`` carries a checkpoint directory with
+    ``last/`` (weights + training state) and ``best/`` (best weights so far, with val/test
+    logits); reports whose search metric improved also carry test metrics. The last report has
+    ``is_last = 1``; a trial whose last report lacks it was stopped from outside (by the scheduler).
+
+    Args:
+        recipe: A resolved recipe (``tunefleet.spaces.resolve``).
+        settings: What the whole search shares.
+        report: Called once per epoch with the metrics and a checkpoint directory (or None).
+        resume_from: A reported checkpoint directory (holding ``last/``) to continue from.
     """
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
+    workers = Workers.current()
     device = torch.device(settings.device)
-    data = load_data(settings.data_kind, settings.image_size, settings.split_seed)
-    model = create_model(recipe["model"], data.num_classes, data.in_chans, settings.pretrained)
-    mean, std = normalization(model, data.in_chans)
-    train_tf, eval_tf = create_transforms(recipe, settings.image_size, data.in_chans, mean, std)
+    data = load_data(settings.data_source)
+    model = recipes.build_model(recipe, data.num_classes, data.in_chans)
+    mean, std = recipes.normalization(model, data.in_chans)
+    train_tf, eval_tf = recipes.create_transforms(recipe, settings.image_size, data.in_chans, mean, std)
     x_val, y_val = eval_tensors(data.val, eval_tf)
     x_test, y_test = eval_tensors(data.test, eval_tf)
+    model = model.to(device)
     if device.type == "cuda":
-        model = model.to(device).to(memory_format=torch.channels_last)
-    loader = DataLoader(
-        TransformedSplit(data.train, train_tf),
-        batch_size=recipe["batch_size"],
-        shuffle=True,
-        generator=torch.Generator().manual_seed(settings.seed),
-        pin_memory=device.type == "cuda",
+        model = model.to(memory_format=torch.channels_last)
+    mixup = recipes.create_mixup(recipe, data.num_classes)
+    train_set = TransformedSplit(data.train, train_tf)
+    batch = int(recipe["batch_size"])
+    per_worker = len(train_set) // workers.world
+    steps = per_worker // batch if mixup is not None else math.ceil(per_worker / batch)
+    if steps < 1:
+        raise ValueError(f"batch_size {batch} is larger than the {per_worker} training images per worker")
+    lr = recipes.scaled_lr(float(recipe["lr"]), workers.world, settings.lr_rule)
+    optimizer = recipes.create_optimizer(model, recipe, lr)
+    scheduler = recipes.create_scheduler(optimizer, recipe, settings.max_epochs, steps)
+    parts = TrainParts(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        criterion=recipes.create_loss(recipe),
+        mixup=mixup,
+        precision=Precision.create(settings.amp, device),
+        clip_grad=float(recipe.get("regularization", {}).get("clip_grad", 0.0) or 0.0),
+        device=device,
     )
-    optimizer = create_optimizer(model, recipe, scaled_lr(recipe["lr"], settings.workers, settings.lr_rule))
-    scheduler = create_scheduler(optimizer, recipe, settings.max_epochs, len(loader))
-    criterion = create_loss(recipe)
+    if workers.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        parts.model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     sign = 1.0 if settings.mode == "max" else -1.0
-    best, best_epoch = -math.inf, 0
+    best, best_epoch, start_epoch = -math.inf, 0, 1
+    staging = Path(tempfile.mkdtemp(prefix="tunefleet-ckpt-"))
+    if resume_from is not None:
+        state = load_training_state(Path(resume_from) / LAST)
+        load_weights(Path(resume_from) / LAST, model)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        parts.precision.load_state_dict(state.get("scaler"))
+        best, best_epoch, start_epoch = state["best"], state["best_epoch"], state["epoch"] + 1
+        if (Path(resume_from) / BEST).is_dir():
+            shutil.copytree(Path(resume_from) / BEST, staging / BEST)
     meta_base = {
         "model": recipe["model"],
         "class_names": list(data.class_names),
@@ -163,44 +205,74 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report) -
         "std": list(std),
         "recipe": recipe,
         "settings": asdict(settings),
+        "workers": workers.world,
+        "effective_batch_size": batch * workers.world,
+        "effective_lr": lr,
+        "data_skipped": data.skipped,
     }
-    for epoch in range(1, settings.max_epochs + 1):
-        start = time.perf_counter()
-        train_loss = _train_epoch(model, loader, optimizer, scheduler, criterion, device, epoch)
-        train_time = time.perf_counter() - start
-        val_logits = predict(model, x_val, device)
-        metrics = {"epoch": float(epoch), "train_loss": train_loss, **classification_metrics(val_logits, y_val)}
-        metrics["lr"] = float(optimizer.param_groups[0]["lr"])
-        metrics["images_per_s"] = len(data.train.labels) / train_time
-        metrics["epoch_time_s"] = time.perf_counter() - start
-        improved = sign * metrics[settings.metric] > best
-        if improved:
-            best, best_epoch = sign * metrics[settings.metric], epoch
-        stop_early = settings.patience is not None and epoch - best_epoch >= settings.patience
-        metrics["is_last"] = float(epoch == settings.max_epochs or stop_early)
-        if not improved:
-            report(metrics, None)
-        else:
-            test_logits = predict(model, x_test, device)
-            metrics.update(classification_metrics(test_logits, y_test, prefix="test"))
-            with tempfile.TemporaryDirectory(prefix="tunefleet-ckpt-") as tmp:
-                save_checkpoint(
-                    tmp,
-                    model,
-                    {**meta_base, "epoch": epoch, "metrics": metrics},
-                    {"val_logits": val_logits, "val_labels": y_val, "test_logits": test_logits, "test_labels": y_test},
-                )
-                report(metrics, Path(tmp))
-        if metrics["is_last"]:
-            return
+    patience = _patience(recipe, settings)
+    try:
+        for epoch in range(start_epoch, settings.max_epochs + 1):
+            start = time.perf_counter()
+            loader = _loader(train_set, batch, epoch, settings, workers, mixup is not None, device.type == "cuda")
+            train_loss, seen = train_epoch(parts, loader, epoch, steps)
+            train_time = time.perf_counter() - start
+            val_logits = predict(model, x_val, device)
+            val = classification_metrics(val_logits, y_val)
+            scheduler.step(epoch, metric=val["val_loss"])
+            metrics = {"epoch": float(epoch), "train_loss": train_loss, **val}
+            metrics["lr"] = float(optimizer.param_groups[0]["lr"])
+            metrics["images_per_s"] = seen / train_time
+            metrics["epoch_time_s"] = time.perf_counter() - start
+            improved = sign * metrics[settings.metric] > best
+            if improved:
+                best, best_epoch = sign * metrics[settings.metric], epoch
+            stop_early = patience is not None and epoch - best_epoch >= patience
+            last = epoch == settings.max_epochs or stop_early
+            metrics["is_last"] = float(last)
+            save = improved or last or epoch % settings.checkpoint_every == 0
+            if improved:
+                test_logits = predict(model, x_test, device)
+                metrics.update(classification_metrics(test_logits, y_test, prefix="test"))
+            if save and workers.rank == 0:
+                meta = {**meta_base, "epoch": epoch, "metrics": metrics}
+                if improved:
+                    logits = {"val_logits": val_logits, "val_labels": y_val}
+                    logits |= {"test_logits": test_logits, "test_labels": y_test}
+                    save_checkpoint(staging / BEST, model, meta, logits)
+                save_checkpoint(staging / LAST, model, meta)
+                training_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+                training_state |= {"scaler": parts.precision.state_dict()}
+                save_training_state(staging / LAST, {**training_state, "epoch": epoch, "best": best,
+                                                     "best_epoch": best_epoch})  # fmt: skip
+            report(metrics, staging if save and workers.rank == 0 else None)
+            if last:
+                return
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def tune_trainable(config: dict[str, Any], settings: TrialSettings) -> None:
-    """Ray Tune function trainable: ``config`` holds the flat sampled values of one trial."""
+    """Ray Tune function trainable: ``config`` holds the flat sampled values of one trial.
+
+    A trial Tune restarts (after a failure, or ``Tuner.restore``) resumes from its latest checkpoint.
+    """
     from ray import tune
+
+    recipe = resolve(config)
+    if settings.workers > 1:
+        from ._ddp import run_ddp_trial
+
+        run_ddp_trial(recipe, settings)
+        return
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         tune.report(metrics, checkpoint=checkpoint)
 
-    run_trial(resolve(config), settings, report)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run_trial(recipe, settings, report)
+        return
+    with checkpoint.as_directory() as resume_from:
+        run_trial(recipe, settings, report, resume_from=Path(resume_from))

@@ -1,72 +1,89 @@
-"""One trial in-process (no Ray): reports, checkpoints, failure on divergence."""
+"""One trial in-process (no Ray): reports, best/last checkpoints, resume, failure on divergence."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from tunefleet.spaces import resolve
 from tunefleet.trainables import (
+    BEST,
     EPOCH_METRICS,
+    LAST,
     TrialSettings,
     classification_metrics,
     load_logits,
     load_model,
+    load_training_state,
     read_meta,
     run_trial,
 )
 
 
-def _collect(tmp_path: Path, recipe, settings):
+def _collect(tmp_path: Path, recipe, settings, resume_from=None, tag="run"):
+    """Run a trial, keeping a copy of every reported checkpoint directory."""
     reports = []
 
     def report(metrics, checkpoint_dir):
         kept = None
         if checkpoint_dir is not None:
-            kept = tmp_path / f"ckpt{len(reports)}"
-            kept.mkdir()
-            for f in Path(checkpoint_dir).iterdir():
-                (kept / f.name).write_bytes(f.read_bytes())
+            kept = tmp_path / f"{tag}-ckpt{len(reports) + 1}"
+            shutil.copytree(checkpoint_dir, kept)
         reports.append((metrics, kept))
 
-    run_trial(recipe, settings, report)
+    run_trial(recipe, settings, report, resume_from=resume_from)
     return reports
 
 
-def test_trial_reports_every_epoch_and_checkpoints_on_improvement(tmp_path):
+def test_trial_reports_every_epoch_with_best_and_last_checkpoints(tmp_path):
     settings = TrialSettings(image_size=16, max_epochs=3)
     reports = _collect(tmp_path, resolve({"lr": 0.05, "batch_size": 64}), settings)
     assert [int(m["epoch"]) for m, _ in reports] == [1, 2, 3]
     assert [m["is_last"] for m, _ in reports] == [0.0, 0.0, 1.0]
-    for m, _ in reports:
+    for m, directory in reports:
         assert set(EPOCH_METRICS) <= set(m)
-    assert reports[0][1] is not None  # the first epoch is always an improvement
-    best_metrics, best_dir = [(m, d) for m, d in reports if d is not None][-1]
-    assert best_metrics["val_acc"] == max(m["val_acc"] for m, _ in reports)
+        assert read_meta(directory / LAST)["epoch"] == int(m["epoch"])  # last/ is always this epoch
+    best_metrics = max((m for m, _ in reports), key=lambda m: m["val_acc"])
+    final = reports[-1][1]
+    assert read_meta(final / BEST)["epoch"] == int(best_metrics["epoch"])
+    assert "test_acc" in best_metrics  # improving reports carry test metrics
 
-    # the checkpoint's stored val logits reproduce the reported val_acc
-    logits = load_logits(best_dir)
+    # the best checkpoint's stored val logits reproduce the reported val_acc
+    logits = load_logits(final / BEST)
     again = classification_metrics(logits["val_logits"], logits["val_labels"])
     assert again["val_acc"] == pytest.approx(best_metrics["val_acc"])
 
     # weights round-trip bit-exactly and the rebuilt model reproduces the stored logits
-    model, meta = load_model(best_dir)
-    assert meta["epoch"] == int(best_metrics["epoch"]) and meta["in_chans"] == 1
-    state = model.state_dict()
-    from safetensors.torch import load_file
+    model, meta = load_model(final / BEST)
+    assert meta["in_chans"] == 1 and meta["recipe"]["optimizer"]["name"] == "sgd"
+    saved = load_file(str(final / BEST / "model.safetensors"))
+    assert all(torch.equal(model.state_dict()[k], saved[k]) for k in saved)
+    assert load_training_state(final / LAST)["epoch"] == 3
 
-    saved = load_file(str(best_dir / "model.safetensors"))
-    assert all(torch.equal(state[k], saved[k]) for k in saved)
-    assert read_meta(best_dir)["recipe"]["optimizer"]["name"] == "sgd"
+
+def test_resumed_trial_continues_exactly_where_it_stopped(tmp_path):
+    settings = TrialSettings(image_size=16, max_epochs=3)
+    recipe = resolve({"lr": 0.05, "batch_size": 64, "augmentation.hflip": True, "augmentation.scale_min": 0.7})
+    straight = _collect(tmp_path, recipe, settings, tag="straight")
+    after_two = straight[1][1]
+    resumed = _collect(tmp_path, recipe, settings, resume_from=after_two, tag="resumed")
+    assert [int(m["epoch"]) for m, _ in resumed] == [3]
+    assert resumed[0][0]["train_loss"] == straight[2][0]["train_loss"]
+    a = load_file(str(straight[2][1] / LAST / "model.safetensors"))
+    b = load_file(str(resumed[0][1] / LAST / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_patience_stops_the_trial_early(tmp_path):
     # A near-zero learning rate barely moves the weights, so val_acc soon stops improving.
-    settings = TrialSettings(image_size=16, max_epochs=8, patience=1)
-    reports = _collect(tmp_path, resolve({"lr": 1e-12, "optimizer": "sgd"}), settings)
-    last_best = max(int(m["epoch"]) for m, d in reports if d is not None)
+    settings = TrialSettings(image_size=16, max_epochs=8)
+    recipe = resolve({"lr": 1e-12, "optimizer": "sgd", "regularization.patience": 1})
+    reports = _collect(tmp_path, recipe, settings)
+    last_best = max(int(m["epoch"]) for m, _ in reports if "test_acc" in m)
     assert len(reports) < 8
     assert int(reports[-1][0]["epoch"]) == last_best + 1 and reports[-1][0]["is_last"] == 1.0
 
@@ -75,3 +92,11 @@ def test_diverging_trial_raises_with_the_reason(tmp_path):
     settings = TrialSettings(image_size=16, max_epochs=2)
     with pytest.raises(FloatingPointError, match=r"train loss became (nan|inf) at epoch 1"):
         _collect(tmp_path, resolve({"lr": 1e12, "optimizer": "sgd"}), settings)
+
+
+def test_mixup_and_gradient_clipping_train(tmp_path):
+    settings = TrialSettings(image_size=16, max_epochs=1)
+    sampled = {"lr": 0.05, "batch_size": 32, "augmentation.mixup_alpha": 0.2, "augmentation.cutmix_alpha": 1.0}
+    recipe = resolve({**sampled, "regularization.clip_grad": 1.0})
+    ((metrics, _),) = _collect(tmp_path, recipe, settings)
+    assert metrics["val_acc"] > 0.2 and metrics["images_per_s"] > 0

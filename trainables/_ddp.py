@@ -1,0 +1,64 @@
+"""Multi-worker trials: one Tune trial runs data-parallel (DDP) training through Ray Train.
+
+The Tune function trial starts a ``TorchTrainer`` whose workers run the same ``run_trial`` loop;
+DDP averages gradients (gloo on CPUs, nccl on GPUs), each worker takes ``batch_size`` images per
+step (effective batch = batch_size x workers) and the LR is scaled by the search's rule. Every
+worker reports (Ray Train's report is collective); only rank 0 writes checkpoints. Ray's
+``TuneReportCallback`` forwards each report to the Tune trial, so schedulers such as ASHA see
+every epoch; the checkpoint arrives as a ``checkpoint_path`` entry in the result, since Ray Train
+has already persisted it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from ._trial import TrialSettings, run_trial
+
+CHECKPOINT_PATH_KEY = "checkpoint_path"  # what Ray's TuneReportCallback names it
+
+
+def _worker_loop(config: dict[str, Any]) -> None:
+    import ray.train
+    import ray.train.torch
+
+    settings: TrialSettings = config["settings"]
+    if settings.device.startswith("cuda"):
+        settings = dataclasses.replace(settings, device=str(ray.train.torch.get_device()))
+
+    def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+    run_trial(config["recipe"], settings, report)
+
+
+def run_ddp_trial(recipe: dict[str, Any], settings: TrialSettings) -> None:
+    """Run one trial on ``settings.workers`` Ray Train workers; must be called inside a Tune trial."""
+    from ray import tune
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    context = tune.get_context()
+    storage = context.get_storage()
+    gpu = settings.device.startswith("cuda")
+    resources = {"CPU": settings.cpus_per_worker} | ({"GPU": settings.gpus_per_worker} if gpu else {})
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"recipe": recipe, "settings": settings},
+        scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=gpu, resources_per_worker=resources),
+        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+        run_config=RunConfig(
+            # Inside the experiment's folder on the same storage, so cluster runs share it too.
+            name=f"ddp-{context.get_trial_id()}",
+            storage_path=storage.experiment_fs_path,
+            storage_filesystem=storage.storage_filesystem,
+            callbacks=[TuneReportCallback()],
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            failure_config=FailureConfig(max_failures=0),
+        ),
+    )
+    trainer.fit()

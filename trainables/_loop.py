@@ -1,0 +1,155 @@
+"""The inner loops: one training epoch, and evaluation in eval mode without autograd.
+
+Mixed precision: bf16 autocast where the GPU supports it (no loss scaling needed), else fp16 with
+a ``GradScaler``; full precision on the CPU. A NaN/inf loss ends the trial at once with the
+epoch and step in the message; a CUDA out-of-memory error is re-raised as ``TrialOutOfMemory``
+naming the batch size, so the failed trial says why in MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+
+class TrialOutOfMemory(RuntimeError):
+    """The GPU ran out of memory; the message names the batch size to lower."""
+
+
+@dataclass
+class Precision:
+    device_type: str
+    dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+    @staticmethod
+    def create(amp: str, device: torch.device) -> Precision:
+        """``amp`` is auto | bf16 | fp16 | off; anything but off means full precision on a CPU."""
+        if amp not in ("auto", "bf16", "fp16", "off"):
+            raise ValueError(f"amp must be auto, bf16, fp16 or off, got {amp!r}")
+        if device.type != "cuda" or amp == "off":
+            return Precision(device.type)
+        if amp in ("auto", "bf16") and torch.cuda.is_bf16_supported():
+            return Precision(device.type, torch.bfloat16)
+        if amp == "bf16":
+            raise ValueError("amp=bf16 was asked for but this GPU has no bf16 support; use fp16 or auto")
+        return Precision(device.type, torch.float16, torch.amp.GradScaler("cuda"))
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None):
+            yield
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, clip_grad: float, model: nn.Module) -> None:
+        """Backward, optional gradient-norm clipping (on unscaled gradients), optimizer step."""
+        if self.scaler is None:
+            loss.backward()
+            if clip_grad > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        if clip_grad > 0:
+            self.scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return self.scaler.state_dict() if self.scaler is not None else None
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
+
+
+@dataclass
+class TrainParts:
+    """Everything one training step touches."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    criterion: nn.Module
+    mixup: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None
+    precision: Precision
+    clip_grad: float
+    device: torch.device
+
+
+def train_epoch(parts: TrainParts, loader: DataLoader[Any], epoch: int, steps: int) -> tuple[float, int]:
+    """One pass over ``loader``; returns (mean train loss over all workers, images seen by this worker)."""
+    parts.model.train()
+    cuda = parts.device.type == "cuda"
+    # On a GPU, reading the loss every step would stall the pipeline; check it every few steps.
+    check_every = 16 if cuda else 1
+    total = torch.zeros((), dtype=torch.float64, device=parts.device)
+    seen = 0
+    for step, (x, y) in enumerate(loader):
+        x, y = x.to(parts.device, non_blocking=True), y.to(parts.device, non_blocking=True)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if parts.mixup is not None:
+            x, y = parts.mixup(x, y)
+        try:
+            with parts.precision.autocast():
+                loss = parts.criterion(parts.model(x), y)
+            parts.optimizer.zero_grad(set_to_none=True)
+            parts.precision.step(loss, parts.optimizer, parts.clip_grad, parts.model)
+        except torch.OutOfMemoryError as err:
+            raise TrialOutOfMemory(
+                f"CUDA out of memory at batch size {len(x)} per worker (epoch {epoch}, step {step + 1}); "
+                "lower batch_size or data.image_size"
+            ) from err
+        total += loss.detach().double() * len(x)
+        seen += len(x)
+        if (step + 1) % check_every == 0 or step + 1 == steps:
+            value = float(total)
+            if not math.isfinite(value):
+                # Stop at once: a diverged trial wastes its slot and would poison the ranking.
+                raise FloatingPointError(f"train loss became {value} at epoch {epoch}, step {step + 1}")
+        parts.scheduler.step_update(num_updates=(epoch - 1) * steps + step + 1)
+    sums = torch.tensor([float(total), float(seen)], dtype=torch.float64)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(sums)
+    if not math.isfinite(float(sums[0])):
+        raise FloatingPointError(f"train loss became {float(sums[0])} at epoch {epoch}")
+    return float(sums[0] / max(float(sums[1]), 1.0)), seen
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 512) -> torch.Tensor:
+    """Logits for ``x`` in eval mode, without autograd, in float32 on the CPU."""
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out.append(model(x[i : i + batch].to(device)).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, prefix: str = "val") -> dict[str, float]:
+    """Accuracy, cross-entropy and macro precision/recall/F1 of ``logits`` against ``labels``."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    if len(labels) == 0:
+        raise ValueError(f"the {prefix} split is empty; there is nothing to evaluate")
+    pred = logits.argmax(1)
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, pred, average="macro", zero_division=0)
+    return {
+        f"{prefix}_acc": float((pred == labels).float().mean()),
+        f"{prefix}_loss": float(F.cross_entropy(logits, labels)),
+        f"{prefix}_precision": float(precision),
+        f"{prefix}_recall": float(recall),
+        f"{prefix}_f1": float(f1),
+    }
