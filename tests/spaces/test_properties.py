@@ -82,10 +82,10 @@ def numeric_domains(draw):
     kind = draw(st.sampled_from(["uniform", "loguniform", "int", "qint", "qfloat"]))
     if kind in ("int", "qint"):
         low = draw(st.integers(-50, 50) if kind == "qint" else st.integers(1, 50))
-        high = low + draw(st.integers(1, 500))
-        raw = {"int": [low, high]}
+        step = draw(st.integers(1, 7)) if kind == "qint" else 1
+        raw = {"int": [low, low + step * draw(st.integers(1, 70))]}
         if kind == "qint":
-            raw["step"] = draw(st.integers(1, 7))
+            raw["step"] = step
         else:
             raw["log"] = draw(st.booleans())
         return raw
