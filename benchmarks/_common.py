@@ -31,7 +31,9 @@ def machine() -> str:
         pass
     mem = ""
     try:
-        kib = int(next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")).split()[1])
+        kib = int(
+            next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")).split()[1]
+        )
         mem = f", {round(kib / 2**20)} GiB"
     except (OSError, StopIteration, ValueError):
         pass
@@ -46,16 +48,25 @@ def machine() -> str:
     return f"{platform.machine()} {model}, {os.cpu_count()} cores{mem}, {gpu}"
 
 
-def load_average() -> str:
-    """The 1-minute load average now (the machine is shared: a load above the core count means noise)."""
+def _load() -> str:
     try:
         return f"{os.getloadavg()[0]:.2f}"
     except OSError:
         return "?"
 
 
+# Taken when a script starts (it imports this module first), before it loads the machine itself.
+_LOAD_AT_START = _load()
+
+
+def load_average() -> str:
+    """The 1-minute load average when the script started, and now (the machine is shared: a load
+    above the core count means noisy numbers)."""
+    return f"{_LOAD_AT_START} at start, {_load()} at end"
+
+
 def heading(title: str, detail: str) -> str:
-    return f"### {time.strftime('%Y-%m-%d')} · {title}\n\n{machine()} · load {load_average()} at start · {detail}\n"
+    return f"### {time.strftime('%Y-%m-%d')} · {title}\n\n{machine()} · load {load_average()} · {detail}\n"
 
 
 def append(text: str, write: bool) -> None:
@@ -98,7 +109,9 @@ def recorder() -> Any:
         def __init__(self) -> None:
             self.rows: list[dict[str, Any]] = []
 
-        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+        def on_trial_result(
+            self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+        ) -> None:
             self.rows.append({"t": time.perf_counter(), "trial": trial.trial_id, **result})
 
     return Recorder()

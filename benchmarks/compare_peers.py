@@ -111,19 +111,28 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--peers", type=Path, default=DEFAULT_PEERS)
-    ap.add_argument("--skip-fifo", action="store_true", help="leave out the full-budget (FIFO) tunefleet run")
+    ap.add_argument(
+        "--runners",
+        default="tunefleet-asha,tunefleet-fifo,raytune_plain,raytune_plain+reuse,optuna_plain",
+        help="comma-separated, tunefleet-asha first (the ratios are against it)",
+    )
     ap.add_argument("--no-write", action="store_true", help="print the table, do not append to RESULTS.md")
     a = ap.parse_args()
     peers = a.peers.resolve()
     if not (peers / "raytune_plain.py").is_file():
         sys.exit(f"error: --peers: no raytune_plain.py in {peers}")
-    rows = [
-        run_tunefleet(a.trials, a.epochs, "asha"),
-        *([] if a.skip_fifo else [run_tunefleet(a.trials, a.epochs, "fifo")]),
-        run_peer(peers, "raytune_plain.py", a.trials, a.epochs),
-        run_peer(peers, "raytune_plain.py", a.trials, a.epochs, "--reuse-actors"),
-        run_peer(peers, "optuna_plain.py", a.trials, a.epochs, "--jobs", "2"),
-    ]
+    runners = {
+        "tunefleet-asha": lambda: run_tunefleet(a.trials, a.epochs, "asha"),
+        "tunefleet-fifo": lambda: run_tunefleet(a.trials, a.epochs, "fifo"),
+        "raytune_plain": lambda: run_peer(peers, "raytune_plain.py", a.trials, a.epochs),
+        "raytune_plain+reuse": lambda: run_peer(peers, "raytune_plain.py", a.trials, a.epochs, "--reuse-actors"),
+        "optuna_plain": lambda: run_peer(peers, "optuna_plain.py", a.trials, a.epochs, "--jobs", "2"),
+    }
+    chosen = [r.strip() for r in a.runners.split(",") if r.strip()]
+    unknown = [r for r in chosen if r not in runners]
+    if unknown or not chosen or chosen[0] != "tunefleet-asha":
+        sys.exit(f"error: --runners: tunefleet-asha first, then any of {list(runners)}; got {chosen}")
+    rows = [runners[name]() for name in chosen]
     for r in rows:
         print(json.dumps(r), flush=True)
     append(table(rows, a.trials, a.epochs), not a.no_write)

@@ -9,6 +9,9 @@ Variants (``--variants``) change one setting for an A/B without touching tunefle
 - ``state-sync-60s``: ``TUNE_GLOBAL_CHECKPOINT_S=60`` (Tune saves experiment state at most once a minute).
 - ``no-reuse``: ``reuse_actors=False`` (a fresh actor per trial), patched into ``tune.TuneConfig``.
 - ``no-mlflow``: the MLflow callback left out (ledger only).
+- ``no-limit``: no ``max_concurrent`` (Tune queues suggested trials ahead instead of asking the
+  searcher only when a slot frees).
+- ``async+no-limit``: both.
 - ``mlflow-async``: the same MLflow callback, its writes moved to one background thread (in
   order), so the Tune loop never waits on SQLite: the change proposed for ``search/_tracking.py``.
 
@@ -33,7 +36,7 @@ from typing import Any
 
 from _common import append, bench_doc, heading, quiet_ray, verdict
 
-VARIANTS = ("default", "state-sync-60s", "no-reuse", "no-mlflow", "mlflow-async")
+VARIANTS = ("default", "state-sync-60s", "no-reuse", "no-mlflow", "mlflow-async", "no-limit", "async+no-limit")
 
 
 def async_mlflow_callback(*args: Any) -> Any:
@@ -141,9 +144,8 @@ def run_once(trials: int, seconds: float, slots: int, searcher: str, variant: st
     from tunefleet.search._tracking import MlflowTrialCallback, finish_search_run, start_search_run
     from tunefleet.spaces import spec_from_dict
 
-    doc = bench_doc(
-        num_samples=trials, max_epochs=1, scheduler="fifo", searcher=searcher, max_concurrent=slots, grace_period=1
-    )
+    doc = bench_doc(num_samples=trials, max_epochs=1, scheduler="fifo", searcher=searcher, grace_period=1)
+    doc["search"]["max_concurrent"] = None if "no-limit" in variant else slots
     doc["name"] = f"bench-scheduling-{variant}"
     spec = spec_from_dict(doc)
     with tempfile.TemporaryDirectory(prefix="tf-sched-") as tmp:
@@ -154,7 +156,7 @@ def run_once(trials: int, seconds: float, slots: int, searcher: str, variant: st
             uri = f"sqlite:///{tmp}/mlflow.db"
             client = MlflowClient(tracking_uri=uri)
             parent = start_search_run(client, spec)
-            make = async_mlflow_callback if variant == "mlflow-async" else MlflowTrialCallback
+            make = async_mlflow_callback if "async" in variant else MlflowTrialCallback
             callbacks.append(make(uri, parent, spec, ledger))
         prof = cProfile.Profile() if profile else None
         with variant_settings(variant):

@@ -34,7 +34,13 @@ def run_arm(tracking: bool, trials: int, epochs: int, image_size: int, seed: int
     from tunefleet.spaces import spec_from_dict
 
     doc = bench_doc(
-        searcher="random", scheduler="fifo", num_samples=trials, max_epochs=epochs, max_concurrent=2, seed=seed
+        searcher="random",
+        scheduler="fifo",
+        num_samples=trials,
+        max_epochs=epochs,
+        grace_period=1,
+        max_concurrent=2,
+        seed=seed,
     )
     doc["data"]["image_size"] = image_size
     doc["name"] = "bench-tracking-" + ("on" if tracking else "off")

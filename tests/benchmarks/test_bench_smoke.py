@@ -39,10 +39,11 @@ def run_script(name: str, *args: str, timeout: float = 240) -> tuple[list[dict[s
 
 @pytest.mark.slow
 def test_scheduling_runs_sleep_trials_through_run_experiment() -> None:
-    rows, out = run_script("scheduling.py", "--trials", "3", "--sleep", "0.1", "--variants", "default,no-reuse")
-    assert [r["variant"] for r in rows] == ["default", "no-reuse"]
-    assert all(r["completed"] == 3 for r in rows)
-    assert "| default | optuna | 3/3 | 3 |" in out
+    # The plain MLflow callback runs in the tracking test; here the A/B patches (async writer, no limit).
+    rows, out = run_script("scheduling.py", "--trials", "3", "--sleep", "0.1", "--variants", "async+no-limit")
+    assert [r["variant"] for r in rows] == ["async+no-limit"]
+    assert rows[0]["completed"] == 3
+    assert "| async+no-limit | optuna | 3/3 | 3 |" in out
 
 
 @pytest.mark.slow
@@ -78,9 +79,11 @@ def test_search_quality_on_both_tables() -> None:
 def test_compare_peers_runs_every_runner() -> None:
     if not (PEERS / "raytune_plain.py").is_file():
         pytest.skip(f"no peer scripts in {PEERS}")
+    # One tunefleet run and one peer: every peer goes through the same ``run_peer``.
+    runners = "tunefleet-asha,optuna_plain"
     rows, out = run_script(
-        "compare_peers.py", "--trials", "2", "--epochs", "1", "--skip-fifo", "--peers", str(PEERS), timeout=400
+        "compare_peers.py", "--trials", "2", "--epochs", "1", "--runners", runners, "--peers", str(PEERS)
     )
-    assert [r["peer"] for r in rows] == ["tunefleet (asha)", "raytune_plain", "raytune_plain+reuse", "optuna_plain"]
+    assert [r["peer"] for r in rows] == ["tunefleet (asha)", "optuna_plain"]
     assert all(int(r["epochs_trained"]) >= 2 for r in rows)
     assert "target <= 1.3x optuna_plain" in out
