@@ -29,6 +29,11 @@ def check_models(spec: SearchSpec) -> None:
             close = timm.list_models(f"*{str(name)[:6]}*")[:3]
             hint = f"; similar: {', '.join(close)}" if close else ""
             raise SpecError("space.model", f"unknown timm model {name!r}{hint}")
+    pretrained = spec.space.get("finetune.pretrained")
+    if pretrained is not None and True in pretrained.grid_values("space.finetune.pretrained"):
+        for name in names or ["test_resnet"]:
+            if not timm.list_models(name, pretrained=True):
+                raise SpecError("space.finetune.pretrained", f"timm has no pretrained weights for {name!r}")
 
 
 def check_data(spec: SearchSpec) -> str:
@@ -131,7 +136,8 @@ def _searcher(spec: SearchSpec) -> Any:
     if s.searcher in ("grid", "random"):
         from ray.tune.search import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=s.seed)
+        # Tune ignores max_concurrent_trials for a generator; it takes the limit itself (0 = none).
+        return BasicVariantGenerator(random_state=s.seed, max_concurrent=_concurrency(spec) or 0)
     from ray.tune.search.optuna import OptunaSearch
 
     sampler = optuna_sampler(s.searcher, s.seed)
@@ -164,8 +170,12 @@ def _scheduler(spec: SearchSpec) -> Any:
     return FIFOScheduler()
 
 
-def start_ray(address: str | None) -> None:
-    """Connect to a cluster at ``address``, or start a quiet local Ray on this machine's CPUs."""
+def start_ray(address: str | None, dashboard: bool = False) -> None:
+    """Connect to a cluster at ``address``, or start a quiet local Ray on this machine's CPUs.
+
+    ``dashboard``: multi-worker trials need it locally: Ray Train frees the worker group of a
+    trial stopped early (by ASHA) through the state API, which the dashboard serves.
+    """
     import ray
 
     # Tune's default CSV/JSON/TensorBoard loggers duplicate what MLflow records; skip the writes.
@@ -180,14 +190,20 @@ def start_ray(address: str | None) -> None:
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(
+            num_cpus=os.cpu_count(),
+            include_dashboard=dashboard,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
 
 
-def _ddp_concurrency(spec: SearchSpec) -> int | None:
-    """How many multi-worker trials fit the cluster at once (their coordinators reserve ~nothing)."""
+def _concurrency(spec: SearchSpec) -> int | None:
+    """The spec's limit on parallel trials, else for multi-worker trials how many fit the cluster
+    at once (their coordinators reserve almost nothing, so Tune alone would start them all)."""
     res = spec.resources
-    if res.workers_per_trial == 1:
-        return None
+    if spec.search.max_concurrent or res.workers_per_trial == 1:
+        return spec.search.max_concurrent
     import ray
 
     total = ray.cluster_resources()
@@ -208,8 +224,14 @@ def run_experiment(
     from ray import tune
 
     res = spec.resources
-    # A multi-worker trial only coordinates: its Ray Train workers reserve the CPUs/GPUs.
-    reserve = {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker} if res.workers_per_trial == 1 else {"cpu": 0.01}
+    # A multi-worker trial only coordinates: its Ray Train workers reserve the CPUs/GPUs. Tune
+    # refuses an empty reservation, and any CPU fraction here would leave the last worker group
+    # of a full machine unplaceable, so it reserves one byte of memory instead.
+    reserve: Any = (
+        {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker}
+        if res.workers_per_trial == 1
+        else tune.PlacementGroupFactory([{"memory": 1}])
+    )
     trainable = tune.with_resources(
         tune.with_parameters(trainable or tune_trainable, settings=trial_settings(spec)), reserve
     )
@@ -223,11 +245,13 @@ def run_experiment(
             search_alg=_searcher(spec),
             scheduler=_scheduler(spec),
             num_samples=1 if grid else num_trials,
-            max_concurrent_trials=spec.search.max_concurrent or _ddp_concurrency(spec),
+            max_concurrent_trials=None if spec.search.searcher in ("grid", "random") else _concurrency(spec),
             time_budget_s=spec.search.time_budget_s,
             # One actor per slot runs trial after trial: no process start, and the decoded
             # dataset cached in the worker is reused.
-            reuse_actors=True,
+            # Multi-worker trials start a fresh worker group each anyway, and Tune cannot reset
+            # a coordinator whose Ray Train run is still winding down.
+            reuse_actors=res.workers_per_trial == 1,
         ),
         run_config=tune.RunConfig(
             name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",

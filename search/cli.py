@@ -104,7 +104,7 @@ def search(
         else ""
     )
     console.print(f"data: {plan.data} at {parsed.data.image_size} px{workers}", markup=False, highlight=False)
-    start_ray(address)
+    start_ray(address, dashboard=parsed.resources.workers_per_trial > 1)
     client = MlflowClient(tracking_uri=uri)
     parent_id = start_search_run(client, parsed)
     ledger = TrialLedger(s.metric, s.mode)

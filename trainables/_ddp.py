@@ -56,9 +56,11 @@ def run_ddp_trial(recipe: dict[str, Any], settings: TrialSettings) -> None:
             name=f"ddp-{context.get_trial_id()}",
             storage_path=storage.experiment_fs_path,
             storage_filesystem=storage.storage_filesystem,
-            callbacks=[TuneReportCallback()],
+            callbacks=[TuneReportCallback()],  # type: ignore[list-item]  # a Train V2 UserCallback
             checkpoint_config=CheckpointConfig(num_to_keep=1),
-            failure_config=FailureConfig(max_failures=0),
+            # Worker-group starts that time out waiting for resources are retried a few times
+            # (other trials may free them); a worker that raises fails the trial at once.
+            failure_config=FailureConfig(max_failures=0, controller_failure_limit=5),
         ),
     )
     trainer.fit()

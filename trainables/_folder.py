@@ -144,11 +144,11 @@ def decode_folder(source: DataSource) -> ImageData:
     with ThreadPoolExecutor(workers) as pool:
         for split, pairs in scan.files.items():
             arrays = list(pool.map(lambda pair: _decode(pair[0], mode, source.image_size), pairs))
-            keep = [i for i, a in enumerate(arrays) if a is not None]
-            skipped += len(pairs) - len(keep)
+            kept = [(a, pairs[i][1]) for i, a in enumerate(arrays) if a is not None]
+            skipped += len(pairs) - len(kept)
             shape = (0, source.image_size, source.image_size) + (() if grayscale else (3,))
-            images = np.stack([arrays[i] for i in keep]) if keep else np.zeros(shape, np.uint8)
-            decoded[split] = (images, np.array([pairs[i][1] for i in keep], dtype=np.int64))
+            images = np.stack([a for a, _ in kept]) if kept else np.zeros(shape, np.uint8)
+            decoded[split] = (images, np.array([y for _, y in kept], dtype=np.int64))
     splits = _assign_splits(decoded, source)
     return ImageData(*splits, class_names=scan.class_names, skipped=skipped)
 

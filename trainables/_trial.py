@@ -221,7 +221,8 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, r
             val = classification_metrics(val_logits, y_val)
             scheduler.step(epoch, metric=val["val_loss"])
             metrics = {"epoch": float(epoch), "train_loss": train_loss, **val}
-            metrics["lr"] = float(optimizer.param_groups[0]["lr"])
+            # The largest group LR: with layer-wise decay the first group is the stem's, scaled down.
+            metrics["lr"] = max(float(group["lr"]) for group in optimizer.param_groups)
             metrics["images_per_s"] = seen / train_time
             metrics["epoch_time_s"] = time.perf_counter() - start
             improved = sign * metrics[settings.metric] > best

@@ -67,22 +67,32 @@ def test_image_folder_search_and_export(cli, write_spec, small_spec, image_folde
 
 
 @pytest.mark.slow
-def test_two_worker_trial_scales_batch_and_lr(cli, write_spec, small_spec, tmp_path):
-    small_spec["space"] = {"lr": 0.02, "batch_size": 32, "optimizer": "sgd"}
-    small_spec["search"].update(num_samples=1, max_epochs=1)
+def test_two_worker_trials_scale_batch_and_lr_and_free_workers_when_stopped(cli, write_spec, small_spec, tmp_path):
+    # One trial at a time: the second is stopped by ASHA at epoch 1, and the third can only start
+    # once the stopped trial's worker group has been given back.
+    small_spec["space"] = {"lr": {"grid": [0.05, 1e-5, 1e-4]}, "batch_size": 32, "optimizer": "sgd"}
+    small_spec["search"] = {
+        "searcher": "grid", "scheduler": "asha", "num_samples": 3, "max_epochs": 2,
+        "grace_period": 1, "reduction_factor": 2, "max_concurrent": 1,
+    }  # fmt: skip
     small_spec["resources"] = {"workers_per_trial": 2, "cpus_per_worker": 0.5, "lr_scaling": "linear"}
-    result = cli("search", str(write_spec(small_spec)))
+    result = cli("search", str(write_spec(small_spec)), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("small")
-    (trial,) = client.search_runs([experiment.experiment_id], "tags.`tunefleet.role` = 'trial'")
-    assert trial.info.status == "FINISHED"
-    params = trial.data.params
-    assert params["workers_per_trial"] == "2"
-    assert int(params["effective_batch_size"]) == 64 and float(params["effective_lr"]) == pytest.approx(0.04)
-    assert trial.data.metrics["val_acc"] > 0.2
+    trials = client.search_runs([experiment.experiment_id], "tags.`tunefleet.role` = 'trial'")
+    by_lr = {float(t.data.params["lr"]): t for t in trials}
+    assert sorted(by_lr) == [1e-5, 1e-4, 0.05]
+    assert by_lr[0.05].info.status == "FINISHED" and by_lr[1e-5].info.status == "KILLED"
+    assert all(t.data.metrics.get("epochs_trained", 0) >= 1 for t in trials)  # the third one ran too
+    for lr, trial in by_lr.items():
+        params = trial.data.params
+        assert params["workers_per_trial"] == "2" and int(params["effective_batch_size"]) == 64
+        assert float(params["effective_lr"]) == pytest.approx(2 * lr)
+    best = by_lr[0.05]
+    assert best.data.metrics["val_acc"] > 0.5
     # what the workers actually used, as recorded by rank 0 in the checkpoint
-    meta = read_meta(client.download_artifacts(trial.info.run_id, "checkpoint", str(tmp_path / "ckpt")))
+    meta = read_meta(client.download_artifacts(best.info.run_id, "checkpoint", str(tmp_path / "ckpt")))
     assert meta["workers"] == 2 and meta["effective_batch_size"] == 64
-    assert meta["effective_lr"] == pytest.approx(0.04)
+    assert meta["effective_lr"] == pytest.approx(0.1)

@@ -100,3 +100,30 @@ def test_mixup_and_gradient_clipping_train(tmp_path):
     recipe = resolve({**sampled, "regularization.clip_grad": 1.0})
     ((metrics, _),) = _collect(tmp_path, recipe, settings)
     assert metrics["val_acc"] > 0.2 and metrics["images_per_s"] > 0
+
+
+def test_out_of_memory_is_reported_with_the_batch_size():
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from tunefleet.trainables import TrialOutOfMemory
+    from tunefleet.trainables._loop import Precision, TrainParts, train_epoch
+
+    class Greedy(nn.Linear):
+        def forward(self, x):  # what the CUDA allocator raises when a batch does not fit
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    model = Greedy(4, 2)
+    parts = TrainParts(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        scheduler=None,
+        criterion=nn.CrossEntropyLoss(),
+        mixup=None,
+        precision=Precision.create("auto", torch.device("cpu")),
+        clip_grad=0.0,
+        device=torch.device("cpu"),
+    )
+    loader = DataLoader(TensorDataset(torch.zeros(8, 4), torch.zeros(8, dtype=torch.long)), batch_size=8)
+    with pytest.raises(TrialOutOfMemory, match=r"out of memory at batch size 8 per worker .*lower batch_size"):
+        train_epoch(parts, loader, epoch=1, steps=1)
