@@ -9,8 +9,13 @@ the same in words.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,7 @@ from tunefleet.trainables import BEST, CHECKPOINT_PATH_KEY, EPOCH_METRICS, scale
 
 from ._ledger import COMPLETED, FAILED, STOPPED, TrialLedger
 
+logger = logging.getLogger(__name__)
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 ROLE_TAG = "tunefleet.role"
 STATUS = {COMPLETED: "FINISHED", STOPPED: "KILLED", FAILED: "FAILED"}
@@ -85,7 +91,13 @@ def start_search_run(client: MlflowClient, spec: SearchSpec) -> str:
 
 
 class MlflowTrialCallback(Callback):
-    """Writes each trial's run; metrics are buffered and sent with ``log_batch``."""
+    """Writes each trial's run from the driver: one background writer thread, batched metrics.
+
+    Tune calls these hooks from its event loop; every MLflow request goes to a single writer
+    thread in call order, so no slot waits on a database commit and a trial's run is always
+    created before anything is logged to it. ``close()`` (and the end of the experiment) waits
+    until everything queued has been written.
+    """
 
     def __init__(
         self, uri: str, parent_run_id: str, spec: SearchSpec, ledger: TrialLedger, flush_every_s: float = 2.0
@@ -101,6 +113,10 @@ class MlflowTrialCallback(Callback):
         self._pending: dict[str, list[Metric]] = {}
         self._last_flush = time.monotonic()
         self._checkpoints: dict[str, Any] = {}
+        self._started: set[str] = set()
+        self._writer: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self.write_errors = 0
 
     @property
     def client(self) -> MlflowClient:
@@ -109,31 +125,52 @@ class MlflowTrialCallback(Callback):
         return self._client
 
     def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its callbacks with the experiment state; a client holds locks.
-        return {**self.__dict__, "_client": None}
+        # Tune pickles its callbacks with the experiment state: no client (it holds locks), no
+        # thread; the lock keeps the writer from adding to run_ids while it is copied.
+        with self._lock:
+            state = {**self.__dict__, "_client": None, "_writer": None, "_lock": None}
+            state["run_ids"] = dict(self.run_ids)
+            return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
+    def _submit(self, write: Callable[[], None]) -> None:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="mlflow-writer")
+
+        def guarded() -> None:
+            try:
+                write()
+            except Exception as err:  # tracking trouble must not stop the search
+                self.write_errors += 1
+                logger.warning("MLflow write failed (%s: %s); the search goes on", type(err).__name__, err)
+
+        self._writer.submit(guarded)
+
+    def close(self) -> None:
+        """Send what is buffered and wait until every queued write is done."""
+        self._flush()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
 
     def _flush(self, trial_id: str | None = None) -> None:
         ids = [trial_id] if trial_id else list(self._pending)
         for tid in ids:
             metrics = self._pending.pop(tid, [])
             for i in range(0, len(metrics), _MAX_BATCH):
-                self.client.log_batch(self.run_ids[tid], metrics=metrics[i : i + _MAX_BATCH])
+                self._submit(functools.partial(self._log_metrics, tid, metrics[i : i + _MAX_BATCH]))
         self._last_flush = time.monotonic()
 
+    def _log_metrics(self, trial_id: str, metrics: list[Metric]) -> None:
+        self.client.log_batch(self.run_ids[trial_id], metrics=metrics)
+
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        if trial.trial_id in self.run_ids:
+        if trial.trial_id in self._started:
             return
+        self._started.add(trial.trial_id)
         rec = self.ledger.record(trial)
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=rec.name,
-            tags={
-                "mlflow.parentRunId": self.parent_run_id,
-                ROLE_TAG: "trial",
-                "tunefleet.trial_id": trial.trial_id,
-            },
-        )
-        self.run_ids[trial.trial_id] = run.info.run_id
         workers = self.spec.resources.workers_per_trial
         rule = self.spec.resources.lr_scaling
         params = {
@@ -144,7 +181,16 @@ class MlflowTrialCallback(Callback):
             "effective_lr": scaled_lr(rec.recipe["lr"], workers, rule),
             "trial_id": trial.trial_id,
         }
-        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        tags = {"mlflow.parentRunId": self.parent_run_id, ROLE_TAG: "trial", "tunefleet.trial_id": trial.trial_id}
+        trial_id, name = trial.trial_id, rec.name
+
+        def create() -> None:
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+            with self._lock:
+                self.run_ids[trial_id] = run.info.run_id
+            self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+        self._submit(create)
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
@@ -170,24 +216,30 @@ class MlflowTrialCallback(Callback):
 
     def _finish(self, trial: Any) -> None:
         rec = self.ledger.record(trial)
-        run_id = self.run_ids[trial.trial_id]
         self._flush(trial.trial_id)
         summary = {f"best_{k}": float(v) for k, v in rec.best.items() if k.startswith(("val_", "test_"))}
         if rec.best:
             summary["best_epoch"] = float(rec.best["epoch"])
         summary["epochs_trained"] = float(rec.epochs)
         now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, 0) for k, v in summary.items()]
         tags = [RunTag("tunefleet.outcome", rec.outcome)]
         if rec.error:
             tags.append(RunTag("tunefleet.error", rec.error[:5000]))
-        self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in summary.items()], tags=tags)
         checkpoint = self._checkpoints.pop(trial.trial_id, None)
-        if checkpoint is not None:
-            with checkpoint.as_directory() as directory:
-                best = Path(directory) / BEST
-                if best.is_dir():  # only the best weights go to MLflow; last/ is for resuming
-                    self.client.log_artifacts(run_id, str(best), "checkpoint")
-        self.client.set_terminated(run_id, STATUS[rec.outcome])
+        trial_id, status = trial.trial_id, STATUS[rec.outcome]
+
+        def finish() -> None:
+            run_id = self.run_ids[trial_id]
+            self.client.log_batch(run_id, metrics=metrics, tags=tags)
+            if checkpoint is not None:
+                with checkpoint.as_directory() as directory:
+                    best = Path(directory) / BEST
+                    if best.is_dir():  # only the best weights go to MLflow; last/ is for resuming
+                        self.client.log_artifacts(run_id, str(best), "checkpoint")
+            self.client.set_terminated(run_id, status)
+
+        self._submit(finish)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._finish(trial)
@@ -196,7 +248,7 @@ class MlflowTrialCallback(Callback):
         self._finish(trial)
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-        self._flush()
+        self.close()
 
 
 def finish_search_run(client: MlflowClient, run_id: str, ledger: TrialLedger, wall_s: float, status: str) -> None:

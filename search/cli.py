@@ -108,7 +108,8 @@ def search(
     client = MlflowClient(tracking_uri=uri)
     parent_id = start_search_run(client, parsed)
     ledger = TrialLedger(s.metric, s.mode)
-    callbacks = [ledger, MlflowTrialCallback(uri, parent_id, parsed, ledger), ConsoleProgress(ledger, console, total)]
+    tracker = MlflowTrialCallback(uri, parent_id, parsed, ledger)
+    callbacks = [ledger, tracker, ConsoleProgress(ledger, console, total)]
     started, status = time.perf_counter(), "FAILED"
     try:
         run_experiment(parsed, callbacks, storage, total)
@@ -118,6 +119,7 @@ def search(
         raise typer.Exit(130) from None
     finally:
         wall = time.perf_counter() - started
+        tracker.close()  # every queued trial write lands before the search run is closed
         finish_search_run(client, parent_id, ledger, wall, status)
     console.print(trials_table(ledger))
     best = ledger.best_record()
