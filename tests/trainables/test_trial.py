@@ -127,3 +127,27 @@ def test_out_of_memory_is_reported_with_the_batch_size():
     loader = DataLoader(TensorDataset(torch.zeros(8, 4), torch.zeros(8, dtype=torch.long)), batch_size=8)
     with pytest.raises(TrialOutOfMemory, match=r"out of memory at batch size 8 per worker .*lower batch_size"):
         train_epoch(parts, loader, epoch=1, steps=1)
+
+
+def test_mixed_precision_step_with_loss_scaling_and_clipping():
+    # The GPU path (autocast + GradScaler + clipping on unscaled gradients), run on the CPU.
+    from torch import nn
+
+    from tunefleet.trainables._loop import Precision
+
+    torch.manual_seed(0)
+    model = nn.Linear(8, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    precision = Precision("cpu", torch.bfloat16, torch.amp.GradScaler("cpu", init_scale=1024.0))
+    before = model.weight.detach().clone()
+    with precision.autocast():
+        out = model(torch.randn(16, 8))
+        assert out.dtype == torch.bfloat16
+        loss = nn.functional.cross_entropy(out.float(), torch.randint(0, 3, (16,)))
+    precision.step(loss, optimizer, clip_grad=1e-3, model=model)
+    moved = (model.weight.detach() - before).norm()
+    assert 0 < moved <= 0.1 * 1e-3 + 1e-6  # one SGD step of a gradient clipped to norm 1e-3
+    state = precision.state_dict()
+    assert state is not None and state["scale"] == 1024.0
+    with pytest.raises(ValueError, match="amp must be"):
+        Precision.create("fp8", torch.device("cpu"))
