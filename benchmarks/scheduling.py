@@ -13,7 +13,8 @@ Variants (``--variants``) change one setting for an A/B without touching tunefle
   searcher only when a slot frees).
 - ``async+no-limit``: both.
 - ``mlflow-async``: the same MLflow callback, its writes moved to one background thread (in
-  order), so the Tune loop never waits on SQLite: the change proposed for ``search/_tracking.py``.
+  order), so the Tune loop never waits on SQLite. That change landed in ``search/_tracking.py``
+  (98c5692); from then on this variant is the default callback itself.
 
     python benchmarks/scheduling.py [--trials 200] [--sleep 1] [--variants default,state-sync-60s] [--no-write]
 """
@@ -49,6 +50,10 @@ def async_mlflow_callback(*args: Any) -> Any:
     from concurrent.futures import ThreadPoolExecutor
 
     from tunefleet.search._tracking import MlflowTrialCallback
+
+    if hasattr(MlflowTrialCallback, "close"):  # since 98c5692 tunefleet's callback writes on its own thread
+        print("note: MlflowTrialCallback already writes on a background thread; mlflow-async = default", flush=True)
+        return MlflowTrialCallback(*args)
 
     class AsyncMlflowTrialCallback(MlflowTrialCallback):
         def __init__(self, *a: Any) -> None:
@@ -164,6 +169,9 @@ def run_once(trials: int, seconds: float, slots: int, searcher: str, variant: st
             if prof:
                 prof.enable()
             run_experiment(spec, callbacks, Path(tmp) / "runs", trials, trainable=sleep_trainable(seconds))
+            for cb in callbacks:  # queued MLflow writes count: wait for them as the CLI does
+                if hasattr(cb, "close"):
+                    cb.close()
             if prof:
                 prof.disable()
             wall = time.perf_counter() - start

@@ -57,6 +57,9 @@ def run_arm(tracking: bool, trials: int, epochs: int, image_size: int, seed: int
             callbacks.insert(1, MlflowTrialCallback(uri, parent, spec, ledger))
         start = time.perf_counter()
         run_experiment(spec, callbacks, Path(tmp) / "runs", trials)
+        for cb in callbacks:  # queued MLflow writes count: wait for them as the CLI does
+            if hasattr(cb, "close"):
+                cb.close()
         if client is not None and parent is not None:
             finish_search_run(client, parent, ledger, time.perf_counter() - start, "FINISHED")
         wall = time.perf_counter() - start
