@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tunefleet.spaces import SpecError
-from tunefleet.trainables import DataSource, classification_metrics, load_data, load_logits, load_model
+from tunefleet.spaces import DataSpec, SpecError
+from tunefleet.trainables import classification_metrics, load_data, load_logits, load_model
 
 from ._ensemble import Normalized, SoftmaxAverage, batched
 from ._onnx import OPSET, export_onnx, onnx_outputs
@@ -40,17 +40,7 @@ class ExportResult:
 
 def _test_inputs(meta: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     settings = meta["settings"]
-    data = load_data(
-        DataSource(
-            kind=settings["data_kind"],
-            image_size=settings["image_size"],
-            split_seed=settings["split_seed"],
-            root=settings.get("data_root", ""),
-            val_fraction=settings.get("val_fraction", 0.2),
-            test_fraction=settings.get("test_fraction", 0.2),
-            color=settings.get("color", "auto"),
-        )
-    )
+    data = load_data(DataSpec(**settings["data"]))
     images = torch.from_numpy(data.test.images).float() / 255.0
     x = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
     return x.contiguous(), torch.from_numpy(data.test.labels)

@@ -8,6 +8,7 @@ generator over the spec's grid points. ``asha`` is Ray's ``ASHAScheduler``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -97,13 +98,7 @@ def planned_trials(spec: SearchSpec) -> int:
 def trial_settings(spec: SearchSpec) -> TrialSettings:
     gpus = spec.resources.gpus_per_worker
     return TrialSettings(
-        data_kind=spec.data.kind,
-        image_size=spec.data.image_size,
-        split_seed=spec.data.split_seed,
-        data_root=_data_root(spec),
-        val_fraction=spec.data.val_fraction,
-        test_fraction=spec.data.test_fraction,
-        color=spec.data.color,
+        data=dataclasses.replace(spec.data, root=_data_root(spec)),
         max_epochs=spec.search.max_epochs,
         metric=spec.search.metric,
         mode=spec.search.mode,

@@ -12,7 +12,7 @@ from ._checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from ._data import DATASETS, DataSource, ImageData, Split, eval_tensors, load_data, stratified_split
+from ._data import DATASETS, ImageData, Split, eval_tensors, load_data, stratified_split
 from ._ddp import CHECKPOINT_PATH_KEY
 from ._folder import FolderScan, scan_folder
 from ._loop import TrialOutOfMemory, classification_metrics, predict
@@ -39,7 +39,6 @@ __all__ = [
     "BEST",
     "CHECKPOINT_PATH_KEY",
     "LAST",
-    "DataSource",
     "FolderScan",
     "TrialOutOfMemory",
     "load_training_state",

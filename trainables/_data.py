@@ -20,18 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-
-@dataclass(frozen=True)
-class DataSource:
-    """Everything that decides which images a trial sees; hashable, so decoded data is cached by it."""
-
-    kind: str = "digits"
-    image_size: int = 32
-    split_seed: int = 0
-    root: str = ""
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    color: str = "auto"
+from tunefleet.spaces import DataSpec
 
 
 @dataclass(frozen=True)
@@ -85,7 +74,7 @@ def resize_all(images: list[np.ndarray] | np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR)) for im in images])
 
 
-def _digits(source: DataSource) -> ImageData:
+def _digits(source: DataSpec) -> ImageData:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -104,32 +93,33 @@ def _digits(source: DataSource) -> ImageData:
     )
 
 
-def _imagefolder(source: DataSource) -> ImageData:
+def _imagefolder(source: DataSpec) -> ImageData:
     from ._folder import decode_folder
 
     return decode_folder(source)
 
 
-DATASETS: dict[str, Callable[[DataSource], ImageData]] = {"digits": _digits, "imagefolder": _imagefolder}
+DATASETS: dict[str, Callable[[DataSpec], ImageData]] = {"digits": _digits, "imagefolder": _imagefolder}
 
 
 @functools.lru_cache(maxsize=4)
-def _load(source: DataSource) -> ImageData:
+def _load(source: DataSpec) -> ImageData:
     if source.kind not in DATASETS:
         raise ValueError(f"unknown data kind {source.kind!r}; known: {sorted(DATASETS)}")
     return DATASETS[source.kind](source)
 
 
-def load_data(source: DataSource | str, image_size: int = 32, split_seed: int = 0) -> ImageData:
+def load_data(source: DataSpec | str, image_size: int = 32, split_seed: int = 0) -> ImageData:
     """Decode a dataset once per process (reused across trials when Ray reuses the actor).
 
     Args:
-        source: A ``DataSource``, or a kind name (``"digits"``) for the defaults of that kind.
+        source: The spec's ``data`` section (frozen, so it is the cache key), or a kind name
+            (``"digits"``) for that kind's defaults.
         image_size: Used only with a kind name.
         split_seed: Used only with a kind name.
     """
     if isinstance(source, str):
-        source = DataSource(kind=source, image_size=image_size, split_seed=split_seed)
+        source = DataSpec(kind=source, image_size=image_size, split_seed=split_seed)
     return _load(source)
 
 

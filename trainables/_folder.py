@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tunefleet.spaces import SpecError
+from tunefleet.spaces import DataSpec, SpecError
 
-from ._data import DataSource, ImageData, Split, stratified_split
+from ._data import ImageData, Split, stratified_split
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 SPLITS = ("train", "val", "test")
@@ -133,7 +133,7 @@ def _decode(path: Path, mode: str, size: int) -> np.ndarray | None:
         return None
 
 
-def decode_folder(source: DataSource) -> ImageData:
+def decode_folder(source: DataSpec) -> ImageData:
     """Decode every image at ``source.image_size`` and split it per ``source`` (seeded, stratified)."""
     scan = scan_folder(source.root, verify=False)
     grayscale = scan.grayscale if source.color == "auto" else source.color == "grayscale"
@@ -153,7 +153,7 @@ def decode_folder(source: DataSource) -> ImageData:
     return ImageData(*splits, class_names=scan.class_names, skipped=skipped)
 
 
-def _assign_splits(decoded: dict[str, tuple[np.ndarray, np.ndarray]], source: DataSource) -> tuple[Split, Split, Split]:
+def _assign_splits(decoded: dict[str, tuple[np.ndarray, np.ndarray]], source: DataSpec) -> tuple[Split, Split, Split]:
     """Splits on disk are used as they are; missing ones are carved from train (or the one folder)."""
     pool_key = "train" if "train" in decoded else "all"
     images, labels = decoded[pool_key]

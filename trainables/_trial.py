@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from tunefleet.spaces import resolve
+from tunefleet.spaces import DataSpec, resolve
 
 from . import _recipe as recipes
 from ._checkpoint import BEST, LAST, load_training_state, load_weights, save_checkpoint, save_training_state
-from ._data import DataSource, TransformedSplit, eval_tensors, load_data
+from ._data import TransformedSplit, eval_tensors, load_data
 from ._loop import Precision, TrainParts, classification_metrics, predict, train_epoch
 
 Report = Callable[[dict[str, float], Path | None], None]
@@ -53,13 +53,7 @@ EPOCH_METRICS = (
 class TrialSettings:
     """What every trial of one search shares (not searched)."""
 
-    data_kind: str = "digits"
-    image_size: int = 32
-    split_seed: int = 0
-    data_root: str = ""
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    color: str = "auto"
+    data: DataSpec = field(default_factory=DataSpec)  # root made absolute by the search
     max_epochs: int = 10
     metric: str = "val_acc"
     mode: str = "max"
@@ -73,18 +67,6 @@ class TrialSettings:
     amp: str = "auto"  # auto: bf16 where the GPU has it, else fp16 with loss scaling; off on CPU
     patience: int | None = None  # overrides the recipe's early-stopping patience when set
     checkpoint_every: int = 1  # epochs between ``last/`` checkpoints (best and final always saved)
-
-    @property
-    def data_source(self) -> DataSource:
-        return DataSource(
-            kind=self.data_kind,
-            image_size=self.image_size,
-            split_seed=self.split_seed,
-            root=self.data_root,
-            val_fraction=self.val_fraction,
-            test_fraction=self.test_fraction,
-            color=self.color,
-        )
 
 
 @dataclass(frozen=True)
@@ -151,10 +133,10 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, r
     torch.manual_seed(settings.seed)
     workers = Workers.current()
     device = torch.device(settings.device)
-    data = load_data(settings.data_source)
+    data = load_data(settings.data)
     model = recipes.build_model(recipe, data.num_classes, data.in_chans)
     mean, std = recipes.normalization(model, data.in_chans)
-    train_tf, eval_tf = recipes.create_transforms(recipe, settings.image_size, data.in_chans, mean, std)
+    train_tf, eval_tf = recipes.create_transforms(recipe, settings.data.image_size, data.in_chans, mean, std)
     x_val, y_val = eval_tensors(data.val, eval_tf)
     x_test, y_test = eval_tensors(data.test, eval_tf)
     model = model.to(device)
@@ -200,7 +182,7 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, r
         "model": recipe["model"],
         "class_names": list(data.class_names),
         "in_chans": data.in_chans,
-        "image_size": settings.image_size,
+        "image_size": settings.data.image_size,
         "mean": list(mean),
         "std": list(std),
         "recipe": recipe,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tunefleet.spaces import SpecError
-from tunefleet.trainables import DataSource, load_data, scan_folder
+from tunefleet.spaces import DataSpec, SpecError
+from tunefleet.trainables import load_data, scan_folder
 from tunefleet.trainables._data import stratified_split
 
 
@@ -22,7 +22,7 @@ def test_one_folder_is_split_by_class_without_leaks(tmp_path, image_folder):
     assert scan.class_names == ("cat", "dog", "fox") and len(scan.unreadable) == 1
     assert "49 images in 3 classes" in scan.describe() and "1 unreadable skipped" in scan.describe()
 
-    data = load_data(DataSource(kind="imagefolder", root=str(root), image_size=24))
+    data = load_data(DataSpec(kind="imagefolder", root=str(root), image_size=24))
     assert data.in_chans == 3 and data.train.images.shape[1:] == (24, 24, 3)
     assert data.skipped == 1
     sizes = [len(s.labels) for s in (data.train, data.val, data.test)]
@@ -36,11 +36,11 @@ def test_train_val_layout_keeps_disk_splits_and_carves_test_from_train(tmp_path,
     root = tmp_path / "data"
     image_folder(root, {"cat": 10, "dog": 10, "fox": 10}, split="train", grayscale=True)
     image_folder(root, {"cat": 3, "dog": 3, "fox": 3}, split="val", grayscale=True, seed=1)
-    data = load_data(DataSource(kind="imagefolder", root=str(root), image_size=16, test_fraction=0.2))
+    data = load_data(DataSpec(kind="imagefolder", root=str(root), image_size=16, test_fraction=0.2))
     assert data.in_chans == 1  # every image is grayscale, so one channel
     assert len(data.val.labels) == 9
     assert len(data.train.labels) + len(data.test.labels) == 30 and len(data.test.labels) == 6
-    rgb = load_data(DataSource(kind="imagefolder", root=str(root), image_size=16, color="rgb"))
+    rgb = load_data(DataSpec(kind="imagefolder", root=str(root), image_size=16, color="rgb"))
     assert rgb.in_chans == 3
 
 
