@@ -51,9 +51,11 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/tracking_overhead.py
 	$(BIN)/python benchmarks/scheduling.py
 	$(BIN)/python benchmarks/early_stopping.py
+	$(BIN)/python benchmarks/search_quality.py
 
 bench-quality: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/search_quality.py
+	$(BIN)/python benchmarks/early_stopping.py
 
 bench-smoke: $(VENV)/.installed-dev $(VENV)/.installed-bench
 	$(BIN)/python -m pytest tests/benchmarks -q
