@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -104,9 +105,17 @@ def search(
         else ""
     )
     console.print(f"data: {plan.data} at {parsed.data.image_size} px{workers}", markup=False, highlight=False)
-    start_ray(address, dashboard=parsed.resources.workers_per_trial > 1)
     client = MlflowClient(tracking_uri=uri)
-    parent_id = start_search_run(client, parsed)
+    # Opening the store (creating a new SQLite schema takes seconds) overlaps Ray's start;
+    # ray.init stays on the main thread, where it installs its signal handlers.
+    with ThreadPoolExecutor(1) as pool:
+        parent = pool.submit(start_search_run, client, parsed)
+        try:
+            start_ray(address, dashboard=parsed.resources.workers_per_trial > 1)
+        except BaseException:
+            client.set_terminated(parent.result(), "FAILED")
+            raise
+        parent_id = parent.result()
     ledger = TrialLedger(s.metric, s.mode)
     tracker = MlflowTrialCallback(uri, parent_id, parsed, ledger)
     callbacks = [ledger, tracker, ConsoleProgress(ledger, console, total)]
