@@ -114,6 +114,7 @@ class MlflowTrialCallback(Callback):
         self._last_flush = time.monotonic()
         self._checkpoints: dict[str, Any] = {}
         self._started: set[str] = set()
+        self._finished: set[str] = set()
         self._writer: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self.write_errors = 0
@@ -215,6 +216,7 @@ class MlflowTrialCallback(Callback):
         self._checkpoints[trial.trial_id] = checkpoint
 
     def _finish(self, trial: Any) -> None:
+        self._finished.add(trial.trial_id)
         rec = self.ledger.record(trial)
         self._flush(trial.trial_id)
         summary = {f"best_{k}": float(v) for k, v in rec.best.items() if k.startswith(("val_", "test_"))}
@@ -232,14 +234,35 @@ class MlflowTrialCallback(Callback):
         def finish() -> None:
             run_id = self.run_ids[trial_id]
             self.client.log_batch(run_id, metrics=metrics, tags=tags)
-            if checkpoint is not None:
-                with checkpoint.as_directory() as directory:
-                    best = Path(directory) / BEST
-                    if best.is_dir():  # only the best weights go to MLflow; last/ is for resuming
-                        self.client.log_artifacts(run_id, str(best), "checkpoint")
+            self._log_best(run_id, checkpoint)
             self.client.set_terminated(run_id, status)
 
         self._submit(finish)
+
+    def mark_interrupted(self) -> int:
+        """Close the runs of trials that were still running when the search was interrupted
+        (KILLED, outcome ``interrupted``); their metrics so far are kept. Returns how many."""
+        self._flush()
+        cut_short = sorted(self._started - self._finished)
+        for trial_id in cut_short:
+            self._finished.add(trial_id)
+            checkpoint = self._checkpoints.pop(trial_id, None)
+            self._submit(functools.partial(self._close_interrupted, trial_id, checkpoint))
+        return len(cut_short)
+
+    def _close_interrupted(self, trial_id: str, checkpoint: Any) -> None:
+        run_id = self.run_ids[trial_id]
+        self.client.log_batch(run_id, tags=[RunTag("tunefleet.outcome", "interrupted")])
+        self._log_best(run_id, checkpoint)  # the best weights so far are not lost
+        self.client.set_terminated(run_id, "KILLED")
+
+    def _log_best(self, run_id: str, checkpoint: Any) -> None:
+        if checkpoint is None:
+            return
+        with checkpoint.as_directory() as directory:
+            best = Path(directory) / BEST
+            if best.is_dir():  # only the best weights go to MLflow; last/ is for resuming
+                self.client.log_artifacts(run_id, str(best), "checkpoint")
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._finish(trial)

@@ -88,7 +88,7 @@ def search(
     from mlflow.tracking import MlflowClient
 
     from ._experiment import run_experiment, start_ray
-    from ._ledger import COMPLETED, STOPPED, TrialLedger
+    from ._ledger import COMPLETED, RUNNING, STOPPED, TrialLedger
     from ._progress import ConsoleProgress, trials_table
     from ._tracking import MlflowTrialCallback, finish_search_run, start_search_run
 
@@ -119,18 +119,27 @@ def search(
     ledger = TrialLedger(s.metric, s.mode)
     tracker = MlflowTrialCallback(uri, parent_id, parsed, ledger)
     callbacks = [ledger, tracker, ConsoleProgress(ledger, console, total)]
-    started, status = time.perf_counter(), "FAILED"
+    started, status, cut_short = time.perf_counter(), "FAILED", 0
     try:
         run_experiment(parsed, callbacks, storage, total)
-        status = "FINISHED"
+        # On Ctrl-C Tune stops gracefully and returns: trials still running mean an interruption.
+        status = "KILLED" if ledger.counts()[RUNNING] else "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise typer.Exit(130) from None
     finally:
         wall = time.perf_counter() - started
+        if status != "FINISHED":
+            cut_short = tracker.mark_interrupted()
         tracker.close()  # every queued trial write lands before the search run is closed
         finish_search_run(client, parent_id, ledger, wall, status)
     console.print(trials_table(ledger))
+    if status == "KILLED":
+        console.print(
+            f"interrupted: {cut_short} running trial(s) stopped (MLflow status KILLED, outcome interrupted); "
+            "finished trials and their checkpoints are kept"
+        )
+        raise typer.Exit(130)
     best = ledger.best_record()
     counts = ledger.counts()
     if best is not None:

@@ -1,0 +1,51 @@
+"""Ctrl-C during a search: nothing recorded is lost and nothing is reported as finished."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+
+@pytest.mark.slow
+def test_interrupted_search_closes_its_runs_as_killed(write_spec, small_spec, tmp_path):
+    small_spec["search"].update(num_samples=4, max_epochs=30, max_concurrent=2)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunefleet.search.cli", "search", str(write_spec(small_spec))],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    deadline = time.monotonic() + 240
+    # Interrupt once two trials have each logged an epoch (metrics reach MLflow every ~2 s).
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        experiment = (tmp_path / "mlflow.db").exists() and client.get_experiment_by_name("small")
+        if experiment:
+            runs = client.search_runs([experiment.experiment_id], "tags.`tunefleet.role` = 'trial'")
+            if sum("val_acc" in r.data.metrics for r in runs) >= 2:
+                break
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 130, out[-3000:]
+    assert "interrupted: 2 running trial(s) stopped" in out
+
+    experiment = client.get_experiment_by_name("small")
+    (search,) = client.search_runs([experiment.experiment_id], "tags.`tunefleet.role` = 'search'")
+    assert search.info.status == "KILLED"
+    trials = client.search_runs([experiment.experiment_id], "tags.`tunefleet.role` = 'trial'")
+    assert len(trials) == 2
+    for run in trials:
+        assert run.info.status == "KILLED" and run.data.tags["tunefleet.outcome"] == "interrupted"
+        assert "val_acc" in run.data.metrics  # what was measured is kept
+        names = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
+        assert "checkpoint/model.safetensors" in names  # and so are the best weights so far
