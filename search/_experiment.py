@@ -15,16 +15,30 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from tunefleet.spaces import GRID_KEY, SearchSpec, SpecError, define_by_run, grid_points, grid_size, tune_domains
+from tunefleet.spaces import (
+    GRID_KEY,
+    TOP_KNOBS,
+    SearchSpec,
+    SpecError,
+    define_by_run,
+    grid_points,
+    grid_size,
+    tune_domains,
+)
 from tunefleet.trainables import TrialSettings, tune_trainable
 
 
+def _model_names(spec: SearchSpec) -> list[Any]:
+    """Every model the space can pick (the catalog's default when the spec names none)."""
+    domain = spec.space.get("model")
+    return [TOP_KNOBS["model"].default] if domain is None else domain.grid_values("space.model")
+
+
 def check_models(spec: SearchSpec) -> None:
-    """Every model the space can pick must be a timm model name."""
+    """Every model the space can pick must be a timm model name (with weights if pretrained may be on)."""
     import timm
 
-    domain = spec.space.get("model")
-    names = [] if domain is None else domain.grid_values("space.model")
+    names = _model_names(spec)
     for name in names:
         if not isinstance(name, str) or not timm.is_model(name):
             close = timm.list_models(f"*{str(name)[:6]}*")[:3]
@@ -32,7 +46,7 @@ def check_models(spec: SearchSpec) -> None:
             raise SpecError("space.model", f"unknown timm model {name!r}{hint}")
     pretrained = spec.space.get("finetune.pretrained")
     if pretrained is not None and True in pretrained.grid_values("space.finetune.pretrained"):
-        for name in names or ["test_resnet"]:
+        for name in names:
             if not timm.list_models(name, pretrained=True):
                 raise SpecError("space.finetune.pretrained", f"timm has no pretrained weights for {name!r}")
 
@@ -56,10 +70,8 @@ def check_input_size(spec: SearchSpec, in_chans: int = 3, num_classes: int = 2) 
     import timm
     import torch
 
-    domain = spec.space.get("model")
-    names = ["test_resnet"] if domain is None else domain.grid_values("space.model")
     size = spec.data.image_size
-    for name in names:
+    for name in _model_names(spec):
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans).eval()
         try:
             with torch.no_grad():

@@ -64,9 +64,14 @@ def search_params(spec: SearchSpec) -> dict[str, Any]:
         "data.kind": d.kind,
         "data.image_size": d.image_size,
         "data.split_seed": d.split_seed,
+        **({"data.root": d.root} if d.root else {}),
+        "data.color": d.color,
+        "data.val_fraction": d.val_fraction,
+        "data.test_fraction": d.test_fraction,
         "workers_per_trial": r.workers_per_trial,
         "cpus_per_worker": r.cpus_per_worker,
         "gpus_per_worker": r.gpus_per_worker,
+        "lr_scaling": r.lr_scaling,
     }
 
 
