@@ -7,19 +7,29 @@ EXPERIMENT ?= digits-demo
 # torch/torchvision pinned to the CUDA build that also runs on CPU (it lies on the dev machines' disk).
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint format bench bench-quality bench-smoke clean
+# The editable install is setuptools' "strict" mode: a tree of links to our files under build/,
+# which mypy can follow across the four packages (the default mode's import hook hides them).
+# A new or removed module needs the tree rebuilt, so the installs depend on the module list.
+STRICT := --config-settings editable_mode=strict
+MODULES := $(sort $(wildcard search/*.py spaces/*.py trainables/*.py analysis/*.py))
+
+.PHONY: demo test lint format bench bench-quality bench-smoke clean FORCE
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+# Rewritten only when a module is added or removed, so the installs re-run only then.
+$(VENV)/.modules: FORCE | $(BIN)/python
+	@echo '$(MODULES)' | cmp -s - $@ || echo '$(MODULES)' > $@
+
+$(VENV)/.installed-run: pyproject.toml $(VENV)/.modules | $(BIN)/python
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e . $(STRICT)
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.modules | $(BIN)/python
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m pip install -q -e '.[dev,bench]' $(STRICT)
 	touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run
@@ -41,9 +51,9 @@ format: $(VENV)/.installed-dev
 # Benchmarks (benchmarks/README.md): each appends a dated table to benchmarks/RESULTS.md.
 # The peers are run from ../shared/peers; set PEERS=... to point elsewhere.
 PEERS ?= ../shared/peers
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.modules | $(BIN)/python
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m pip install -q -e '.[bench]' $(STRICT)
 	touch $@ $(VENV)/.installed-run
 
 bench: $(VENV)/.installed-bench
@@ -61,4 +71,4 @@ bench-smoke: $(VENV)/.installed-dev $(VENV)/.installed-bench
 	$(BIN)/python -m pytest tests/benchmarks -q
 
 clean:
-	rm -rf mlflow.db mlruns tunefleet-runs exports
+	rm -rf mlflow.db mlruns tunefleet-runs exports build

@@ -3,7 +3,7 @@
 from ._ensemble import ENSEMBLES, Normalized, SoftmaxAverage, batched
 from ._export import ExportResult, export_ensemble
 from ._onnx import export_onnx, onnx_outputs
-from ._runs import open_experiment, search_run, top_trials, trials_frame
+from ._runs import open_experiment, ranking, search_run, top_trials, trials_frame
 
 __all__ = [
     "ENSEMBLES",
@@ -15,6 +15,7 @@ __all__ = [
     "export_onnx",
     "onnx_outputs",
     "open_experiment",
+    "ranking",
     "search_run",
     "top_trials",
     "trials_frame",

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 from tunefleet.spaces import DataSpec, SpecError
+from tunefleet.spaces import records as rec
 from tunefleet.trainables import classification_metrics, load_data, load_logits, load_model
 
 from ._ensemble import Normalized, SoftmaxAverage, batched
 from ._onnx import OPSET, export_onnx, onnx_outputs
-from ._runs import open_experiment, search_run, top_trials, trials_frame
+from ._runs import open_experiment, ranking, search_run, top_trials, trials_frame
 
 PARITY_TOL = 1e-4
 # A rebuilt member must reproduce the test logits its trial recorded to this tolerance.
@@ -40,7 +41,7 @@ class ExportResult:
 
 def _test_inputs(meta: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     settings = meta["settings"]
-    data = load_data(DataSpec(**settings["data"]))
+    data = load_data(DataSpec.model_validate(settings["data"]))
     images = torch.from_numpy(data.test.images).float() / 255.0
     x = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
     return x.contiguous(), torch.from_numpy(data.test.labels)
@@ -58,7 +59,7 @@ def export_ensemble(uri: str, experiment: str, top_k: int, out: Path, search_run
     """Build, check and write ``out/ensemble.onnx`` and ``out/card.json``; return the card."""
     client, exp = open_experiment(uri, experiment)
     parent = search_run(client, exp, search_run_id)
-    metric, mode = parent.data.params["metric"], parent.data.params["mode"]
+    metric, mode = ranking(parent)
     picked = top_trials(trials_frame(client, parent), metric, mode, top_k)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -67,9 +68,11 @@ def export_ensemble(uri: str, experiment: str, top_k: int, out: Path, search_run
         members, metas, member_cards = [], [], []
         x_test = y_test = None
         for row in picked.itertuples():
-            local = client.download_artifacts(row.run_id, "checkpoint", str(staging / "members" / row.run_id))
+            local = client.download_artifacts(
+                row.run_id, rec.CHECKPOINT_ARTIFACT_DIR, str(staging / "members" / row.run_id)
+            )
             model, meta = load_model(local)
-            if x_test is None:
+            if x_test is None or y_test is None:
                 x_test, y_test = _test_inputs(meta)
             member = Normalized(model, meta["mean"], meta["std"])
             logits = batched(member, x_test)
@@ -87,7 +90,7 @@ def export_ensemble(uri: str, experiment: str, top_k: int, out: Path, search_run
                     "name": row.name,
                     "recipe": meta["recipe"],
                     "epoch": meta["epoch"],
-                    f"val_{metric.removeprefix('val_')}": meta["metrics"].get(metric),
+                    metric: meta["metrics"].get(metric),
                     "test": classification_metrics(logits, y_test, prefix="test"),
                 }
             )

@@ -95,7 +95,7 @@ def bench_doc(**search: Any) -> dict[str, Any]:
 
 def quiet_ray() -> None:
     """Start tunefleet's local Ray (the same config as the CLI) in this process."""
-    from tunefleet.search._experiment import start_ray
+    from tunefleet.search import start_ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     start_ray(None)

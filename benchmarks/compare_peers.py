@@ -42,6 +42,8 @@ def run_tunefleet(trials: int, epochs: int, scheduler: str) -> dict[str, object]
     """The CLI on the peers' workload; ``scheduler`` asha (as the peers) or fifo (every trial full length)."""
     from mlflow.tracking import MlflowClient
 
+    from tunefleet.spaces import records as rec
+
     doc = bench_doc(num_samples=trials, max_epochs=epochs, grace_period=max(1, epochs // 5), scheduler=scheduler)
     with tempfile.TemporaryDirectory(prefix="tf-bench-") as tmp:
         spec = Path(tmp) / "spec.yaml"
@@ -52,12 +54,13 @@ def run_tunefleet(trials: int, epochs: int, scheduler: str) -> dict[str, object]
         client = MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlflow.db")
         exp = client.get_experiment_by_name(doc["name"])
         assert exp is not None
-        runs = client.search_runs([exp.experiment_id], filter_string="tags.`tunefleet.role` = 'trial'")
+        runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_TRIAL}'")
+        best_val_acc = rec.best_key("val_acc")
         return {
             "peer": f"tunefleet ({scheduler})",
             "trials": len(runs),
-            "epochs_trained": int(sum(r.data.metrics.get("epochs_trained", 0) for r in runs)),
-            "best_val_acc": round(max(r.data.metrics.get("best_val_acc", 0.0) for r in runs), 4),
+            "epochs_trained": int(sum(r.data.metrics.get(rec.EPOCHS_TRAINED, 0) for r in runs)),
+            "best_val_acc": round(max(r.data.metrics.get(best_val_acc, 0.0) for r in runs), 4),
             "wall_s": round(float(inner.group(1)), 2) if inner else float("nan"),
             "process_s": round(wall, 2),
         }

@@ -24,8 +24,7 @@ from _common import append, bench_doc, heading, quiet_ray, recorder, verdict
 
 
 def search(scheduler: str, a: argparse.Namespace) -> dict[str, Any]:
-    from tunefleet.search._experiment import run_experiment
-    from tunefleet.search._ledger import TrialLedger
+    from tunefleet.search import TrialLedger, run_experiment
     from tunefleet.spaces import spec_from_dict
 
     doc = bench_doc(

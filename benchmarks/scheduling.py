@@ -11,10 +11,9 @@ Variants (``--variants``) change one setting for an A/B without touching tunefle
 - ``no-mlflow``: the MLflow callback left out (ledger only).
 - ``no-limit``: no ``max_concurrent`` (Tune queues suggested trials ahead instead of asking the
   searcher only when a slot frees).
-- ``async+no-limit``: both.
-- ``mlflow-async``: the same MLflow callback, its writes moved to one background thread (in
-  order), so the Tune loop never waits on SQLite. That change landed in ``search/_tracking.py``
-  (98c5692); from then on this variant is the default callback itself.
+
+The MLflow callback writes on its own background thread (98c5692), so the callback every
+variant but ``no-mlflow`` uses is the one the CLI uses.
 
     python benchmarks/scheduling.py [--trials 200] [--sleep 1] [--variants default,state-sync-60s] [--no-write]
 """
@@ -37,64 +36,7 @@ from typing import Any
 
 from _common import append, bench_doc, heading, quiet_ray, verdict
 
-VARIANTS = ("default", "state-sync-60s", "no-reuse", "no-mlflow", "mlflow-async", "no-limit", "async+no-limit")
-
-
-def async_mlflow_callback(*args: Any) -> Any:
-    """``MlflowTrialCallback`` whose MLflow writes run on one background thread, in call order.
-
-    The A/B for the proposed cut: today every ``create_run`` / ``log_batch`` / ``set_terminated``
-    runs inside Tune's event loop, so a slot stays idle while SQLite commits.
-    """
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tunefleet.search._tracking import MlflowTrialCallback
-
-    if hasattr(MlflowTrialCallback, "close"):  # since 98c5692 tunefleet's callback writes on its own thread
-        print("note: MlflowTrialCallback already writes on a background thread; mlflow-async = default", flush=True)
-        return MlflowTrialCallback(*args)
-
-    class AsyncMlflowTrialCallback(MlflowTrialCallback):
-        def __init__(self, *a: Any) -> None:
-            super().__init__(*a)
-            self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="mlflow-writer")
-            self._lock = threading.Lock()
-
-        def __getstate__(self) -> dict[str, Any]:
-            with self._lock:  # Tune pickles callbacks with its experiment state
-                state = super().__getstate__()
-                return {**state, "_pool": None, "_lock": None, "_pending": dict(state["_pending"])}
-
-        def _submit(self, fn: Callable[..., None], *a: Any, **k: Any) -> None:
-            def locked() -> None:
-                with self._lock:
-                    fn(*a, **k)
-
-            assert self._pool is not None
-            self._pool.submit(locked)
-
-        def on_trial_start(self, *a: Any, **k: Any) -> None:
-            self._submit(super().on_trial_start, *a, **k)
-
-        def on_trial_result(self, *a: Any, **k: Any) -> None:
-            self._submit(super().on_trial_result, *a, **k)
-
-        def on_step_end(self, *a: Any, **k: Any) -> None:
-            pass  # the writer flushes on results and at the end
-
-        def on_trial_complete(self, *a: Any, **k: Any) -> None:
-            self._submit(super().on_trial_complete, *a, **k)
-
-        def on_trial_error(self, *a: Any, **k: Any) -> None:
-            self._submit(super().on_trial_error, *a, **k)
-
-        def on_experiment_end(self, *a: Any, **k: Any) -> None:
-            self._submit(super().on_experiment_end, *a, **k)
-            assert self._pool is not None
-            self._pool.shutdown(wait=True)
-
-    return AsyncMlflowTrialCallback(*args)
+VARIANTS = ("default", "state-sync-60s", "no-reuse", "no-mlflow", "no-limit")
 
 
 def sleep_trainable(seconds: float) -> Callable[[dict[str, Any], Any], None]:
@@ -103,9 +45,11 @@ def sleep_trainable(seconds: float) -> Callable[[dict[str, Any], Any], None]:
     def trial(config: dict[str, Any], settings: Any) -> None:
         from ray import tune
 
+        from tunefleet.spaces import records as rec
+
         time.sleep(seconds)
         acc = float(config.get("lr", 0.0))
-        tune.report({"epoch": 1.0, "val_acc": acc, "test_acc": acc, "is_last": 1.0})
+        tune.report({"epoch": 1.0, "val_acc": acc, "test_acc": acc, rec.IS_LAST: 1.0})
 
     return trial
 
@@ -144,13 +88,12 @@ def variant_settings(name: str) -> Iterator[None]:
 def run_once(trials: int, seconds: float, slots: int, searcher: str, variant: str, profile: bool) -> dict[str, Any]:
     from mlflow.tracking import MlflowClient
 
-    from tunefleet.search._experiment import run_experiment
-    from tunefleet.search._ledger import TrialLedger
-    from tunefleet.search._tracking import MlflowTrialCallback, finish_search_run, start_search_run
+    from tunefleet.search import MlflowTrialCallback, TrialLedger, finish_search_run, run_experiment, start_search_run
+    from tunefleet.spaces import records as rec
     from tunefleet.spaces import spec_from_dict
 
     doc = bench_doc(num_samples=trials, max_epochs=1, scheduler="fifo", searcher=searcher, grace_period=1)
-    doc["search"]["max_concurrent"] = None if "no-limit" in variant else slots
+    doc["search"]["max_concurrent"] = None if variant == "no-limit" else slots
     doc["name"] = f"bench-scheduling-{variant}"
     spec = spec_from_dict(doc)
     with tempfile.TemporaryDirectory(prefix="tf-sched-") as tmp:
@@ -161,8 +104,7 @@ def run_once(trials: int, seconds: float, slots: int, searcher: str, variant: st
             uri = f"sqlite:///{tmp}/mlflow.db"
             client = MlflowClient(tracking_uri=uri)
             parent = start_search_run(client, spec)
-            make = async_mlflow_callback if "async" in variant else MlflowTrialCallback
-            callbacks.append(make(uri, parent, spec, ledger))
+            callbacks.append(MlflowTrialCallback(uri, parent, spec, ledger))
         prof = cProfile.Profile() if profile else None
         with variant_settings(variant):
             start = time.perf_counter()
@@ -181,8 +123,9 @@ def run_once(trials: int, seconds: float, slots: int, searcher: str, variant: st
         logged = -1
         if client is not None and parent is not None:
             exp_id = client.get_run(parent).info.experiment_id
-            runs = client.search_runs([exp_id], "tags.`tunefleet.role` = 'trial'", max_results=5000)
-            logged = sum(1 for r in runs if r.info.status == "FINISHED" and "val_acc" in r.data.metrics)
+            trial_runs = f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_TRIAL}'"
+            runs = client.search_runs([exp_id], trial_runs, max_results=5000)
+            logged = sum(1 for r in runs if r.info.status == "FINISHED" and spec.search.metric in r.data.metrics)
     floor = trials * seconds / slots
     row = {
         "variant": variant,

@@ -5,14 +5,15 @@ at run time): NAS-Bench-201 CIFAR-10 (6 categorical ops, 15,625 cells, ``val_acc
 HPOLib protein structure (9 parameters, 62,208 configs, ``val_loss``, minimize).
 
 What is measured is the sampler: the exact Optuna sampler tunefleet builds
-(``tunefleet.search._experiment.optuna_sampler``: seeded TPE with constant liar, or seeded
+(``tunefleet.search.optuna_sampler``: seeded TPE with constant liar, or seeded
 random) driving tunefleet's own define-by-run compiler (``tunefleet.spaces.define_by_run``) over
 the benchmark's parameters (strings as ``choice``, ordered numbers as an ``int`` index over the
 table's values), run in-process with Optuna, one trial at a time. Each trial scores the table's
 mean over its recorded seeds (noise-free), so regret = |best found - best in table|.
 
 Result: trials TPE needs to reach random search's median regret after ``--budget`` (100) trials,
-median over seeds; target <= 35 on both tasks.
+median over seeds; target <= 35 on both tasks. Each task's JSON line also carries both searchers'
+median best-so-far regret after every trial (``random_median_curve``, ``tpe_median_curve``).
 
     python benchmarks/search_quality.py [--seeds 20] [--budget 100] [--tasks nb201-cifar10,hpolib-protein] [--no-write]
 """
@@ -93,7 +94,7 @@ def regret_curve(table: Table, searcher: str, seed: int, budget: int) -> list[fl
     """Best-so-far regret after each of ``budget`` trials of one seeded search."""
     import optuna
 
-    from tunefleet.search._experiment import optuna_sampler
+    from tunefleet.search import optuna_sampler
     from tunefleet.spaces import define_by_run
 
     domains, decode = space_of(table)
@@ -121,6 +122,11 @@ def trials_to_reach(curve: list[float], level: float) -> float:
     return next((float(i + 1) for i, r in enumerate(curve) if r <= level + 1e-12), math.inf)
 
 
+def median_curve(curves: list[list[float]]) -> list[float]:
+    """The median over seeds of the best-so-far regret after each trial (non-increasing, as each curve is)."""
+    return [round(median([c[i] for c in curves]), 5) for i in range(min(map(len, curves)))]
+
+
 def run_task(task: str, seeds: int, budget: int) -> dict[str, Any]:
     table = load_table(task)
     start = time.perf_counter()
@@ -141,6 +147,8 @@ def run_task(task: str, seeds: int, budget: int) -> dict[str, Any]:
         "tpe_reached": sum(math.isfinite(x) for x in tpe_reach),
         "random_trials_median": median(rand_reach),
         "seconds": round(time.perf_counter() - start, 1),
+        "random_median_curve": median_curve(rand),
+        "tpe_median_curve": median_curve(tpe),
     }
 
 

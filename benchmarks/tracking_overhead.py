@@ -28,9 +28,7 @@ from _common import append, bench_doc, heading, median, quiet_ray, recorder, ver
 def run_arm(tracking: bool, trials: int, epochs: int, image_size: int, seed: int) -> dict[str, Any]:
     from mlflow.tracking import MlflowClient
 
-    from tunefleet.search._experiment import run_experiment
-    from tunefleet.search._ledger import TrialLedger
-    from tunefleet.search._tracking import MlflowTrialCallback, finish_search_run, start_search_run
+    from tunefleet.search import MlflowTrialCallback, TrialLedger, finish_search_run, run_experiment, start_search_run
     from tunefleet.spaces import spec_from_dict
 
     doc = bench_doc(

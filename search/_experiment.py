@@ -8,7 +8,6 @@ generator over the spec's grid points. ``asha`` is Ray's ``ASHAScheduler``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -108,20 +107,7 @@ def planned_trials(spec: SearchSpec) -> int:
 
 
 def trial_settings(spec: SearchSpec) -> TrialSettings:
-    gpus = spec.resources.gpus_per_worker
-    return TrialSettings(
-        data=dataclasses.replace(spec.data, root=_data_root(spec)),
-        max_epochs=spec.search.max_epochs,
-        metric=spec.search.metric,
-        mode=spec.search.mode,
-        seed=spec.search.seed,
-        workers=spec.resources.workers_per_trial,
-        device="cuda" if gpus > 0 else "cpu",
-        threads=max(1, int(spec.resources.cpus_per_worker)),
-        cpus_per_worker=spec.resources.cpus_per_worker,
-        gpus_per_worker=gpus,
-        lr_rule=spec.resources.lr_scaling,
-    )
+    return TrialSettings.from_spec(spec)
 
 
 def optuna_sampler(searcher: str, seed: int) -> Any:
@@ -253,7 +239,7 @@ def run_experiment(
             scheduler=_scheduler(spec),
             num_samples=1 if grid else num_trials,
             max_concurrent_trials=None if spec.search.searcher in ("grid", "random") else _concurrency(spec),
-            time_budget_s=spec.search.time_budget_s,
+            time_budget_s=spec.search.time_budget,
             # One actor per slot runs trial after trial: no process start, and the decoded
             # dataset cached in the worker is reused.
             # Multi-worker trials start a fresh worker group each anyway, and Tune cannot reset

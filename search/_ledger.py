@@ -14,8 +14,7 @@ from typing import Any
 from ray.tune import Callback
 
 from tunefleet.spaces import resolve
-
-COMPLETED, STOPPED, FAILED, RUNNING = "completed", "stopped_early", "failed", "running"
+from tunefleet.spaces.records import COMPLETED, FAILED, IS_LAST, RUNNING, STOPPED
 
 
 def run_name(index: int, recipe: dict[str, Any]) -> str:
@@ -75,7 +74,7 @@ class TrialLedger(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         rec = self.record(trial)
-        rec.outcome = COMPLETED if rec.last.get("is_last") else STOPPED
+        rec.outcome = COMPLETED if rec.last.get(IS_LAST) else STOPPED
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         rec = self.record(trial)

@@ -8,7 +8,9 @@ from ray.tune import Callback
 from rich.console import Console
 from rich.table import Table
 
-from ._ledger import COMPLETED, FAILED, RUNNING, STOPPED, TrialLedger, TrialRecord
+from tunefleet.spaces.records import COMPLETED, FAILED, RUNNING, STOPPED
+
+from ._ledger import TrialLedger, TrialRecord
 
 _STYLE = {COMPLETED: "green", STOPPED: "yellow", FAILED: "red", RUNNING: "cyan"}
 

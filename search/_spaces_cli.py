@@ -5,6 +5,8 @@ Nothing here imports torch or Ray: it reads ``tunefleet.spaces`` only.
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +27,7 @@ from tunefleet.spaces import (
     load_spec,
     space_rows,
     space_to_yaml,
+    spec_json_schema,
     suggest,
 )
 
@@ -99,3 +102,16 @@ def knobs() -> None:
         for knob_name, knob in group_knobs.items():
             table.add_row(f"{group}.{knob_name}", knob.describe(), knob.help)
     _console().print(table)
+
+
+@app.command()
+def schema(
+    out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")] = None,
+) -> None:
+    """The JSON Schema of a spec file, for editors (see the README's yaml-language-server line)."""
+    text = json.dumps(spec_json_schema(), indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.write_text(text)
+    _console().print(f"wrote {out}")

@@ -24,55 +24,25 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from tunefleet.spaces import SearchSpec, flatten_recipe
-from tunefleet.trainables import BEST, CHECKPOINT_PATH_KEY, EPOCH_METRICS, scaled_lr
+from tunefleet.spaces import records as rec
+from tunefleet.trainables import scaled_lr
 
-from ._ledger import COMPLETED, FAILED, STOPPED, TrialLedger
+from ._ledger import TrialLedger
 
 logger = logging.getLogger(__name__)
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-ROLE_TAG = "tunefleet.role"
-STATUS = {COMPLETED: "FINISHED", STOPPED: "KILLED", FAILED: "FAILED"}
 # MLflow caps a param value at 6000 characters and a batch at 1000 metrics.
 _MAX_BATCH = 1000
 
 
 def tracking_uri(cli_value: str | None, spec_value: str | None = None) -> str:
     """``--tracking-uri``, else the spec's, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
-    return cli_value or spec_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    return cli_value or spec_value or os.environ.get("MLFLOW_TRACKING_URI") or rec.DEFAULT_TRACKING_URI
 
 
 def sqlite_path(uri: str) -> Path | None:
     """The database file behind a ``sqlite:///`` URI (None for other stores)."""
-    prefix = "sqlite:///"
-    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
-
-
-def search_params(spec: SearchSpec) -> dict[str, Any]:
-    s, r, d = spec.search, spec.resources, spec.data
-    return {
-        "searcher": s.searcher,
-        "scheduler": s.scheduler,
-        "num_samples": s.num_samples,
-        "metric": s.metric,
-        "mode": s.mode,
-        "max_epochs": s.max_epochs,
-        "grace_period": s.grace_period,
-        "reduction_factor": s.reduction_factor,
-        "max_concurrent": s.max_concurrent,
-        "seed": s.seed,
-        "time_budget_s": s.time_budget_s,
-        "data.kind": d.kind,
-        "data.image_size": d.image_size,
-        "data.split_seed": d.split_seed,
-        **({"data.root": d.root} if d.root else {}),
-        "data.color": d.color,
-        "data.val_fraction": d.val_fraction,
-        "data.test_fraction": d.test_fraction,
-        "workers_per_trial": r.workers_per_trial,
-        "cpus_per_worker": r.cpus_per_worker,
-        "gpus_per_worker": r.gpus_per_worker,
-        "lr_scaling": r.lr_scaling,
-    }
+    file = rec.sqlite_file(uri)
+    return Path(file) if file is not None else None
 
 
 def start_search_run(client: MlflowClient, spec: SearchSpec) -> str:
@@ -87,12 +57,34 @@ def start_search_run(client: MlflowClient, spec: SearchSpec) -> str:
     run = client.create_run(
         experiment_id,
         run_name=f"{spec.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-        tags={ROLE_TAG: "search", "tunefleet.spec_name": spec.name},
+        tags={rec.ROLE_TAG: rec.ROLE_SEARCH, rec.SPEC_NAME_TAG: spec.name},
     )
-    params = [Param(k, str(v)) for k, v in search_params(spec).items()]
+    params = [Param(k, str(v)) for k, v in spec.params().items()]
     client.log_batch(run.info.run_id, params=params)
-    client.log_text(run.info.run_id, spec.to_yaml(), "spec.yaml")
+    client.log_text(run.info.run_id, spec.to_yaml(), rec.SPEC_ARTIFACT)
     return str(run.info.run_id)
+
+
+def trial_params(spec: SearchSpec, recipe: dict[str, Any], trial_id: str) -> dict[str, Any]:
+    """A trial run's params: its recipe, and what the batch and LR become with several workers."""
+    res = spec.resources
+    return {
+        **flatten_recipe(recipe),
+        "resources.workers_per_trial": res.workers_per_trial,
+        "resources.lr_scaling": res.lr_scaling,
+        rec.EFFECTIVE_BATCH_SIZE: recipe["batch_size"] * res.workers_per_trial,
+        rec.EFFECTIVE_LR: scaled_lr(recipe["lr"], res.workers_per_trial, res.lr_scaling),
+        rec.TRIAL_ID_PARAM: trial_id,
+    }
+
+
+def trial_summary(best: dict[str, Any], epochs: int, metric: str) -> dict[str, float]:
+    """A trial's summary metrics: every val/test metric (and the search metric) at its best epoch."""
+    summary = {rec.best_key(k): float(v) for k, v in best.items() if k.startswith(("val_", "test_")) or k == metric}
+    if best:
+        summary[rec.BEST_EPOCH] = float(best["epoch"])
+    summary[rec.EPOCHS_TRAINED] = float(epochs)
+    return summary
 
 
 class MlflowTrialCallback(Callback):
@@ -176,19 +168,10 @@ class MlflowTrialCallback(Callback):
         if trial.trial_id in self._started:
             return
         self._started.add(trial.trial_id)
-        rec = self.ledger.record(trial)
-        workers = self.spec.resources.workers_per_trial
-        rule = self.spec.resources.lr_scaling
-        params = {
-            **flatten_recipe(rec.recipe),
-            "workers_per_trial": workers,
-            "lr_scaling": rule,
-            "effective_batch_size": rec.recipe["batch_size"] * workers,
-            "effective_lr": scaled_lr(rec.recipe["lr"], workers, rule),
-            "trial_id": trial.trial_id,
-        }
-        tags = {"mlflow.parentRunId": self.parent_run_id, ROLE_TAG: "trial", "tunefleet.trial_id": trial.trial_id}
-        trial_id, name = trial.trial_id, rec.name
+        record = self.ledger.record(trial)
+        params = trial_params(self.spec, record.recipe, trial.trial_id)
+        tags = {rec.PARENT_RUN_TAG: self.parent_run_id, rec.ROLE_TAG: rec.ROLE_TRIAL, rec.TRIAL_ID_TAG: trial.trial_id}
+        trial_id, name = trial.trial_id, record.name
 
         def create() -> None:
             run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
@@ -204,11 +187,11 @@ class MlflowTrialCallback(Callback):
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
         batch = self._pending.setdefault(trial.trial_id, [])
-        batch += [Metric(k, float(result[k]), now, step) for k in EPOCH_METRICS if k in result]
-        if CHECKPOINT_PATH_KEY in result:  # multi-worker trials: Ray Train already stored it
+        batch += [Metric(k, float(result[k]), now, step) for k in rec.EPOCH_METRICS if k in result]
+        if rec.CHECKPOINT_PATH_KEY in result:  # multi-worker trials: Ray Train already stored it
             from ray.train import Checkpoint
 
-            self._checkpoints[trial.trial_id] = Checkpoint(result[CHECKPOINT_PATH_KEY])
+            self._checkpoints[trial.trial_id] = Checkpoint(result[rec.CHECKPOINT_PATH_KEY])
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self._flush()
 
@@ -222,19 +205,16 @@ class MlflowTrialCallback(Callback):
 
     def _finish(self, trial: Any) -> None:
         self._finished.add(trial.trial_id)
-        rec = self.ledger.record(trial)
+        record = self.ledger.record(trial)
         self._flush(trial.trial_id)
-        summary = {f"best_{k}": float(v) for k, v in rec.best.items() if k.startswith(("val_", "test_"))}
-        if rec.best:
-            summary["best_epoch"] = float(rec.best["epoch"])
-        summary["epochs_trained"] = float(rec.epochs)
+        summary = trial_summary(record.best, record.epochs, self.spec.search.metric)
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, 0) for k, v in summary.items()]
-        tags = [RunTag("tunefleet.outcome", rec.outcome)]
-        if rec.error:
-            tags.append(RunTag("tunefleet.error", rec.error[:5000]))
+        tags = [RunTag(rec.OUTCOME_TAG, record.outcome)]
+        if record.error:
+            tags.append(RunTag(rec.ERROR_TAG, record.error[:5000]))
         checkpoint = self._checkpoints.pop(trial.trial_id, None)
-        trial_id, status = trial.trial_id, STATUS[rec.outcome]
+        trial_id, status = trial.trial_id, rec.OUTCOME_STATUS[record.outcome]
 
         def finish() -> None:
             run_id = self.run_ids[trial_id]
@@ -257,17 +237,17 @@ class MlflowTrialCallback(Callback):
 
     def _close_interrupted(self, trial_id: str, checkpoint: Any) -> None:
         run_id = self.run_ids[trial_id]
-        self.client.log_batch(run_id, tags=[RunTag("tunefleet.outcome", "interrupted")])
+        self.client.log_batch(run_id, tags=[RunTag(rec.OUTCOME_TAG, rec.INTERRUPTED)])
         self._log_best(run_id, checkpoint)  # the best weights so far are not lost
-        self.client.set_terminated(run_id, "KILLED")
+        self.client.set_terminated(run_id, rec.OUTCOME_STATUS[rec.INTERRUPTED])
 
     def _log_best(self, run_id: str, checkpoint: Any) -> None:
         if checkpoint is None:
             return
         with checkpoint.as_directory() as directory:
-            best = Path(directory) / BEST
+            best = Path(directory) / rec.BEST
             if best.is_dir():  # only the best weights go to MLflow; last/ is for resuming
-                self.client.log_artifacts(run_id, str(best), "checkpoint")
+                self.client.log_artifacts(run_id, str(best), rec.CHECKPOINT_ARTIFACT_DIR)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._finish(trial)
@@ -284,18 +264,18 @@ def finish_search_run(client: MlflowClient, run_id: str, ledger: TrialLedger, wa
     counts = ledger.counts()
     now = int(time.time() * 1000)
     metrics = {
-        "trials_completed": counts[COMPLETED],
-        "trials_stopped_early": counts[STOPPED],
-        "trials_failed": counts[FAILED],
-        "epochs_trained": sum(r.epochs for r in ledger.records.values()),
-        "wall_s": wall_s,
+        rec.TRIALS_COMPLETED: counts[rec.COMPLETED],
+        rec.TRIALS_STOPPED_EARLY: counts[rec.STOPPED],
+        rec.TRIALS_FAILED: counts[rec.FAILED],
+        rec.EPOCHS_TRAINED: sum(r.epochs for r in ledger.records.values()),
+        rec.WALL_S: wall_s,
     }
     tags = []
     best = ledger.best_record()
     if best is not None:
-        metrics[f"best_{ledger.metric}"] = best.best[ledger.metric]
+        metrics[rec.best_key(ledger.metric)] = best.best[ledger.metric]
         if "test_acc" in best.best:
-            metrics["best_trial_test_acc"] = best.best["test_acc"]
-        tags.append(RunTag("tunefleet.best_trial", best.name))
+            metrics[rec.BEST_TRIAL_TEST_ACC] = best.best["test_acc"]
+        tags.append(RunTag(rec.BEST_TRIAL_TAG, best.name))
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], tags=tags)
     client.set_terminated(run_id, status)

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tunefleet.spaces import SpecError, load_spec
+from tunefleet.spaces import SpecError, load_spec, records
 
 from ._spaces_cli import app as spaces_app
 
@@ -87,8 +87,10 @@ def search(
 
     from mlflow.tracking import MlflowClient
 
+    from tunefleet.spaces.records import COMPLETED, RUNNING, STOPPED
+
     from ._experiment import run_experiment, start_ray
-    from ._ledger import COMPLETED, RUNNING, STOPPED, TrialLedger
+    from ._ledger import TrialLedger
     from ._progress import ConsoleProgress, trials_table
     from ._tracking import MlflowTrialCallback, finish_search_run, start_search_run
 
@@ -178,7 +180,7 @@ def export(
     for col in ("member", card["metric"], "test_acc", "test_f1"):
         table.add_column(col, justify="left" if col == "member" else "right")
     for m in card["members"]:
-        val = next((v for k, v in m.items() if k.startswith("val_")), None)
+        val = m.get(card["metric"])
         table.add_row(
             m["name"],
             f"{val:.4f}" if val is not None else "-",
@@ -200,7 +202,7 @@ def trials(
     search_run: Annotated[str | None, typer.Option("--search-run", help="parent run id [default: latest]")] = None,
 ) -> None:
     """Show the trials of a search as recorded in MLflow, best first."""
-    from tunefleet.analysis import open_experiment, trials_frame
+    from tunefleet.analysis import open_experiment, ranking, trials_frame
     from tunefleet.analysis import search_run as find_search
 
     from ._tracking import tracking_uri as resolve_uri
@@ -211,13 +213,13 @@ def trials(
     except SpecError as err:
         _fail(str(err))
         return
-    metric, mode = parent.data.params["metric"], parent.data.params["mode"]
+    metric, mode = ranking(parent)
     frame = trials_frame(client, parent)
-    column = f"best_{metric}"
+    column = records.best_key(metric)
     if column in frame:
         frame = frame.sort_values(column, ascending=mode == "min", na_position="last")
     table = Table(title=f"{experiment}: {len(frame)} trials (search run {parent.info.run_id})")
-    cols = ["name", "status", "outcome", "epochs_trained", column, "best_test_acc"]
+    cols = ["name", "status", "outcome", records.EPOCHS_TRAINED, column, records.best_key("test_acc")]
     for col in cols:
         table.add_column(col)
 

@@ -1,6 +1,7 @@
 """What can be searched: domains, the parameter catalog, spec validation and space compilers.
 
 Nothing here imports torch: a spec can be checked on a laptop without the training stack.
+``tunefleet.spaces.records`` names everything written to and read from MLflow and checkpoints.
 """
 
 from ._builtin import BUILTIN_SPACES, DESCRIPTIONS, builtin_space, space_rows
@@ -30,19 +31,9 @@ from ._domains import (
 )
 from ._errors import SpecError
 from ._knobs import FAMILIES, FAMILY_DEFAULTS, GROUPS, TOP_KNOBS, Knob
-from ._spec import (
-    LR_RULES,
-    METRICS,
-    SCHEDULERS,
-    SEARCHERS,
-    DataSpec,
-    Resources,
-    SearchSettings,
-    SearchSpec,
-    Tracking,
-    load_spec,
-    spec_from_dict,
-)
+from ._schema import spec_json_schema
+from ._sections import SECTIONS, DataKind, DataSpec, Resources, SearchSettings, Section, Tracking
+from ._spec import SPEC_KEYS, SearchSpec, load_spec, spec_from_dict
 
 __all__ = [
     "BUILTIN_SPACES",
@@ -51,14 +42,13 @@ __all__ = [
     "FAMILY_DEFAULTS",
     "GRID_KEY",
     "GROUPS",
-    "LR_RULES",
-    "METRICS",
-    "SCHEDULERS",
-    "SEARCHERS",
+    "SECTIONS",
+    "SPEC_KEYS",
     "TOP_KNOBS",
     "Categorical",
     "Conditional",
     "Constant",
+    "DataKind",
     "DataSpec",
     "Domain",
     "Float",
@@ -67,6 +57,7 @@ __all__ = [
     "Resources",
     "SearchSettings",
     "SearchSpec",
+    "Section",
     "SpecError",
     "Tracking",
     "active_values",
@@ -86,6 +77,7 @@ __all__ = [
     "space_rows",
     "space_to_yaml",
     "spec_from_dict",
+    "spec_json_schema",
     "suggest",
     "tune_domains",
     "uniform",

@@ -7,7 +7,7 @@ Three shapes of entry (the tables live in ``_knobs.py``):
   with knobs of its own, so that ``momentum`` exists only for ``sgd``;
 - a *group* (``augmentation``, ``regularization``, ``finetune``): a bag of knobs under one heading.
 
-A space may start from a built-in one (``base: default``) and override its keys; see ``_builtin``.
+A space may start from a built-in one (``base: default``) and override its keys; see ``_builtin_data``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from ._builtin_data import BUILTIN_SPACES
+from ._compile import sampled_values
 from ._domains import Categorical, Conditional, Constant, Domain, Float, Int, parse_domain
 from ._errors import SpecError
 from ._knobs import FAMILIES, FAMILY_DEFAULTS, GROUPS, TOP_KNOBS
@@ -52,8 +54,6 @@ def _family_domain(path: str, family: str, domain: Domain) -> Conditional:
 def _merge_base(raw: dict[str, Any], prefix: str) -> dict[str, Any]:
     """Overlay ``raw`` on the built-in space it names in ``base``: a key replaces the base's, a
     group merges knob by knob, and ``null`` removes a base key (back to the catalog default)."""
-    from ._builtin import BUILTIN_SPACES
-
     name = raw[BASE_KEY]
     path = f"{prefix}.{BASE_KEY}"
     if not isinstance(name, str) or name not in BUILTIN_SPACES:
@@ -166,8 +166,6 @@ def resolve(sampled: dict[str, Any]) -> dict[str, Any]:
     Knobs of options not chosen never appear, even when a searcher sampled them (Ray Tune's
     random search samples every knob flat).
     """
-    from ._compile import sampled_values
-
     sampled = sampled_values(sampled)
     recipe: dict[str, Any] = {key: sampled.get(key, knob.default) for key, knob in TOP_KNOBS.items()}
     for family, options in FAMILIES.items():

@@ -2,7 +2,8 @@
 
 Names follow timm's own knobs (``momentum``, ``warmup_epochs``, ``smoothing``, ``mixup_alpha``,
 ``re_prob``, ``drop_path_rate``, ``layer_decay``) so that a resolved trial config reads as a timm
-recipe. ``trainables/_recipe.py`` implements every option named here; its tests run each one.
+recipe. ``tunefleet.trainables`` implements every option named here (one factory module per
+family); its tests run each one.
 """
 
 from __future__ import annotations

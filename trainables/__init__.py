@@ -1,10 +1,9 @@
 """What runs inside one trial: data, timm model, optimizer, schedule, loss, augmentation, loop,
-checkpoints and per-epoch reports. Imports ``tunefleet.spaces`` (to resolve a recipe), never
-``tunefleet.search``."""
+checkpoints and per-epoch reports. Imports ``tunefleet.spaces`` (to resolve a recipe, and the
+record names in ``tunefleet.spaces.records``), never ``tunefleet.search``."""
 
+from ._augment import GaussianNoise, create_transforms
 from ._checkpoint import (
-    BEST,
-    LAST,
     load_logits,
     load_model,
     load_training_state,
@@ -12,39 +11,24 @@ from ._checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from ._data import DATASETS, ImageData, Split, eval_tensors, load_data, stratified_split
-from ._ddp import CHECKPOINT_PATH_KEY
+from ._data import DATASETS, eval_tensors, load_data
 from ._folder import FolderScan, scan_folder
 from ._loop import TrialOutOfMemory, classification_metrics, predict
-from ._recipe import (
-    LOSSES,
-    OPTIMIZERS,
-    SCHEDULES,
-    FocalLoss,
-    GaussianNoise,
-    build_model,
-    create_loss,
-    create_mixup,
-    create_model,
-    create_optimizer,
-    create_scheduler,
-    create_transforms,
-    freeze_stages,
-    normalization,
-    scaled_lr,
-)
-from ._trial import EPOCH_METRICS, TrialSettings, run_trial, tune_trainable
+from ._loss import LOSSES, FocalLoss, create_loss, create_mixup
+from ._model import build_model, create_model, freeze_stages, normalization, scaled_lr
+from ._optim import OPTIMIZERS, create_optimizer
+from ._schedule import SCHEDULES, create_scheduler
+from ._settings import TrialSettings
+from ._splits import ImageData, Split, stratified_split
+from ._trial import run_trial
+from ._tune import tune_trainable
 
 __all__ = [
-    "BEST",
-    "CHECKPOINT_PATH_KEY",
-    "LAST",
     "FolderScan",
     "TrialOutOfMemory",
     "load_training_state",
     "scan_folder",
     "DATASETS",
-    "EPOCH_METRICS",
     "LOSSES",
     "SCHEDULES",
     "FocalLoss",

@@ -25,11 +25,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-WEIGHTS = "model.safetensors"
-META = "meta.json"
-LOGITS = "logits.safetensors"
-TRAINING_STATE = "training_state.pt"
-BEST, LAST = "best", "last"
+from tunefleet.spaces.records import LOGITS, META, TRAINING_STATE, WEIGHTS
+
+from ._model import create_model
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -70,8 +68,6 @@ def load_logits(directory: str | Path) -> dict[str, torch.Tensor]:
 
 def load_model(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the timm model a checkpoint describes, load its weights, return it in eval mode."""
-    from ._recipe import create_model
-
     meta = read_meta(directory)
     model = create_model(meta["model"], num_classes=len(meta["class_names"]), in_chans=meta["in_chans"])
     load_weights(directory, model)

@@ -11,13 +11,11 @@ has already persisted it.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ._trial import TrialSettings, run_trial
-
-CHECKPOINT_PATH_KEY = "checkpoint_path"  # what Ray's TuneReportCallback names it
+from ._settings import TrialSettings
+from ._trial import run_trial
 
 
 def _worker_loop(config: dict[str, Any]) -> None:
@@ -26,7 +24,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
 
     settings: TrialSettings = config["settings"]
     if settings.device.startswith("cuda"):
-        settings = dataclasses.replace(settings, device=str(ray.train.torch.get_device()))
+        settings = settings.on_device(str(ray.train.torch.get_device()))
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
@@ -45,7 +43,8 @@ def run_ddp_trial(recipe: dict[str, Any], settings: TrialSettings) -> None:
     context = tune.get_context()
     storage = context.get_storage()
     gpu = settings.device.startswith("cuda")
-    resources = {"CPU": settings.cpus_per_worker} | ({"GPU": settings.gpus_per_worker} if gpu else {})
+    res = settings.resources
+    resources = {"CPU": res.cpus_per_worker} | ({"GPU": res.gpus_per_worker} if gpu else {})
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"recipe": recipe, "settings": settings},

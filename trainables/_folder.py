@@ -18,7 +18,7 @@ from PIL import Image
 
 from tunefleet.spaces import DataSpec, SpecError
 
-from ._data import ImageData, Split, stratified_split
+from ._splits import ImageData, Split, stratified_split
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 SPLITS = ("train", "val", "test")

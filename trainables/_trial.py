@@ -1,9 +1,9 @@
 """One trial: build everything from the recipe, train, evaluate each epoch, report, checkpoint.
 
 ``run_trial`` knows nothing of Ray: it calls ``report(metrics, checkpoint_dir)`` once per epoch.
-``tune_trainable`` adapts it to Ray Tune's function API (and, for multi-worker trials, to Ray
-Train's ``TorchTrainer``; see ``_ddp.py``). Keeping them apart lets tests and benchmarks run a
-trial in-process.
+``tune_trainable`` (``_tune.py``) adapts it to Ray Tune's function API (and, for multi-worker
+trials, to Ray Train's ``TorchTrainer``; see ``_ddp.py``). Keeping them apart lets tests and
+benchmarks run a trial in-process.
 
 Each epoch's randomness (shuffle order, augmentation, mixup) is seeded from ``(seed, epoch,
 rank)``, so a trial resumed from its ``last/`` checkpoint continues exactly as if it had not
@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,47 +26,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from tunefleet.spaces import DataSpec, resolve
+from tunefleet.spaces.records import BEST, EFFECTIVE_BATCH_SIZE, EFFECTIVE_LR, IS_LAST, LAST
 
-from . import _recipe as recipes
-from ._checkpoint import BEST, LAST, load_training_state, load_weights, save_checkpoint, save_training_state
+from ._augment import create_transforms
+from ._checkpoint import load_training_state, load_weights, save_checkpoint, save_training_state
 from ._data import TransformedSplit, eval_tensors, load_data
 from ._loop import Precision, TrainParts, classification_metrics, predict, train_epoch
+from ._loss import create_loss, create_mixup
+from ._model import build_model, normalization, scaled_lr
+from ._optim import create_optimizer
+from ._schedule import create_scheduler
+from ._settings import TrialSettings
 
 Report = Callable[[dict[str, float], Path | None], None]
-# Metrics every epoch report carries; the driver logs exactly these to MLflow.
-EPOCH_METRICS = (
-    "epoch",
-    "train_loss",
-    "val_loss",
-    "val_acc",
-    "val_precision",
-    "val_recall",
-    "val_f1",
-    "lr",
-    "images_per_s",
-    "epoch_time_s",
-)
-
-
-@dataclass(frozen=True)
-class TrialSettings:
-    """What every trial of one search shares (not searched)."""
-
-    data: DataSpec = field(default_factory=DataSpec)  # root made absolute by the search
-    max_epochs: int = 10
-    metric: str = "val_acc"
-    mode: str = "max"
-    seed: int = 0
-    workers: int = 1
-    lr_rule: str = "linear"
-    device: str = "cpu"
-    threads: int = 1
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    amp: str = "auto"  # auto: bf16 where the GPU has it, else fp16 with loss scaling; off on CPU
-    patience: int | None = None  # overrides the recipe's early-stopping patience when set
-    checkpoint_every: int = 1  # epochs between ``last/`` checkpoints (best and final always saved)
 
 
 @dataclass(frozen=True)
@@ -96,11 +68,16 @@ def _seed_epoch(seed: int, epoch: int, rank: int) -> torch.Generator:
 
 def _loader(train_set: TransformedSplit, batch: int, epoch: int, settings: TrialSettings, workers: Workers,
             drop_last: bool, pin: bool) -> DataLoader[Any]:  # fmt: skip
-    generator = _seed_epoch(settings.seed, epoch, workers.rank)
+    generator = _seed_epoch(settings.search.seed, epoch, workers.rank)
     sampler: Any
     if workers.world > 1:
         sampler = DistributedSampler(
-            train_set, num_replicas=workers.world, rank=workers.rank, shuffle=True, seed=settings.seed, drop_last=True
+            train_set,
+            num_replicas=workers.world,
+            rank=workers.rank,
+            shuffle=True,
+            seed=settings.search.seed,
+            drop_last=True,
         )
         sampler.set_epoch(epoch)
     else:
@@ -116,7 +93,7 @@ def _patience(recipe: dict[str, Any], settings: TrialSettings) -> int | None:
 
 
 def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, resume_from: Path | None = None) -> None:
-    """Train ``recipe`` for up to ``settings.max_epochs``, reporting after every epoch.
+    """Train ``recipe`` for up to ``settings.search.max_epochs``, reporting after every epoch.
 
     Every report but those skipped by ``checkpoint_every`` carries a checkpoint directory with
     ``last/`` (weights + training state) and ``best/`` (best weights so far, with val/test
@@ -130,33 +107,33 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, r
         resume_from: A reported checkpoint directory (holding ``last/``) to continue from.
     """
     torch.set_num_threads(settings.threads)
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(settings.search.seed)
     workers = Workers.current()
     device = torch.device(settings.device)
     data = load_data(settings.data)
-    model = recipes.build_model(recipe, data.num_classes, data.in_chans)
-    mean, std = recipes.normalization(model, data.in_chans)
-    train_tf, eval_tf = recipes.create_transforms(recipe, settings.data.image_size, data.in_chans, mean, std)
+    model = build_model(recipe, data.num_classes, data.in_chans)
+    mean, std = normalization(model, data.in_chans)
+    train_tf, eval_tf = create_transforms(recipe, settings.data.image_size, data.in_chans, mean, std)
     x_val, y_val = eval_tensors(data.val, eval_tf)
     x_test, y_test = eval_tensors(data.test, eval_tf)
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    mixup = recipes.create_mixup(recipe, data.num_classes)
+    mixup = create_mixup(recipe, data.num_classes)
     train_set = TransformedSplit(data.train, train_tf)
     batch = int(recipe["batch_size"])
     per_worker = len(train_set) // workers.world
     steps = per_worker // batch if mixup is not None else math.ceil(per_worker / batch)
     if steps < 1:
         raise ValueError(f"batch_size {batch} is larger than the {per_worker} training images per worker")
-    lr = recipes.scaled_lr(float(recipe["lr"]), workers.world, settings.lr_rule)
-    optimizer = recipes.create_optimizer(model, recipe, lr)
-    scheduler = recipes.create_scheduler(optimizer, recipe, settings.max_epochs, steps)
+    lr = scaled_lr(float(recipe["lr"]), workers.world, settings.resources.lr_scaling)
+    optimizer = create_optimizer(model, recipe, lr)
+    scheduler = create_scheduler(optimizer, recipe, settings.search.max_epochs, steps)
     parts = TrainParts(
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
-        criterion=recipes.create_loss(recipe),
+        criterion=create_loss(recipe),
         mixup=mixup,
         precision=Precision.create(settings.amp, device),
         clip_grad=float(recipe.get("regularization", {}).get("clip_grad", 0.0) or 0.0),
@@ -166,7 +143,7 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, r
         from torch.nn.parallel import DistributedDataParallel
 
         parts.model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    sign = 1.0 if settings.mode == "max" else -1.0
+    sign = 1.0 if settings.search.mode == "max" else -1.0
     best, best_epoch, start_epoch = -math.inf, 0, 1
     staging = Path(tempfile.mkdtemp(prefix="tunefleet-ckpt-"))
     if resume_from is not None:
@@ -186,15 +163,15 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, r
         "mean": list(mean),
         "std": list(std),
         "recipe": recipe,
-        "settings": asdict(settings),
+        "settings": settings.to_dict(),
         "workers": workers.world,
-        "effective_batch_size": batch * workers.world,
-        "effective_lr": lr,
+        EFFECTIVE_BATCH_SIZE: batch * workers.world,
+        EFFECTIVE_LR: lr,
         "data_skipped": data.skipped,
     }
     patience = _patience(recipe, settings)
     try:
-        for epoch in range(start_epoch, settings.max_epochs + 1):
+        for epoch in range(start_epoch, settings.search.max_epochs + 1):
             start = time.perf_counter()
             loader = _loader(train_set, batch, epoch, settings, workers, mixup is not None, device.type == "cuda")
             train_loss, seen = train_epoch(parts, loader, epoch, steps)
@@ -207,12 +184,12 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, r
             metrics["lr"] = max(float(group["lr"]) for group in optimizer.param_groups)
             metrics["images_per_s"] = seen / train_time
             metrics["epoch_time_s"] = time.perf_counter() - start
-            improved = sign * metrics[settings.metric] > best
+            improved = sign * metrics[settings.search.metric] > best
             if improved:
-                best, best_epoch = sign * metrics[settings.metric], epoch
+                best, best_epoch = sign * metrics[settings.search.metric], epoch
             stop_early = patience is not None and epoch - best_epoch >= patience
-            last = epoch == settings.max_epochs or stop_early
-            metrics["is_last"] = float(last)
+            last = epoch == settings.search.max_epochs or stop_early
+            metrics[IS_LAST] = float(last)
             save = improved or last or epoch % settings.checkpoint_every == 0
             if improved:
                 test_logits = predict(model, x_test, device)
@@ -233,29 +210,3 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, r
                 return
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def tune_trainable(config: dict[str, Any], settings: TrialSettings) -> None:
-    """Ray Tune function trainable: ``config`` holds the flat sampled values of one trial.
-
-    A trial Tune restarts (after a failure, or ``Tuner.restore``) resumes from its latest checkpoint.
-    """
-    from ray import tune
-
-    recipe = resolve(config)
-    if settings.workers > 1:
-        from ._ddp import run_ddp_trial
-
-        run_ddp_trial(recipe, settings)
-        return
-
-    def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
-        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        tune.report(metrics, checkpoint=checkpoint)
-
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        run_trial(recipe, settings, report)
-        return
-    with checkpoint.as_directory() as resume_from:
-        run_trial(recipe, settings, report, resume_from=Path(resume_from))

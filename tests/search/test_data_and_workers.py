@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tunefleet.spaces import records as rec
 from tunefleet.trainables import read_meta
 
 
@@ -26,7 +27,7 @@ def _folder_spec(small_spec, root, **data):
         (None, {}, "test_resnet", "data.root", "no such folder"),
         ({"cat": 6}, {}, "test_resnet", "data.root", "need at least 2"),
         ({"cat": 6, "dog": 6}, {"image_size": 32}, "vit_tiny_patch16_224", "data.image_size", "does not fit"),
-        ({"cat": 6, "dog": 6}, {"val_fraction": 1.5}, "test_resnet", "data.val_fraction", "must be in (0, 1)"),
+        ({"cat": 6, "dog": 6}, {"val_fraction": 1.5}, "test_resnet", "data.val_fraction", "must be < 1.0, got 1.5"),
     ],
     ids=["missing-root", "one-class", "size-vs-model", "bad-fraction"],
 )
@@ -55,9 +56,9 @@ def test_image_folder_search_and_export(cli, write_spec, small_spec, image_folde
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("small")
-    trials = client.search_runs([experiment.experiment_id], "tags.`tunefleet.role` = 'trial'")
+    trials = client.search_runs([experiment.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_TRIAL}'")
     assert len(trials) == 2 and {r.info.status for r in trials} == {"FINISHED"}
-    local = client.download_artifacts(trials[0].info.run_id, "checkpoint", str(tmp_path / "ckpt"))
+    local = client.download_artifacts(trials[0].info.run_id, rec.CHECKPOINT_ARTIFACT_DIR, str(tmp_path / "ckpt"))
     meta = read_meta(local)
     assert meta["class_names"] == ["cat", "dog", "fox"] and meta["in_chans"] == 3 and meta["data_skipped"] == 1
 
@@ -81,18 +82,18 @@ def test_two_worker_trials_scale_batch_and_lr_and_free_workers_when_stopped(cli,
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("small")
-    trials = client.search_runs([experiment.experiment_id], "tags.`tunefleet.role` = 'trial'")
+    trials = client.search_runs([experiment.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_TRIAL}'")
     by_lr = {float(t.data.params["lr"]): t for t in trials}
     assert sorted(by_lr) == [1e-5, 1e-4, 0.05]
     assert by_lr[0.05].info.status == "FINISHED" and by_lr[1e-5].info.status == "KILLED"
-    assert all(t.data.metrics.get("epochs_trained", 0) >= 1 for t in trials)  # the third one ran too
+    assert all(t.data.metrics.get(rec.EPOCHS_TRAINED, 0) >= 1 for t in trials)  # the third one ran too
     for lr, trial in by_lr.items():
         params = trial.data.params
-        assert params["workers_per_trial"] == "2" and int(params["effective_batch_size"]) == 64
-        assert float(params["effective_lr"]) == pytest.approx(2 * lr)
+        assert params["resources.workers_per_trial"] == "2" and int(params[rec.EFFECTIVE_BATCH_SIZE]) == 64
+        assert float(params[rec.EFFECTIVE_LR]) == pytest.approx(2 * lr)
     best = by_lr[0.05]
     assert best.data.metrics["val_acc"] > 0.5
     # what the workers actually used, as recorded by rank 0 in the checkpoint
-    meta = read_meta(client.download_artifacts(best.info.run_id, "checkpoint", str(tmp_path / "ckpt")))
-    assert meta["workers"] == 2 and meta["effective_batch_size"] == 64
-    assert meta["effective_lr"] == pytest.approx(0.1)
+    meta = read_meta(client.download_artifacts(best.info.run_id, rec.CHECKPOINT_ARTIFACT_DIR, str(tmp_path / "ckpt")))
+    assert meta["workers"] == 2 and meta[rec.EFFECTIVE_BATCH_SIZE] == 64
+    assert meta[rec.EFFECTIVE_LR] == pytest.approx(0.1)

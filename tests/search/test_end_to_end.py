@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tunefleet.analysis import onnx_outputs
+from tunefleet.spaces import records as rec
 from tunefleet.trainables import load_data
 
 pytestmark = pytest.mark.slow
@@ -19,8 +20,8 @@ def _runs(tmp_path, experiment: str):
     exp = client.get_experiment_by_name(experiment)
     assert exp is not None
     runs = client.search_runs([exp.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("tunefleet.role") == "search"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    parents = [r for r in runs if r.data.tags.get(rec.ROLE_TAG) == rec.ROLE_SEARCH]
+    children = [r for r in runs if r.data.tags.get(rec.PARENT_RUN_TAG)]
     return client, parents, children
 
 
@@ -33,21 +34,21 @@ def test_search_then_export_top2(cli, write_spec, small_spec, tmp_path):
     assert len(parents) == 1 and len(children) == 4
     parent = parents[0]
     assert parent.info.status == "FINISHED"
-    assert parent.data.params["searcher"] == "optuna" and parent.data.metrics["trials_completed"] == 4
-    assert "spec.yaml" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+    assert parent.data.params["search.searcher"] == "optuna" and parent.data.metrics[rec.TRIALS_COMPLETED] == 4
+    assert rec.SPEC_ARTIFACT in [a.path for a in client.list_artifacts(parent.info.run_id)]
     for run in children:
-        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert run.info.status == "FINISHED" and run.data.tags["tunefleet.outcome"] == "completed"
+        assert run.data.tags[rec.PARENT_RUN_TAG] == parent.info.run_id
+        assert run.info.status == "FINISHED" and run.data.tags[rec.OUTCOME_TAG] == rec.COMPLETED
         params = run.data.params
-        assert {"lr", "batch_size", "optimizer", "model", "effective_lr", "effective_batch_size"} <= set(params)
+        assert {"lr", "batch_size", "optimizer", "model", rec.EFFECTIVE_LR, rec.EFFECTIVE_BATCH_SIZE} <= set(params)
         # conditional knobs exist only under their option
         assert ("optimizer.momentum" in params) == (params["optimizer"] == "sgd")
-        assert float(params["effective_lr"]) == pytest.approx(float(params["lr"]))  # one worker
+        assert float(params[rec.EFFECTIVE_LR]) == pytest.approx(float(params["lr"]))  # one worker
         history = client.get_metric_history(run.info.run_id, "val_acc")
         assert sorted(m.step for m in history) == [1, 2, 3, 4]
-        assert run.data.metrics["epochs_trained"] == 4
-        assert max(m.value for m in history) == pytest.approx(run.data.metrics["best_val_acc"])
-        files = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
+        assert run.data.metrics[rec.EPOCHS_TRAINED] == 4
+        assert max(m.value for m in history) == pytest.approx(run.data.metrics[rec.best_key("val_acc")])
+        files = {a.path for a in client.list_artifacts(run.info.run_id, rec.CHECKPOINT_ARTIFACT_DIR)}
         assert {"checkpoint/model.safetensors", "checkpoint/meta.json", "checkpoint/logits.safetensors"} <= files
 
     out = tmp_path / "export"
@@ -55,7 +56,7 @@ def test_search_then_export_top2(cli, write_spec, small_spec, tmp_path):
     assert exported.returncode == 0, exported.stdout + exported.stderr
     card = json.loads((out / "card.json").read_text())
     assert len(card["members"]) == 2
-    ranked = sorted(children, key=lambda r: -r.data.metrics["best_val_acc"])[:2]
+    ranked = sorted(children, key=lambda r: -r.data.metrics[rec.best_key("val_acc")])[:2]
     assert [m["run_id"] for m in card["members"]] == [r.info.run_id for r in ranked]
     assert card["onnx"]["max_abs_diff_vs_torch"] < 1e-4
 
@@ -96,13 +97,13 @@ def test_grid_with_asha_records_stopped_and_failed_trials(cli, write_spec, small
     by_lr = {float(r.data.params["lr"]): r for r in children}
     assert sorted(by_lr) == [0.01, 0.03, 0.06, 1.0e10]
     failed = by_lr[1.0e10]
-    assert failed.info.status == "FAILED" and failed.data.tags["tunefleet.outcome"] == "failed"
-    assert "train loss became" in failed.data.tags["tunefleet.error"]
+    assert failed.info.status == "FAILED" and failed.data.tags[rec.OUTCOME_TAG] == rec.FAILED
+    assert "train loss became" in failed.data.tags[rec.ERROR_TAG]
     for lr in (0.01, 0.03, 0.06):
         run = by_lr[lr]
-        epochs = run.data.metrics["epochs_trained"]
+        epochs = run.data.metrics[rec.EPOCHS_TRAINED]
         if run.info.status == "KILLED":
-            assert run.data.tags["tunefleet.outcome"] == "stopped_early" and epochs < 4
+            assert run.data.tags[rec.OUTCOME_TAG] == rec.STOPPED and epochs < 4
         else:
             assert run.info.status == "FINISHED" and epochs == 4
-    assert parents[0].data.metrics["trials_failed"] == 1
+    assert parents[0].data.metrics[rec.TRIALS_FAILED] == 1

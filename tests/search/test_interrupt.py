@@ -11,6 +11,8 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tunefleet.spaces import records as rec
+
 
 @pytest.mark.slow
 def test_interrupted_search_closes_its_runs_as_killed(write_spec, small_spec, tmp_path):
@@ -31,7 +33,7 @@ def test_interrupted_search_closes_its_runs_as_killed(write_spec, small_spec, tm
         time.sleep(2)
         experiment = (tmp_path / "mlflow.db").exists() and client.get_experiment_by_name("small")
         if experiment:
-            runs = client.search_runs([experiment.experiment_id], "tags.`tunefleet.role` = 'trial'")
+            runs = client.search_runs([experiment.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_TRIAL}'")
             if sum("val_acc" in r.data.metrics for r in runs) >= 2:
                 break
     proc.send_signal(signal.SIGINT)
@@ -40,12 +42,12 @@ def test_interrupted_search_closes_its_runs_as_killed(write_spec, small_spec, tm
     assert "interrupted: 2 running trial(s) stopped" in out
 
     experiment = client.get_experiment_by_name("small")
-    (search,) = client.search_runs([experiment.experiment_id], "tags.`tunefleet.role` = 'search'")
+    (search,) = client.search_runs([experiment.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_SEARCH}'")
     assert search.info.status == "KILLED"
-    trials = client.search_runs([experiment.experiment_id], "tags.`tunefleet.role` = 'trial'")
+    trials = client.search_runs([experiment.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_TRIAL}'")
     assert len(trials) == 2
     for run in trials:
-        assert run.info.status == "KILLED" and run.data.tags["tunefleet.outcome"] == "interrupted"
+        assert run.info.status == "KILLED" and run.data.tags[rec.OUTCOME_TAG] == rec.INTERRUPTED
         assert "val_acc" in run.data.metrics  # what was measured is kept
-        names = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
+        names = {a.path for a in client.list_artifacts(run.info.run_id, rec.CHECKPOINT_ARTIFACT_DIR)}
         assert "checkpoint/model.safetensors" in names  # and so are the best weights so far

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tunefleet.spaces import records as rec
+
 pytestmark = pytest.mark.slow
 
 
@@ -38,13 +40,13 @@ def test_random_search_logs_momentum_only_for_sgd_trials(cli, write_spec, small_
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("small")
     runs = client.search_runs([exp.experiment_id], max_results=100)
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    children = [r for r in runs if r.data.tags.get(rec.PARENT_RUN_TAG)]
     assert len(children) == 4
     chosen = {r.data.params["optimizer"] for r in children}
     assert chosen == {"sgd", "adamw", "lamb"}, chosen  # Tune's generator is seeded: seed 7 draws all three
     for run in children:
         params = run.data.params
-        assert run.info.status == "FINISHED", run.data.tags.get("tunefleet.error")
+        assert run.info.status == "FINISHED", run.data.tags.get(rec.ERROR_TAG)
         sgd = params["optimizer"] == "sgd"
         assert ("optimizer.momentum" in params) == sgd and ("optimizer.nesterov" in params) == sgd
         assert ("optimizer.beta2" in params) == (params["optimizer"] in ("adamw", "lamb"))

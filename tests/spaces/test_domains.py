@@ -105,7 +105,7 @@ def test_spec_rejects_bad_space_naming_the_path(space, path, needle):
         ({"name": "x", "search": {"max_epochs": "ten"}}, "search.max_epochs"),
         ({"name": "x", "search": {"grace_period": 20, "max_epochs": 10}}, "search.grace_period"),
         ({"name": "x", "search": {"metric": "accuracy"}}, "search.metric"),
-        ({"name": "x", "search": {"time_budget": "soon"}}, "search.time_budget_s"),
+        ({"name": "x", "search": {"time_budget": "soon"}}, "search.time_budget"),
         ({"name": "x", "data": {"kind": "cifar"}}, "data.kind"),
         ({"name": "x", "data": {"image_size": 4}}, "data.image_size"),
         ({"name": "x", "serch": {}}, "serch"),
@@ -120,7 +120,7 @@ def test_spec_rejects_bad_settings(doc, path):
 
 def test_time_budget_and_defaults():
     spec = spec_from_dict({"name": "x", "search": {"time_budget": "2h"}})
-    assert spec.search.time_budget_s == 7200
+    assert spec.search.time_budget == 7200
     assert spec.tracking.experiment == "x"
 
 

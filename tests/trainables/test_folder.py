@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from tunefleet.spaces import DataSpec, SpecError
-from tunefleet.trainables import load_data, scan_folder
-from tunefleet.trainables._data import stratified_split
+from tunefleet.trainables import load_data, scan_folder, stratified_split
 
 
 def _hashes(split) -> set[bytes]:

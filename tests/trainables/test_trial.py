@@ -9,11 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tunefleet.spaces import DataSpec, resolve
+from tunefleet.spaces import DataSpec, SearchSettings, resolve
+from tunefleet.spaces.records import BEST, EPOCH_METRICS, LAST
 from tunefleet.trainables import (
-    BEST,
-    EPOCH_METRICS,
-    LAST,
     TrialSettings,
     classification_metrics,
     load_logits,
@@ -40,7 +38,7 @@ def _collect(tmp_path: Path, recipe, settings, resume_from=None, tag="run"):
 
 
 def test_trial_reports_every_epoch_with_best_and_last_checkpoints(tmp_path):
-    settings = TrialSettings(data=DataSpec(image_size=16), max_epochs=3)
+    settings = TrialSettings(data=DataSpec(image_size=16), search=SearchSettings(max_epochs=3))
     reports = _collect(tmp_path, resolve({"lr": 0.05, "batch_size": 64}), settings)
     assert [int(m["epoch"]) for m, _ in reports] == [1, 2, 3]
     assert [m["is_last"] for m, _ in reports] == [0.0, 0.0, 1.0]
@@ -66,7 +64,7 @@ def test_trial_reports_every_epoch_with_best_and_last_checkpoints(tmp_path):
 
 
 def test_resumed_trial_continues_exactly_where_it_stopped(tmp_path):
-    settings = TrialSettings(data=DataSpec(image_size=16), max_epochs=3)
+    settings = TrialSettings(data=DataSpec(image_size=16), search=SearchSettings(max_epochs=3))
     recipe = resolve({"lr": 0.05, "batch_size": 64, "augmentation.hflip": True, "augmentation.scale_min": 0.7})
     straight = _collect(tmp_path, recipe, settings, tag="straight")
     after_two = straight[1][1]
@@ -80,7 +78,7 @@ def test_resumed_trial_continues_exactly_where_it_stopped(tmp_path):
 
 def test_patience_stops_the_trial_early(tmp_path):
     # A near-zero learning rate barely moves the weights, so val_acc soon stops improving.
-    settings = TrialSettings(data=DataSpec(image_size=16), max_epochs=8)
+    settings = TrialSettings(data=DataSpec(image_size=16), search=SearchSettings(max_epochs=8))
     recipe = resolve({"lr": 1e-12, "optimizer": "sgd", "regularization.patience": 1})
     reports = _collect(tmp_path, recipe, settings)
     last_best = max(int(m["epoch"]) for m, _ in reports if "test_acc" in m)
@@ -89,13 +87,13 @@ def test_patience_stops_the_trial_early(tmp_path):
 
 
 def test_diverging_trial_raises_with_the_reason(tmp_path):
-    settings = TrialSettings(data=DataSpec(image_size=16), max_epochs=2)
+    settings = TrialSettings(data=DataSpec(image_size=16), search=SearchSettings(max_epochs=2))
     with pytest.raises(FloatingPointError, match=r"train loss became (nan|inf) at epoch 1"):
         _collect(tmp_path, resolve({"lr": 1e12, "optimizer": "sgd"}), settings)
 
 
 def test_mixup_and_gradient_clipping_train(tmp_path):
-    settings = TrialSettings(data=DataSpec(image_size=16), max_epochs=1)
+    settings = TrialSettings(data=DataSpec(image_size=16), search=SearchSettings(max_epochs=1, grace_period=1))
     sampled = {"lr": 0.05, "batch_size": 32, "augmentation.mixup_alpha": 0.2, "augmentation.cutmix_alpha": 1.0}
     recipe = resolve({**sampled, "regularization.clip_grad": 1.0})
     ((metrics, _),) = _collect(tmp_path, recipe, settings)

@@ -1,0 +1,155 @@
+"""The spec's settings sections as typed, frozen records validated from their annotations.
+
+pydantic (v2) checks types and bounds; every field carries the help text that ``tunefleet spaces
+schema`` puts in the JSON Schema, so editors show it. Strict types: YAML's ``"5"`` is not an
+integer and ``true`` is not a number. Checks that involve two fields raise ``_field_error`` so the
+message still names the one field a user must change. ``_spec.py`` turns a ``ValidationError``
+into a one-line ``SpecError`` with the full path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
+
+from .records import METRIC_MODES
+
+FIELD_ERROR = "tunefleet_field"
+Mode = Literal["max", "min"]
+DataKind = Literal["digits", "imagefolder"]
+
+
+def _field_error(field: str, message: str) -> PydanticCustomError:
+    """A validation error about ``field`` of the section being checked (``_spec`` reads ``ctx``)."""
+    return PydanticCustomError(FIELD_ERROR, "{field}: {message}", {"field": field, "message": message})
+
+
+class Section(BaseModel):
+    """Base of every settings section: frozen (hashable, so a cache key), unknown keys refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, validate_default=True)
+
+
+class DataSpec(Section):
+    """Where the images come from."""
+
+    kind: DataKind = Field(
+        "digits", description="digits: scikit-learn's bundled 8x8 digits; imagefolder: your images under data.root"
+    )
+    image_size: int = Field(32, ge=8, description="every image is resized to image_size x image_size pixels")
+    split_seed: int = Field(0, description="seed of the stratified train/val/test split")
+    root: str = Field(
+        "",
+        description="imagefolder only: root/<class>/*.png|jpg or root/train|val[|test]/<class>/...; "
+        "relative to the directory the command runs in",
+    )
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="share of each class held out for validation")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="share of each class held out for the final test")
+    color: Literal["auto", "rgb", "grayscale"] = Field(
+        "auto", description="auto: 1 channel when every image is grayscale, else RGB"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataSpec:
+        if self.kind == "imagefolder" and not self.root:
+            raise _field_error("root", "imagefolder data needs a root folder")
+        if self.kind != "imagefolder" and self.root:
+            raise _field_error("root", f"only imagefolder data has a root; data.kind is {self.kind!r}")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise _field_error(
+                "test_fraction",
+                "val_fraction + test_fraction must leave >= 10% to train, "
+                f"got {self.val_fraction} + {self.test_fraction}",
+            )
+        return self
+
+
+def parse_duration(raw: Any) -> Any:
+    """``90`` (seconds), ``"90s"``, ``"30m"``, ``"2h"`` -> seconds; anything else passes to the type check."""
+    if isinstance(raw, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh])\s*", raw)
+        if not match:
+            raise _field_error("time_budget", f"expected seconds or a duration like 90s, 30m, 2h; got {raw!r}")
+        return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return float(raw)
+    return raw
+
+
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0},
+        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[smh]\s*$"},
+        {"type": "null"},
+    ]
+}
+Duration = Annotated[
+    Annotated[float, Field(gt=0)] | None, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)
+]
+Metric = Literal["val_acc", "val_loss", "val_f1", "val_precision", "val_recall", "train_loss"]
+
+
+def _mode_of(metric: str) -> Mode:
+    return "min" if METRIC_MODES[metric] == "min" else "max"
+
+
+class SearchSettings(Section):
+    """How the search runs: searcher, scheduler, budget, and what it ranks trials by."""
+
+    searcher: Literal["grid", "random", "optuna"] = Field(
+        "optuna", description="optuna: TPE (conditional spaces define-by-run); random; grid: every grid point"
+    )
+    scheduler: Literal["asha", "fifo"] = Field("asha", description="asha stops weak trials early; fifo runs all")
+    num_samples: int = Field(8, ge=1, description="trials to run (grid: at least the grid size)")
+    metric: Metric = Field("val_acc", description="what trials are ranked by (reported every epoch)")
+    # A missing mode follows the (already validated) metric: ranking by val_loss minimizes it.
+    mode: Mode = Field(
+        default_factory=lambda data: _mode_of(data["metric"]),
+        description="max or min; follows the metric (val_loss/train_loss: min, the rest: max)",
+    )
+    max_epochs: int = Field(10, ge=1, description="epochs of a trial that is never stopped early")
+    grace_period: int = Field(2, ge=1, description="asha: epochs every trial runs before it may be stopped")
+    reduction_factor: int = Field(3, ge=2, description="asha: keep 1/reduction_factor of trials at each rung")
+    max_concurrent: int | None = Field(None, ge=1, description="at most this many trials at once (default: fill)")
+    seed: int = Field(0, description="seed of the searcher and of every trial's training")
+    time_budget: Duration = Field(None, description="stop starting trials after this long: 90s, 30m, 2h")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchSettings:
+        expected = METRIC_MODES[self.metric]
+        if self.mode != expected:
+            raise _field_error("mode", f"{self.metric} is ranked with mode {expected}, got {self.mode!r}")
+        if self.scheduler == "asha" and self.grace_period > self.max_epochs:
+            raise _field_error("grace_period", f"must be <= max_epochs ({self.max_epochs}), got {self.grace_period}")
+        return self
+
+
+class Resources(Section):
+    """What one trial reserves on the cluster."""
+
+    workers_per_trial: int = Field(1, ge=1, description="data-parallel (DDP) workers per trial, via Ray Train")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each worker reserves (also its torch threads)")
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs each worker reserves; 0.5 packs two on one GPU")
+    lr_scaling: Literal["linear", "sqrt", "none"] = Field(
+        "linear", description="how lr (tuned for one worker's batch) scales with workers_per_trial"
+    )
+
+
+class Tracking(Section):
+    """Where the search is recorded in MLflow."""
+
+    uri: str | None = Field(
+        None, description="MLflow tracking URI; --tracking-uri, then this, then $MLFLOW_TRACKING_URI"
+    )
+    experiment: str = Field("", description="MLflow experiment (default: the spec's name)")
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "data": DataSpec,
+    "search": SearchSettings,
+    "resources": Resources,
+    "tracking": Tracking,
+}

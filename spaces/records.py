@@ -1,0 +1,113 @@
+"""The record: every name tunefleet writes to, and reads back from, MLflow and checkpoints.
+
+Writers (``tunefleet.search`` tracking, ``tunefleet.trainables`` checkpoints) and readers
+(``tunefleet.analysis``, the CLI, benchmarks, tests) import these names instead of repeating
+literals, so the contract is one module. It imports nothing of tunefleet (or of torch, Ray or
+MLflow), so any room can use it.
+
+What a search leaves in MLflow:
+
+- one *search run* per search (tag ``tunefleet.role = search``): the spec as ``spec.yaml``, every
+  spec setting as a param named by its path in the spec (``search.metric``, ``data.image_size``),
+  and at the end a summary (``trials_completed`` ... ``wall_s``, ``best_<metric>``);
+- one *trial run* per trial, a child of the search run (``mlflow.parentRunId``, tag
+  ``tunefleet.role = trial``): the trial's recipe as params (``optimizer.momentum`` only where it
+  applies), the per-worker and effective batch and LR, each epoch's ``EPOCH_METRICS`` at
+  ``step = epoch``, a summary (``best_<metric>`` for every val/test metric of the best epoch,
+  ``best_epoch``, ``epochs_trained``), the best checkpoint under ``checkpoint/``, and how it
+  ended: the MLflow status and the ``tunefleet.outcome`` tag (``OUTCOME_STATUS``), with the
+  reason in ``tunefleet.error`` for a failure.
+
+A checkpoint a trial reports is a directory with ``best/`` (weights of the best epoch so far,
+``meta.json``, val/test logits) and ``last/`` (the latest epoch plus training state to resume).
+"""
+
+from __future__ import annotations
+
+# ------------------------------------------------------------------ MLflow tags
+ROLE_TAG = "tunefleet.role"  # "search" on a search run, "trial" on a trial run
+ROLE_SEARCH, ROLE_TRIAL = "search", "trial"
+PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own: nests trial runs under the search run in the UI
+SPEC_NAME_TAG = "tunefleet.spec_name"  # the spec's name, on the search run
+TRIAL_ID_TAG = "tunefleet.trial_id"  # Ray Tune's trial id, on a trial run
+OUTCOME_TAG = "tunefleet.outcome"  # how a trial ended, in words (OUTCOME_STATUS keys)
+ERROR_TAG = "tunefleet.error"  # a failed trial's exception line
+BEST_TRIAL_TAG = "tunefleet.best_trial"  # the best trial's run name, on the search run
+
+# ------------------------------------------------------------------ how a trial ends
+COMPLETED = "completed"  # ran its planned epochs (or stopped itself by patience)
+STOPPED = "stopped_early"  # stopped by the scheduler (ASHA)
+FAILED = "failed"  # raised
+RUNNING = "running"  # not ended yet
+INTERRUPTED = "interrupted"  # the search was stopped (Ctrl-C) while the trial ran
+# The MLflow run status that goes with each outcome.
+OUTCOME_STATUS = {COMPLETED: "FINISHED", STOPPED: "KILLED", FAILED: "FAILED", INTERRUPTED: "KILLED"}
+
+# ------------------------------------------------------------------ metrics
+# What every epoch report of a trial carries; the driver logs exactly these, at step = epoch.
+EPOCH_METRICS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_acc",
+    "val_precision",
+    "val_recall",
+    "val_f1",
+    "lr",
+    "images_per_s",
+    "epoch_time_s",
+)
+IS_LAST = "is_last"  # 1.0 on a trial's final report; a trial stopped from outside never sends it
+# Which way each metric a search may rank by is better.
+METRIC_MODES = {
+    "val_acc": "max",
+    "val_f1": "max",
+    "val_precision": "max",
+    "val_recall": "max",
+    "val_loss": "min",
+    "train_loss": "min",
+}
+BEST_PREFIX = "best_"
+
+
+def best_key(metric: str) -> str:
+    """The summary key of a metric's value at the best epoch: ``best_val_acc``."""
+    return BEST_PREFIX + metric
+
+
+BEST_EPOCH = "best_epoch"
+EPOCHS_TRAINED = "epochs_trained"
+# Search run summary.
+TRIALS_COMPLETED = "trials_completed"
+TRIALS_STOPPED_EARLY = "trials_stopped_early"
+TRIALS_FAILED = "trials_failed"
+WALL_S = "wall_s"
+BEST_TRIAL_TEST_ACC = "best_trial_test_acc"
+
+# ------------------------------------------------------------------ params
+# Search run: every spec setting under its path in the spec (see ``SearchSpec.params``).
+SEARCH_METRIC_PARAM = "search.metric"
+SEARCH_MODE_PARAM = "search.mode"
+# Trial run, besides the recipe: what the LR and batch become with several workers.
+EFFECTIVE_BATCH_SIZE = "effective_batch_size"
+EFFECTIVE_LR = "effective_lr"
+TRIAL_ID_PARAM = "trial_id"
+
+# ------------------------------------------------------------------ artifacts and checkpoints
+SPEC_ARTIFACT = "spec.yaml"  # on the search run
+CHECKPOINT_ARTIFACT_DIR = "checkpoint"  # on a trial run: the files of best/
+BEST, LAST = "best", "last"  # the two checkpoints a trial reports
+WEIGHTS = "model.safetensors"
+META = "meta.json"
+LOGITS = "logits.safetensors"
+TRAINING_STATE = "training_state.pt"
+CHECKPOINT_PATH_KEY = "checkpoint_path"  # multi-worker trials: Ray's TuneReportCallback puts the path here
+
+# ------------------------------------------------------------------ stores
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+SQLITE_PREFIX = "sqlite:///"
+
+
+def sqlite_file(uri: str) -> str | None:
+    """The database file behind a ``sqlite:///`` URI, or None for other stores."""
+    return uri[len(SQLITE_PREFIX) :] if uri.startswith(SQLITE_PREFIX) else None

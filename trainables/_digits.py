@@ -1,0 +1,38 @@
+"""The ``digits`` dataset: scikit-learn's bundled 8x8 digits, upsampled, for demos and tests.
+
+A loader of its own (like ``_folder``), so that ``_data`` only registers and caches loaders.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from tunefleet.spaces import DataSpec
+
+from ._splits import ImageData, Split, stratified_split
+
+
+def resize_all(images: list[np.ndarray] | np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 images (all of one mode) to ``size`` x ``size`` and stack them."""
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR)) for im in images])
+
+
+def decode_digits(source: DataSpec) -> ImageData:
+    """The 1797 digits at ``source.image_size``, split per ``source`` (seeded, stratified)."""
+    from sklearn.datasets import load_digits  # scikit-learn is slow to import: only when digits are used
+
+    bunch = load_digits()
+    # 8x8 images with values 0..16 -> uint8 0..255, upsampled once to the spec's size.
+    raw = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    images = resize_all(raw, source.image_size)
+    if source.color == "rgb":
+        images = np.repeat(images[..., None], 3, axis=-1)
+    labels = bunch.target.astype(np.int64)
+    train, val, test = stratified_split(labels, source.split_seed, source.val_fraction, source.test_fraction)
+    return ImageData(
+        train=Split(images[train], labels[train]),
+        val=Split(images[val], labels[val]),
+        test=Split(images[test], labels[test]),
+        class_names=tuple(str(n) for n in bunch.target_names),
+    )

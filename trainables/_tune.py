@@ -1,0 +1,41 @@
+"""The Ray Tune adapter: a function trainable that resolves a trial's config and runs it.
+
+Its own module because it is the one place that picks between an in-process trial (``_trial``)
+and a data-parallel one (``_ddp``, which itself runs ``_trial``'s loop); kept here, neither of
+those has to import the other back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunefleet.spaces import resolve
+
+from ._ddp import run_ddp_trial
+from ._settings import TrialSettings
+from ._trial import run_trial
+
+
+def tune_trainable(config: dict[str, Any], settings: TrialSettings) -> None:
+    """Ray Tune function trainable: ``config`` holds the flat sampled values of one trial.
+
+    A trial Tune restarts (after a failure, or ``Tuner.restore``) resumes from its latest checkpoint.
+    """
+    from ray import tune  # Ray is heavy to import; trials run in-process (tests, benchmarks) without it
+
+    recipe = resolve(config)
+    if settings.workers > 1:
+        run_ddp_trial(recipe, settings)
+        return
+
+    def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        tune.report(metrics, checkpoint=checkpoint)
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run_trial(recipe, settings, report)
+        return
+    with checkpoint.as_directory() as resume_from:
+        run_trial(recipe, settings, report, resume_from=Path(resume_from))
