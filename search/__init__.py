@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._experiment import Plan, optuna_sampler, planned_trials, preflight, run_experiment, start_ray
     from ._ledger import TrialLedger, TrialRecord
-    from ._tracking import MlflowTrialCallback, finish_search_run, start_search_run, tracking_uri
+    from ._search_run import finish_search_run, start_search_run, tracking_uri
+    from ._tracking import MlflowTrialCallback
 
 _EXPORTS = {
     "Plan": "._experiment",
@@ -25,9 +26,9 @@ _EXPORTS = {
     "TrialLedger": "._ledger",
     "TrialRecord": "._ledger",
     "MlflowTrialCallback": "._tracking",
-    "finish_search_run": "._tracking",
-    "start_search_run": "._tracking",
-    "tracking_uri": "._tracking",
+    "finish_search_run": "._search_run",
+    "start_search_run": "._search_run",
+    "tracking_uri": "._search_run",
 }
 __all__ = [
     "MlflowTrialCallback",

@@ -24,7 +24,7 @@ from tunefleet.spaces import (
     grid_size,
     tune_domains,
 )
-from tunefleet.trainables import TrialSettings, tune_trainable
+from tunefleet.trainables import RunLink, TrialSettings, tune_trainable
 
 
 def _model_names(spec: SearchSpec) -> list[Any]:
@@ -106,8 +106,15 @@ def planned_trials(spec: SearchSpec) -> int:
     return size
 
 
-def trial_settings(spec: SearchSpec) -> TrialSettings:
-    return TrialSettings.from_spec(spec)
+def trial_settings(spec: SearchSpec, run_link: RunLink | None = None) -> TrialSettings:
+    return TrialSettings.from_spec(spec, run_link=run_link)
+
+
+def storage_uri(storage: str | Path) -> str:
+    """Ray Tune's storage: a URI pyarrow understands (``s3://``, ``gs://``) as it is, else an
+    absolute path (on a cluster, one every node shares)."""
+    text = str(storage)
+    return text if "://" in text else str(Path(text).expanduser().resolve())
 
 
 def optuna_sampler(searcher: str, seed: int) -> Any:
@@ -180,7 +187,7 @@ def start_ray(address: str | None, dashboard: bool = False) -> None:
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
-    if address:
+    if address or os.environ.get("RAY_ADDRESS"):  # a job's driver: Ray sets RAY_ADDRESS for it
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:
         ray.init(
@@ -207,12 +214,18 @@ def _concurrency(spec: SearchSpec) -> int | None:
 
 
 def run_experiment(
-    spec: SearchSpec, callbacks: list[Any], storage: Path, num_trials: int, trainable: Any = None
+    spec: SearchSpec,
+    callbacks: list[Any],
+    storage: str | Path,
+    num_trials: int,
+    trainable: Any = None,
+    run_link: RunLink | None = None,
 ) -> None:
     """Build the Tuner for ``spec`` and run it to the end; trial errors do not raise.
 
     ``trainable`` replaces the image-classification trial (a function taking ``(config, settings)``);
     benchmarks pass a sleep or table-lookup trainable to time the orchestration alone.
+    ``run_link``: trials upload their best checkpoints to MLflow themselves (an MLflow server).
     """
     from ray import tune
 
@@ -226,7 +239,7 @@ def run_experiment(
         else tune.PlacementGroupFactory([{"memory": 1}])
     )
     trainable = tune.with_resources(
-        tune.with_parameters(trainable or tune_trainable, settings=trial_settings(spec)), reserve
+        tune.with_parameters(trainable or tune_trainable, settings=trial_settings(spec, run_link)), reserve
     )
     grid = spec.search.searcher == "grid"
     tuner = tune.Tuner(
@@ -248,7 +261,7 @@ def run_experiment(
         ),
         run_config=tune.RunConfig(
             name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str(storage.resolve()),
+            storage_path=storage_uri(storage),
             verbose=0,
             callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),

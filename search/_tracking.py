@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,68 +22,16 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from tunefleet.spaces import SearchSpec, flatten_recipe
+from tunefleet.spaces import SearchSpec
 from tunefleet.spaces import records as rec
-from tunefleet.trainables import scaled_lr
 
 from ._ledger import TrialLedger
+from ._search_run import trial_params, trial_summary
 
 logger = logging.getLogger(__name__)
 # MLflow caps a param value at 6000 characters and a batch at 1000 metrics.
 _MAX_BATCH = 1000
-
-
-def tracking_uri(cli_value: str | None, spec_value: str | None = None) -> str:
-    """``--tracking-uri``, else the spec's, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
-    return cli_value or spec_value or os.environ.get("MLFLOW_TRACKING_URI") or rec.DEFAULT_TRACKING_URI
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file behind a ``sqlite:///`` URI (None for other stores)."""
-    file = rec.sqlite_file(uri)
-    return Path(file) if file is not None else None
-
-
-def start_search_run(client: MlflowClient, spec: SearchSpec) -> str:
-    """Create (or reuse) the experiment and open the parent run; return its id."""
-    experiment = client.get_experiment_by_name(spec.tracking.experiment)
-    if experiment is None:
-        experiment_id = client.create_experiment(spec.tracking.experiment)
-    else:
-        experiment_id = experiment.experiment_id
-        if experiment.lifecycle_stage == "deleted":  # deleted in the UI: names stay taken, so bring it back
-            client.restore_experiment(experiment_id)
-    run = client.create_run(
-        experiment_id,
-        run_name=f"{spec.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-        tags={rec.ROLE_TAG: rec.ROLE_SEARCH, rec.SPEC_NAME_TAG: spec.name},
-    )
-    params = [Param(k, str(v)) for k, v in spec.params().items()]
-    client.log_batch(run.info.run_id, params=params)
-    client.log_text(run.info.run_id, spec.to_yaml(), rec.SPEC_ARTIFACT)
-    return str(run.info.run_id)
-
-
-def trial_params(spec: SearchSpec, recipe: dict[str, Any], trial_id: str) -> dict[str, Any]:
-    """A trial run's params: its recipe, and what the batch and LR become with several workers."""
-    res = spec.resources
-    return {
-        **flatten_recipe(recipe),
-        "resources.workers_per_trial": res.workers_per_trial,
-        "resources.lr_scaling": res.lr_scaling,
-        rec.EFFECTIVE_BATCH_SIZE: recipe["batch_size"] * res.workers_per_trial,
-        rec.EFFECTIVE_LR: scaled_lr(recipe["lr"], res.workers_per_trial, res.lr_scaling),
-        rec.TRIAL_ID_PARAM: trial_id,
-    }
-
-
-def trial_summary(best: dict[str, Any], epochs: int, metric: str) -> dict[str, float]:
-    """A trial's summary metrics: every val/test metric (and the search metric) at its best epoch."""
-    summary = {rec.best_key(k): float(v) for k, v in best.items() if k.startswith(("val_", "test_")) or k == metric}
-    if best:
-        summary[rec.BEST_EPOCH] = float(best["epoch"])
-    summary[rec.EPOCHS_TRAINED] = float(epochs)
-    return summary
+_PLACE_TAGS = (rec.NODE_ID_TAG, rec.HOSTNAME_TAG, rec.GPU_IDS_TAG)
 
 
 class MlflowTrialCallback(Callback):
@@ -97,7 +44,13 @@ class MlflowTrialCallback(Callback):
     """
 
     def __init__(
-        self, uri: str, parent_run_id: str, spec: SearchSpec, ledger: TrialLedger, flush_every_s: float = 2.0
+        self,
+        uri: str,
+        parent_run_id: str,
+        spec: SearchSpec,
+        ledger: TrialLedger,
+        flush_every_s: float = 2.0,
+        driver_uploads: bool = True,
     ) -> None:
         self.uri = uri
         self._client: MlflowClient | None = None
@@ -115,6 +68,9 @@ class MlflowTrialCallback(Callback):
         self._writer: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self.write_errors = 0
+        # False when trials upload their own best checkpoints through an MLflow server.
+        self.driver_uploads = driver_uploads
+        self._places: dict[str, tuple[str, ...]] = {}
 
     @property
     def client(self) -> MlflowClient:
@@ -188,12 +144,26 @@ class MlflowTrialCallback(Callback):
         now = int(time.time() * 1000)
         batch = self._pending.setdefault(trial.trial_id, [])
         batch += [Metric(k, float(result[k]), now, step) for k in rec.EPOCH_METRICS if k in result]
+        self._tag_place(trial.trial_id, result)
         if rec.CHECKPOINT_PATH_KEY in result:  # multi-worker trials: Ray Train already stored it
             from ray.train import Checkpoint
 
             self._checkpoints[trial.trial_id] = Checkpoint(result[rec.CHECKPOINT_PATH_KEY])
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self._flush()
+
+    def _tag_place(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Tag the trial's run with the node, host and GPUs it runs on (again if a restart moved it)."""
+        keys = (rec.NODE_ID_KEY, rec.HOSTNAME_KEY, rec.GPU_IDS_KEY)
+        place = tuple(str(result.get(k, "")) for k in keys)
+        if not place[0] or self._places.get(trial_id) == place:
+            return
+        self._places[trial_id] = place
+        tags = [RunTag(tag, value) for tag, value in zip(_PLACE_TAGS, place, strict=True)]
+        self._submit(functools.partial(self._log_tags, trial_id, tags))
+
+    def _log_tags(self, trial_id: str, tags: list[RunTag]) -> None:
+        self.client.log_batch(self.run_ids[trial_id], tags=tags)
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         if self._pending and time.monotonic() - self._last_flush >= self.flush_every_s:
@@ -232,17 +202,21 @@ class MlflowTrialCallback(Callback):
         for trial_id in cut_short:
             self._finished.add(trial_id)
             checkpoint = self._checkpoints.pop(trial_id, None)
-            self._submit(functools.partial(self._close_interrupted, trial_id, checkpoint))
+            record = self.ledger.records.get(trial_id)
+            summary = trial_summary(record.best, record.epochs, self.spec.search.metric) if record else {}
+            now = int(time.time() * 1000)
+            metrics = [Metric(k, v, now, 0) for k, v in summary.items()]  # the best so far, as for any trial
+            self._submit(functools.partial(self._close_interrupted, trial_id, checkpoint, metrics))
         return len(cut_short)
 
-    def _close_interrupted(self, trial_id: str, checkpoint: Any) -> None:
+    def _close_interrupted(self, trial_id: str, checkpoint: Any, metrics: list[Metric]) -> None:
         run_id = self.run_ids[trial_id]
-        self.client.log_batch(run_id, tags=[RunTag(rec.OUTCOME_TAG, rec.INTERRUPTED)])
+        self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(rec.OUTCOME_TAG, rec.INTERRUPTED)])
         self._log_best(run_id, checkpoint)  # the best weights so far are not lost
         self.client.set_terminated(run_id, rec.OUTCOME_STATUS[rec.INTERRUPTED])
 
     def _log_best(self, run_id: str, checkpoint: Any) -> None:
-        if checkpoint is None:
+        if checkpoint is None or not self.driver_uploads:
             return
         with checkpoint.as_directory() as directory:
             best = Path(directory) / rec.BEST
@@ -257,25 +231,3 @@ class MlflowTrialCallback(Callback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self.close()
-
-
-def finish_search_run(client: MlflowClient, run_id: str, ledger: TrialLedger, wall_s: float, status: str) -> None:
-    """Summarize the search on its parent run and close it with ``status``."""
-    counts = ledger.counts()
-    now = int(time.time() * 1000)
-    metrics = {
-        rec.TRIALS_COMPLETED: counts[rec.COMPLETED],
-        rec.TRIALS_STOPPED_EARLY: counts[rec.STOPPED],
-        rec.TRIALS_FAILED: counts[rec.FAILED],
-        rec.EPOCHS_TRAINED: sum(r.epochs for r in ledger.records.values()),
-        rec.WALL_S: wall_s,
-    }
-    tags = []
-    best = ledger.best_record()
-    if best is not None:
-        metrics[rec.best_key(ledger.metric)] = best.best[ledger.metric]
-        if "test_acc" in best.best:
-            metrics[rec.BEST_TRIAL_TEST_ACC] = best.best["test_acc"]
-        tags.append(RunTag(rec.BEST_TRIAL_TAG, best.name))
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], tags=tags)
-    client.set_terminated(run_id, status)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,10 +17,13 @@ from rich.table import Table
 
 from tunefleet.spaces import SpecError, load_spec, records
 
+from ._service_cli import register as register_service_commands
 from ._spaces_cli import app as spaces_app
 
 # MLflow's per-file download bars would drown the export summary.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# ... and so would its "View run at" line for every run closed on a tracking server.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 app = typer.Typer(
     name="tunefleet",
@@ -39,7 +40,10 @@ app.add_typer(spaces_app, name="spaces")
 
 TrackingUri = Annotated[
     str | None,
-    typer.Option("--tracking-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]"),
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI [default: the spec's tracking.uri (search), $MLFLOW_TRACKING_URI, sqlite:///mlflow.db]",
+    ),
 ]
 
 
@@ -48,8 +52,11 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+register_service_commands(app, console, _fail)
+
+
 def _check_store(uri: str) -> None:
-    from ._tracking import sqlite_path
+    from ._search_run import sqlite_path
 
     path = sqlite_path(uri)
     if path is not None and not path.resolve().parent.is_dir():
@@ -65,7 +72,9 @@ def search(
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start Ray here")] = None,
     tracking_uri: TrackingUri = None,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment [default: the spec's name]")] = None,
-    storage: Annotated[Path, typer.Option(help="where Ray keeps trial state and checkpoints")] = Path("tunefleet-runs"),
+    storage: Annotated[
+        str, typer.Option(help="Ray Tune's state and checkpoints: a path (shared by every node) or s3://, gs://")
+    ] = "tunefleet-runs",
 ) -> None:
     """Run a hyperparameter search described by SPEC and record it in MLflow."""
     try:
@@ -75,83 +84,21 @@ def search(
         }
         parsed = load_spec(spec, overrides)
         from ._experiment import preflight
-        from ._tracking import tracking_uri as resolve_uri
+        from ._search_run import tracking_uri as resolve_uri
 
         plan = preflight(parsed)
-        total = plan.trials
         uri = resolve_uri(tracking_uri, parsed.tracking.uri)
         _check_store(uri)
+        from ._driver import run_search
+
+        code = run_search(parsed, plan, uri, address, storage, console)
     except SpecError as err:
         _fail(str(err))
         return
-
-    from mlflow.tracking import MlflowClient
-
-    from tunefleet.spaces.records import COMPLETED, RUNNING, STOPPED
-
-    from ._experiment import run_experiment, start_ray
-    from ._ledger import TrialLedger
-    from ._progress import ConsoleProgress, trials_table
-    from ._tracking import MlflowTrialCallback, finish_search_run, start_search_run
-
-    s = parsed.search
-    planned = f"grid of {total} points" if s.searcher == "grid" else f"{total} trials"
-    console.print(
-        f"[bold]{parsed.name}[/]: {planned} · {s.searcher} searcher · {s.scheduler} scheduler · "
-        f"{s.max_epochs} max epochs · ranking by {s.metric} ({s.mode})"
-    )
-    res = parsed.resources
-    workers = (
-        f" · {res.workers_per_trial} DDP workers per trial (batch and LR scaled: {res.lr_scaling})"
-        if res.workers_per_trial > 1
-        else ""
-    )
-    console.print(f"data: {plan.data} at {parsed.data.image_size} px{workers}", markup=False, highlight=False)
-    client = MlflowClient(tracking_uri=uri)
-    # Opening the store (creating a new SQLite schema takes seconds) overlaps Ray's start;
-    # ray.init stays on the main thread, where it installs its signal handlers.
-    with ThreadPoolExecutor(1) as pool:
-        parent = pool.submit(start_search_run, client, parsed)
-        try:
-            start_ray(address, dashboard=parsed.resources.workers_per_trial > 1)
-        except BaseException:
-            client.set_terminated(parent.result(), "FAILED")
-            raise
-        parent_id = parent.result()
-    ledger = TrialLedger(s.metric, s.mode)
-    tracker = MlflowTrialCallback(uri, parent_id, parsed, ledger)
-    callbacks = [ledger, tracker, ConsoleProgress(ledger, console, total)]
-    started, status, cut_short = time.perf_counter(), "FAILED", 0
-    try:
-        run_experiment(parsed, callbacks, storage, total)
-        # On Ctrl-C Tune stops gracefully and returns: trials still running mean an interruption.
-        status = "KILLED" if ledger.counts()[RUNNING] else "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise typer.Exit(130) from None
-    finally:
-        wall = time.perf_counter() - started
-        if status != "FINISHED":
-            cut_short = tracker.mark_interrupted()
-        tracker.close()  # every queued trial write lands before the search run is closed
-        finish_search_run(client, parent_id, ledger, wall, status)
-    console.print(trials_table(ledger))
-    if status == "KILLED":
-        console.print(
-            f"interrupted: {cut_short} running trial(s) stopped (MLflow status KILLED, outcome interrupted); "
-            "finished trials and their checkpoints are kept"
-        )
-        raise typer.Exit(130)
-    best = ledger.best_record()
-    counts = ledger.counts()
-    if best is not None:
-        console.print(f"best: {best.name}  {s.metric}={best.best[s.metric]:.4f}")
-    console.print(
-        f"wall time {wall:.1f}s · MLflow experiment [bold]{parsed.tracking.experiment}[/] (search run {parent_id})"
-    )
-    console.print(f"open the results: mlflow ui --backend-store-uri {uri}")
-    if counts[COMPLETED] + counts[STOPPED] == 0:
+    if code == 1:
         _fail("every trial failed; see the errors above", code=1)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -163,7 +110,7 @@ def export(
     search_run: Annotated[str | None, typer.Option("--search-run", help="parent run id [default: latest]")] = None,
 ) -> None:
     """Ensemble the top-k trials of a search; write OUT/ensemble.onnx and OUT/card.json."""
-    from ._tracking import tracking_uri as resolve_uri
+    from ._search_run import tracking_uri as resolve_uri
 
     uri = resolve_uri(tracking_uri)
     if top_k < 1:
@@ -205,7 +152,7 @@ def trials(
     from tunefleet.analysis import open_experiment, ranking, trials_frame
     from tunefleet.analysis import search_run as find_search
 
-    from ._tracking import tracking_uri as resolve_uri
+    from ._search_run import tracking_uri as resolve_uri
 
     try:
         client, exp = open_experiment(resolve_uri(tracking_uri), experiment)

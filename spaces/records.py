@@ -33,6 +33,11 @@ TRIAL_ID_TAG = "tunefleet.trial_id"  # Ray Tune's trial id, on a trial run
 OUTCOME_TAG = "tunefleet.outcome"  # how a trial ended, in words (OUTCOME_STATUS keys)
 ERROR_TAG = "tunefleet.error"  # a failed trial's exception line
 BEST_TRIAL_TAG = "tunefleet.best_trial"  # the best trial's run name, on the search run
+JOB_ID_TAG = "tunefleet.job_id"  # the Ray Job that ran the search (``tunefleet submit``), on the search run
+# Where a trial ran, on its trial run (updated if a restarted trial moves).
+NODE_ID_TAG = "tunefleet.node_id"  # Ray node id
+HOSTNAME_TAG = "tunefleet.hostname"
+GPU_IDS_TAG = "tunefleet.gpu_ids"  # the GPUs Ray gave the trial ("" on CPU)
 
 # ------------------------------------------------------------------ how a trial ends
 COMPLETED = "completed"  # ran its planned epochs (or stopped itself by patience)
@@ -57,6 +62,8 @@ EPOCH_METRICS = (
     "images_per_s",
     "epoch_time_s",
 )
+# Where the trial runs, in every report (strings, not metrics): the driver turns them into tags.
+NODE_ID_KEY, HOSTNAME_KEY, GPU_IDS_KEY = "node_id", "hostname", "gpu_ids"
 IS_LAST = "is_last"  # 1.0 on a trial's final report; a trial stopped from outside never sends it
 # Which way each metric a search may rank by is better.
 METRIC_MODES = {

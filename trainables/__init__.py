@@ -22,8 +22,11 @@ from ._settings import TrialSettings
 from ._splits import ImageData, Split, stratified_split
 from ._trial import run_trial
 from ._tune import tune_trainable
+from ._upload import CheckpointUploader, RunLink
 
 __all__ = [
+    "CheckpointUploader",
+    "RunLink",
     "FolderScan",
     "TrialOutOfMemory",
     "load_training_state",

@@ -16,6 +16,7 @@ from typing import Any
 
 from ._settings import TrialSettings
 from ._trial import run_trial
+from ._upload import CheckpointUploader, where_am_i
 
 
 def _worker_loop(config: dict[str, Any]) -> None:
@@ -26,9 +27,15 @@ def _worker_loop(config: dict[str, Any]) -> None:
     if settings.device.startswith("cuda"):
         settings = settings.on_device(str(ray.train.torch.get_device()))
 
+    link = settings.run_link
+    uploader = CheckpointUploader(link, config["trial_id"]) if link else None
+    place = where_am_i()
+
     def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        if uploader is not None:  # only rank 0 writes checkpoints, so only it uploads
+            uploader.after_report(metrics, checkpoint_dir)
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        ray.train.report({**metrics, **place}, checkpoint=checkpoint)
 
     run_trial(config["recipe"], settings, report)
 
@@ -47,7 +54,7 @@ def run_ddp_trial(recipe: dict[str, Any], settings: TrialSettings) -> None:
     resources = {"CPU": res.cpus_per_worker} | ({"GPU": res.gpus_per_worker} if gpu else {})
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"recipe": recipe, "settings": settings},
+        train_loop_config={"recipe": recipe, "settings": settings, "trial_id": context.get_trial_id()},
         scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         run_config=RunConfig(

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from tunefleet.spaces import DataSpec, Resources, SearchSettings, SearchSpec
 
+from ._upload import RunLink
+
 Amp = Literal["auto", "off"]
 
 
@@ -27,6 +29,7 @@ class TrialSettings:
     amp: Amp = "auto"  # auto: bf16 where the GPU has it, else fp16 with loss scaling; off on CPU
     patience: int | None = None  # overrides the recipe's early-stopping patience when set
     checkpoint_every: int = 1  # epochs between ``last/`` checkpoints (best and final always saved)
+    run_link: RunLink | None = None  # set: the trial uploads its best checkpoint through the MLflow server
 
     @classmethod
     def from_spec(cls, spec: SearchSpec, **runtime: Any) -> TrialSettings:

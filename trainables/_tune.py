@@ -15,6 +15,7 @@ from tunefleet.spaces import resolve
 from ._ddp import run_ddp_trial
 from ._settings import TrialSettings
 from ._trial import run_trial
+from ._upload import CheckpointUploader, where_am_i
 
 
 def tune_trainable(config: dict[str, Any], settings: TrialSettings) -> None:
@@ -29,9 +30,15 @@ def tune_trainable(config: dict[str, Any], settings: TrialSettings) -> None:
         run_ddp_trial(recipe, settings)
         return
 
+    link = settings.run_link
+    uploader = CheckpointUploader(link, tune.get_context().get_trial_id()) if link else None
+    place = where_am_i()
+
     def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        if uploader is not None:  # before Tune may stop the trial inside report()
+            uploader.after_report(metrics, checkpoint_dir)
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        tune.report(metrics, checkpoint=checkpoint)
+        tune.report({**metrics, **place}, checkpoint=checkpoint)
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:

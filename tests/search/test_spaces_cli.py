@@ -62,7 +62,7 @@ CASES = {
         "space.batch_size: MixUp/CutMix need even batch sizes",
     ),
     "knob out of range": (("space", "regularization", {"drop_rate": 1.5}), "space.regularization.drop_rate: must be"),
-    "unknown lr rule": (("resources", "lr_scaling", "cubic"), "resources.lr_scaling: unknown rule"),
+    "unknown lr rule": (("resources", "lr_scaling", "cubic"), "resources.lr_scaling: unknown lr scaling 'cubic'"),
     "grid too large for the budget": (
         ("search", "searcher", "grid"),
         "search.num_samples: the grid has 16 points, more than num_samples=4",

@@ -1,0 +1,148 @@
+"""Searches as Ray Jobs: submit a validated spec, follow it, read its progress from MLflow, stop it.
+
+A submitted search is ``tunefleet search spec.yaml`` run by Ray's Jobs SDK on the cluster's head,
+with the spec carried in the job's ``runtime_env`` (its working directory). The job id is ours
+(``tunefleet-<name>-<time>``) and lands on the search run as a tag, which is how ``status``
+finds the search's trials in MLflow. ``stop`` asks Ray to send SIGINT: the search stops the way
+Ctrl-C stops it (running trials close KILLED / interrupted, the search run KILLED).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunefleet.spaces import SearchSpec, SpecError
+from tunefleet.spaces import records as rec
+
+JOB_ENV = "TUNEFLEET_JOB_ID"  # the job id, set for the search driver; its search run is tagged with it
+STOP_WAIT_S = 120  # how long Ray lets a stopped search close its runs before it kills the driver
+META_EXPERIMENT, META_TRACKING = "tunefleet.experiment", "tunefleet.tracking_uri"
+
+
+def job_client(address: str, headers: dict[str, str]) -> Any:
+    import logging
+
+    from ray.job_submission import JobSubmissionClient
+
+    logging.getLogger("ray").setLevel(logging.WARNING)  # package uploads and websocket notes are noise here
+    return JobSubmissionClient(address, headers=headers)
+
+
+def new_job_id(spec: SearchSpec) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", spec.name.lower()).strip("-")[:40] or "search"
+    return f"tunefleet-{slug}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class Submission:
+    job_id: str
+    experiment_id: str
+    experiment_url: str
+
+
+def _experiment_id(uri: str, name: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(name)
+    return str(experiment.experiment_id) if experiment else str(client.create_experiment(name))
+
+
+def submit(client: Any, spec: SearchSpec, uri: str, storage: str, python: str) -> Submission:
+    """Submit ``spec`` (already validated) as a Ray Job recording to ``uri``; returns at once."""
+    job_id = new_job_id(spec)
+    experiment_id = _experiment_id(uri, spec.tracking.experiment)
+    with tempfile.TemporaryDirectory(prefix="tunefleet-job-") as folder:
+        (Path(folder) / "spec.yaml").write_text(spec.to_yaml())
+        client.submit_job(
+            submission_id=job_id,
+            entrypoint=f"{python} -m tunefleet.search.cli search spec.yaml --tracking-uri {uri} --storage {storage}",
+            runtime_env={
+                "working_dir": folder,  # uploaded now: the spec travels with the job
+                "env_vars": {
+                    JOB_ENV: job_id,
+                    "PYTHONUNBUFFERED": "1",
+                    # `tunefleet stop` = Ctrl-C, with time to close every run before a SIGKILL.
+                    "RAY_JOB_STOP_SIGNAL": "SIGINT",
+                    "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S),
+                },
+            },
+            metadata={META_EXPERIMENT: spec.tracking.experiment, META_TRACKING: uri},
+        )
+    url = f"{uri.rstrip('/')}/#/experiments/{experiment_id}"
+    return Submission(job_id, experiment_id, url)
+
+
+def job_info(client: Any, job_id: str) -> Any:
+    """The job's details; a SpecError naming the id when the cluster has no such job."""
+    try:
+        return client.get_job_info(job_id)
+    except RuntimeError as err:
+        if "does not exist" in str(err) or "404" in str(err):
+            raise SpecError("JOB", f"no job {job_id!r} on this cluster (see: tunefleet status)") from None
+        raise
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A search's trials as MLflow has them: counts by how they ended and the best so far."""
+
+    done: int = 0
+    running: int = 0
+    stopped: int = 0
+    failed: int = 0
+    interrupted: int = 0
+    best: float | None = None
+    metric: str = ""
+    run_id: str = ""
+    experiment_id: str = ""
+
+
+def progress(uri: str, experiment: str, job_id: str) -> Progress:
+    """Read the search run tagged with ``job_id`` and its trials (empty before the driver starts)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return Progress()
+    found = client.search_runs([exp.experiment_id], f"tags.`{rec.JOB_ID_TAG}` = '{job_id}'", max_results=1)
+    if not found:
+        return Progress()
+    search = found[0]
+    metric, mode = search.data.params[rec.SEARCH_METRIC_PARAM], search.data.params[rec.SEARCH_MODE_PARAM]
+    trials = client.search_runs(
+        [exp.experiment_id], f"tags.`{rec.PARENT_RUN_TAG}` = '{search.info.run_id}'", max_results=10_000
+    )
+    outcomes = [t.data.tags.get(rec.OUTCOME_TAG, rec.RUNNING) for t in trials]
+    found_scores = [t.data.metrics.get(rec.best_key(metric), t.data.metrics.get(metric)) for t in trials]
+    scores = [s for s in found_scores if s is not None]
+    best = (max(scores) if mode == "max" else min(scores)) if scores else None
+    return Progress(
+        done=outcomes.count(rec.COMPLETED),
+        running=sum(t.info.status == "RUNNING" for t in trials),
+        stopped=outcomes.count(rec.STOPPED),
+        failed=outcomes.count(rec.FAILED),
+        interrupted=outcomes.count(rec.INTERRUPTED),
+        best=best,
+        metric=metric,
+        run_id=search.info.run_id,
+        experiment_id=str(exp.experiment_id),
+    )
+
+
+def tunefleet_jobs(client: Any) -> list[Any]:
+    """The cluster's tunefleet jobs, newest first."""
+    jobs = [j for j in client.list_jobs() if (j.metadata or {}).get(META_EXPERIMENT)]
+    return sorted(jobs, key=lambda j: j.start_time or 0, reverse=True)
+
+
+async def follow_logs(client: Any, job_id: str) -> None:
+    async for lines in client.tail_job_logs(job_id):
+        print(lines, end="", flush=True)

@@ -1,0 +1,131 @@
+"""A real 2-node Ray cluster on loopback (``ray start`` processes, 1 CPU each, token auth on) and a
+real ``mlflow server`` with a temporary SQLite store and proxied artifacts, for the cluster tests.
+
+Every process is started in a session of its own and stopped by its own process group, so the
+fixture never touches another Ray on the machine. The token is Ray's own (``ray get-auth-token
+--generate``); authentication stays on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _token() -> str:
+    out = subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def _get(url: str, token: str | None = None) -> bytes | None:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:
+            return response.read()
+    except OSError:
+        return None
+
+
+def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    with log.open("ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 20) -> None:
+    """SIGTERM the process's group, SIGKILL what remains after ``grace_s``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            proc.poll()
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+
+
+def _wait(check, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} did not come up within {timeout:.0f} s")
+
+
+@dataclass
+class LoopbackCluster:
+    dashboard: str  # http://127.0.0.1:PORT: Jobs API
+    gcs: str
+    tracking_uri: str
+    storage: Path
+    token: str
+    procs: dict[str, subprocess.Popen[bytes]]
+
+    def alive_nodes(self) -> list[dict]:
+        body = _get(f"{self.dashboard}/api/v0/nodes?detail=1", self.token)
+        nodes = json.loads(body)["data"]["result"]["result"] if body else []
+        return [n for n in nodes if n.get("state") == "ALIVE"]
+
+
+def _ray_node(head: bool, gcs_port: int, dashboard_port: int, log: Path) -> subprocess.Popen[bytes]:
+    command = [str(BIN / "ray"), "start", "--block", "--num-cpus=1", "--disable-usage-stats"]
+    command += [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}"]
+    if head:
+        command += ["--head", f"--port={gcs_port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}"]
+        command += [f"--ray-client-server-port={free_port()}", "--include-dashboard=true"]
+    else:
+        command += [f"--address=127.0.0.1:{gcs_port}"]
+    return _spawn(command, log)
+
+
+@pytest.fixture(scope="module")
+def loopback_cluster(tmp_path_factory) -> Iterator[LoopbackCluster]:
+    folder = tmp_path_factory.mktemp("cluster")
+    token = _token()
+    gcs, dashboard, mlflow_port = free_port(), free_port(), free_port()
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        procs["head"] = _ray_node(True, gcs, dashboard, folder / "head.log")
+        cluster = LoopbackCluster(
+            f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{gcs}", f"http://127.0.0.1:{mlflow_port}",
+            folder / "ray-results", token, procs,
+        )  # fmt: skip
+        _wait(lambda: _get(f"{cluster.dashboard}/api/version", token) is not None, "the Ray head")
+        procs["worker"] = _ray_node(False, gcs, dashboard, folder / "worker.log")
+        procs["mlflow"] = _spawn(
+            [str(BIN / "mlflow"), "server", "--host=127.0.0.1", f"--port={mlflow_port}", "--workers=1",
+             f"--backend-store-uri=sqlite:///{folder / 'mlflow.db'}", "--serve-artifacts",
+             f"--artifacts-destination={folder / 'artifacts'}"],
+            folder / "mlflow.log",
+        )  # fmt: skip
+        _wait(lambda: len(cluster.alive_nodes()) == 2, "the worker node")
+        _wait(lambda: _get(f"{cluster.tracking_uri}/health") is not None, "the MLflow server")
+        yield cluster
+    finally:
+        for proc in procs.values():
+            stop_group(proc)

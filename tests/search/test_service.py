@@ -1,0 +1,109 @@
+"""``tunefleet up`` / ``submit --wait`` / ``status`` / ``down`` on this machine, as a user runs them,
+and the service's bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tunefleet.spaces import records as rec
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _one_line_exit_2(result) -> str:
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_up_submit_wait_status_down_runs_the_digits_demo(cli, tmp_path):
+    shutil.copy(EXAMPLES / "digits.yaml", tmp_path / "digits.yaml")
+    ports = ["--ray-port", str(_free_port()), "--dashboard-port", str(_free_port()), "--mlflow-port", str(_free_port())]
+    up = cli("up", "--cpus", "2", *ports)
+    service = json.loads((tmp_path / ".tunefleet" / "service.json").read_text())
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert service["tracking_uri"] in up.stdout and service["dashboard"] in up.stdout
+        assert service["dashboard"].startswith("http://127.0.0.1:")  # never on 0.0.0.0
+        again = cli("up", *ports)
+        assert again.returncode == 0 and "already up" in again.stdout
+
+        done = cli("submit", "digits.yaml", "--num-samples", "4", "--wait", timeout=900)
+        assert done.returncode == 0, done.stdout + done.stderr
+        job = re.search(r"submitted (tunefleet-\S+)", done.stdout).group(1)
+        assert "best: t" in done.stdout and f"job {job}: SUCCEEDED" in done.stdout  # the usual progress lines
+
+        status = cli("status")
+        assert status.returncode == 0, status.stderr
+        row = next(ln for ln in status.stdout.splitlines() if job in ln)
+        assert "SUCCEEDED" in row and "val_acc=" in row
+
+        client = MlflowClient(tracking_uri=service["tracking_uri"])
+        exp = client.get_experiment_by_name("digits-demo")
+        (search,) = client.search_runs([exp.experiment_id], f"tags.`{rec.JOB_ID_TAG}` = '{job}'")
+        assert (
+            search.info.status == "FINISHED"
+            and search.data.metrics[rec.TRIALS_COMPLETED] + search.data.metrics[rec.TRIALS_STOPPED_EARLY] == 4
+        )
+    finally:
+        down = cli("down")
+    assert down.returncode == 0, down.stderr
+    assert not _alive(service["ray_pid"]) and not _alive(service["mlflow_pid"])
+    assert (tmp_path / ".tunefleet" / "mlflow.db").is_file()  # the store stays
+    assert not (tmp_path / ".tunefleet" / "service.json").exists()
+    assert "nothing was up" in cli("down").stdout
+
+
+def test_submit_without_a_service_or_address_says_what_to_do(cli, write_spec, small_spec):
+    line = _one_line_exit_2(cli("submit", str(write_spec(small_spec))))
+    assert "tunefleet up" in line and "--address" in line
+
+
+def test_submit_to_an_unreachable_address_fails_fast(cli, write_spec, small_spec, tmp_path):
+    started = time.monotonic()
+    line = _one_line_exit_2(
+        cli("submit", str(write_spec(small_spec)), "--address", f"http://127.0.0.1:{_free_port()}",
+            "--tracking-uri", "http://127.0.0.1:1", "--storage", str(tmp_path / "runs"))
+    )  # fmt: skip
+    assert line.startswith("error: --address: no Ray dashboard answers") and time.monotonic() - started < 45
+
+
+def test_status_logs_stop_without_a_service(cli):
+    for args in (("status",), ("logs", "tunefleet-x"), ("stop", "tunefleet-x")):
+        assert "tunefleet up" in _one_line_exit_2(cli(*args))
+
+
+def test_up_refuses_a_port_in_use(cli, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = _one_line_exit_2(cli("up", "--mlflow-port", str(port), "--ray-port", str(_free_port())))
+    assert f"--mlflow-port: 127.0.0.1:{port} is in use" in line
+    assert not (tmp_path / ".tunefleet" / "service.json").exists()
