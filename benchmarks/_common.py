@@ -65,8 +65,20 @@ def load_average() -> str:
     return f"{_LOAD_AT_START} at start, {_load()} at end"
 
 
+def commit() -> str:
+    """The measured tunefleet commit (``+dirty`` when the tree has uncommitted changes)."""
+    git = ["git", "-C", str(HERE.parent)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    except OSError:
+        return "unknown commit"
+    return f"commit {head}{'+dirty' if dirty.stdout.strip() else ''}"
+
+
 def heading(title: str, detail: str) -> str:
-    return f"### {time.strftime('%Y-%m-%d')} · {title}\n\n{machine()} · load {load_average()} · {detail}\n"
+    stamp = f"{machine()} · {commit()} · load {load_average()}"
+    return f"### {time.strftime('%Y-%m-%d')} · {title}\n\n{stamp} · {detail}\n"
 
 
 def append(text: str, write: bool) -> None:

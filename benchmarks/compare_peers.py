@@ -4,7 +4,9 @@ Runs, one after another on this machine: tunefleet's search CLI (MLflow + checkp
 ASHA as the peers use it (grace = epochs // 5, reduction 4) and with FIFO (every trial its full
 epochs), the plain Ray Tune script (default, and with --reuse-actors) and plain in-process Optuna
 (2 threads), all with the same trials, max epochs, model, image size, space and TPE seed. The
-peers live in ../shared/peers and are run from there.
+peers live in ../shared/peers and are run from there. ``tunefleet-service`` submits the same
+search to a local service that is already up (``tunefleet up`` and one short warm-up job are not
+timed) and times ``tunefleet submit --wait`` from its start to the search's end.
 
 Sampled configs differ between runners (tunefleet names its parameters differently, so the same
 TPE seed proposes other points), hence other epoch counts under ASHA: the table gives the whole
@@ -40,30 +42,61 @@ def _run(cmd: list[str], cwd: Path) -> tuple[float, str]:
 
 def run_tunefleet(trials: int, epochs: int, scheduler: str) -> dict[str, object]:
     """The CLI on the peers' workload; ``scheduler`` asha (as the peers) or fifo (every trial full length)."""
-    from mlflow.tracking import MlflowClient
-
-    from tunefleet.spaces import records as rec
-
     doc = bench_doc(num_samples=trials, max_epochs=epochs, grace_period=max(1, epochs // 5), scheduler=scheduler)
     with tempfile.TemporaryDirectory(prefix="tf-bench-") as tmp:
         spec = Path(tmp) / "spec.yaml"
         spec.write_text(yaml.safe_dump(doc))
-        cli = [sys.executable, "-m", "tunefleet.search.cli", "search", str(spec)]
-        wall, out = _run(cli, Path(tmp))
-        inner = re.search(r"wall time ([0-9.]+)s", out)
-        client = MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlflow.db")
-        exp = client.get_experiment_by_name(doc["name"])
-        assert exp is not None
-        runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_TRIAL}'")
-        best_val_acc = rec.best_key("val_acc")
-        return {
-            "peer": f"tunefleet ({scheduler})",
-            "trials": len(runs),
-            "epochs_trained": int(sum(r.data.metrics.get(rec.EPOCHS_TRAINED, 0) for r in runs)),
-            "best_val_acc": round(max(r.data.metrics.get(best_val_acc, 0.0) for r in runs), 4),
-            "wall_s": round(float(inner.group(1)), 2) if inner else float("nan"),
-            "process_s": round(wall, 2),
-        }
+        wall, out = _run([sys.executable, "-m", "tunefleet.search.cli", "search", str(spec)], Path(tmp))
+        return _trial_row(f"tunefleet ({scheduler})", f"sqlite:///{tmp}/mlflow.db", doc["name"], wall, out)
+
+
+def _trial_row(name: str, uri: str, experiment: str, wall: float, out: str) -> dict[str, object]:
+    from mlflow.tracking import MlflowClient
+
+    from tunefleet.spaces import records as rec
+
+    inner = re.search(r"wall time ([0-9.]+)s", out)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_TRIAL}'")
+    return {
+        "peer": name,
+        "trials": len(runs),
+        "epochs_trained": int(sum(r.data.metrics.get(rec.EPOCHS_TRAINED, 0) for r in runs)),
+        "best_val_acc": round(max(r.data.metrics.get(rec.best_key("val_acc"), 0.0) for r in runs), 4),
+        "wall_s": round(float(inner.group(1)), 2) if inner else float("nan"),
+        "process_s": round(wall, 2),
+    }
+
+
+def run_service(trials: int, epochs: int) -> dict[str, object]:
+    """The same search submitted to an already running local service (``tunefleet up``, not timed),
+    timed from the ``tunefleet submit --wait`` command's start to the search's end."""
+    import socket
+
+    def port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    doc = bench_doc(num_samples=trials, max_epochs=epochs, grace_period=max(1, epochs // 5), scheduler="asha")
+    tunefleet = [sys.executable, "-m", "tunefleet.search.cli"]
+    with tempfile.TemporaryDirectory(prefix="tf-bench-svc-") as tmp:
+        folder = Path(tmp)
+        (folder / "spec.yaml").write_text(yaml.safe_dump(doc))
+        ports = ["--ray-port", str(port()), "--dashboard-port", str(port()), "--mlflow-port", str(port())]
+        _run([*tunefleet, "up", *ports], folder)
+        # A short first job, not timed: a service that has already run a search (as it would have).
+        warm = bench_doc(num_samples=2, max_epochs=1, scheduler="fifo") | {"name": "warm-up"}
+        (folder / "warm.yaml").write_text(yaml.safe_dump(warm))
+        try:
+            _run([*tunefleet, "submit", "warm.yaml", "--wait"], folder)
+            wall, out = _run([*tunefleet, "submit", "spec.yaml", "--wait"], folder)
+            uri = json.loads((folder / ".tunefleet" / "service.json").read_text())["tracking_uri"]
+            return _trial_row("tunefleet (service)", uri, doc["name"], wall, out)
+        finally:
+            _run([*tunefleet, "down"], folder)
 
 
 def run_peer(peers: Path, script: str, trials: int, epochs: int, *extra: str) -> dict[str, object]:
@@ -95,6 +128,11 @@ def table(rows: list[dict[str, Any]], trials: int, epochs: int) -> str:
             f"{per_epoch[str(ours['peer'])] / per_epoch[name]:.2f} |"
         )
     notes = []
+    service = by.get("tunefleet (service)")
+    for peer, limit, label in (("optuna_plain", 1.3, "<= 1.3x"), ("raytune_plain", 0.5, "<= 1/2 of")):
+        if service is not None and peer in by:
+            wall = float(service["process_s"]) / float(by[peer]["process_s"])
+            notes.append(f"service target {label} {peer}: submit-to-end wall ratio {wall:.2f} {verdict(wall <= limit)}")
     for peer, limit, label in (
         ("optuna_plain", 1.3, "<= 1.3x optuna_plain"),
         ("raytune_plain", 1 / 3, "<= 1/3 of raytune_plain"),
@@ -116,7 +154,7 @@ def main() -> None:
     ap.add_argument("--peers", type=Path, default=DEFAULT_PEERS)
     ap.add_argument(
         "--runners",
-        default="tunefleet-asha,tunefleet-fifo,raytune_plain,raytune_plain+reuse,optuna_plain",
+        default="tunefleet-asha,tunefleet-fifo,tunefleet-service,raytune_plain,raytune_plain+reuse,optuna_plain",
         help="comma-separated, tunefleet-asha first (the ratios are against it)",
     )
     ap.add_argument("--no-write", action="store_true", help="print the table, do not append to RESULTS.md")
@@ -127,6 +165,7 @@ def main() -> None:
     runners = {
         "tunefleet-asha": lambda: run_tunefleet(a.trials, a.epochs, "asha"),
         "tunefleet-fifo": lambda: run_tunefleet(a.trials, a.epochs, "fifo"),
+        "tunefleet-service": lambda: run_service(a.trials, a.epochs),
         "raytune_plain": lambda: run_peer(peers, "raytune_plain.py", a.trials, a.epochs),
         "raytune_plain+reuse": lambda: run_peer(peers, "raytune_plain.py", a.trials, a.epochs, "--reuse-actors"),
         "optuna_plain": lambda: run_peer(peers, "optuna_plain.py", a.trials, a.epochs, "--jobs", "2"),

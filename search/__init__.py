@@ -11,12 +11,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._cluster import check_trial_fits, workers_that_fit
     from ._experiment import Plan, optuna_sampler, planned_trials, preflight, run_experiment, start_ray
     from ._ledger import TrialLedger, TrialRecord
     from ._search_run import finish_search_run, start_search_run, tracking_uri
     from ._tracking import MlflowTrialCallback
 
 _EXPORTS = {
+    "check_trial_fits": "._cluster",
+    "workers_that_fit": "._cluster",
     "Plan": "._experiment",
     "optuna_sampler": "._experiment",
     "planned_trials": "._experiment",
@@ -35,6 +38,7 @@ __all__ = [
     "Plan",
     "TrialLedger",
     "TrialRecord",
+    "check_trial_fits",
     "finish_search_run",
     "optuna_sampler",
     "planned_trials",
@@ -43,6 +47,7 @@ __all__ = [
     "start_ray",
     "start_search_run",
     "tracking_uri",
+    "workers_that_fit",
 ]
 
 

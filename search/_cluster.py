@@ -93,6 +93,29 @@ def node_resources(address: str, headers: dict[str, str]) -> list[dict[str, floa
     return [dict(n.get("resources_total", {})) for n in nodes if n.get("state") == "ALIVE"]
 
 
+def may_autoscale(address: str, headers: dict[str, str]) -> bool:
+    """Whether the cluster's autoscaler lists worker node types it may launch (a ``ray up`` cluster
+    scaling from zero GPU nodes); a cluster of ``ray start`` nodes lists none."""
+    status, body = _get(f"{address}/api/cluster_status", headers, 30)
+    text = str(json.loads(body).get("data", {}).get("autoscalingStatus") or "") if status == 200 else ""
+    _, _, types = text.partition("Worker node types:")
+    return any(line.strip() for line in types.splitlines())
+
+
+def autoscaler_node_shapes() -> list[dict[str, float]]:
+    """The node types the autoscaler may launch (their resources), as it reported them to the GCS;
+    empty without an autoscaler config. Read through Ray's internal state accessor (no public API)."""
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:  # an older or newer Ray without it: judge by the nodes that are up
+        return []
+    if config is None:
+        return []
+    return [{k: float(v) for k, v in group.resources.items()} for group in config.node_group_configs if group.max_count]
+
+
 def workers_that_fit(node: dict[str, Any], res: Resources) -> int:
     """How many of one trial's workers a node could ever hold (its total, not what is free now)."""
     counts = [math.floor(node.get("CPU", 0.0) / res.cpus_per_worker + 1e-9)]

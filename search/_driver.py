@@ -21,7 +21,7 @@ from tunefleet.spaces import SearchSpec, SpecError
 from tunefleet.spaces.records import COMPLETED, RUNNING, STOPPED
 from tunefleet.trainables import RunLink
 
-from ._cluster import check_trial_fits
+from ._cluster import autoscaler_node_shapes, check_trial_fits
 from ._experiment import Plan, run_experiment, start_ray
 from ._jobs import JOB_ENV
 from ._ledger import TrialLedger
@@ -44,9 +44,10 @@ def _local_nodes() -> list[dict[str, float]]:
 
 
 def _cluster_nodes() -> list[dict[str, float]]:
+    """The nodes that are up, and the node types an autoscaler may add."""
     import ray
 
-    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")] + autoscaler_node_shapes()
 
 
 def _header(spec: SearchSpec, plan: Plan, console: Console) -> None:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from tunefleet.spaces import SpecError
 
-from ._cluster import auth_headers, check_dashboard, check_tracking_server, node_resources, ray_token
+from ._cluster import auth_headers, check_dashboard, check_tracking_server, may_autoscale, node_resources, ray_token
 from ._cluster import check_trial_fits as check_fits
 from ._service import STATE_DIR, Service, is_running, load_service
 
@@ -102,7 +102,8 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
             plan = prepare(spec, address, tracking_uri, storage, num_samples, _running_service())
             client, url, headers = _client(plan.address)
             check_tracking_server(plan.tracking_uri)
-            check_fits(plan.spec.resources, node_resources(url, headers))
+            if not may_autoscale(url, headers):  # else the driver checks against the node types it may launch
+                check_fits(plan.spec.resources, node_resources(url, headers))
         except SpecError as err:
             fail(str(err))
             return

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -92,8 +94,8 @@ class LoopbackCluster:
         return [n for n in nodes if n.get("state") == "ALIVE"]
 
 
-def _ray_node(head: bool, gcs_port: int, dashboard_port: int, log: Path) -> subprocess.Popen[bytes]:
-    command = [str(BIN / "ray"), "start", "--block", "--num-cpus=1", "--disable-usage-stats"]
+def _ray_node(head: bool, gcs_port: int, dashboard_port: int, log: Path, temp: str) -> subprocess.Popen[bytes]:
+    command = [str(BIN / "ray"), "start", "--block", "--num-cpus=1", "--disable-usage-stats", f"--temp-dir={temp}"]
     command += [f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}"]
     if head:
         command += ["--head", f"--port={gcs_port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}"]
@@ -109,14 +111,17 @@ def loopback_cluster(tmp_path_factory) -> Iterator[LoopbackCluster]:
     token = _token()
     gcs, dashboard, mlflow_port = free_port(), free_port(), free_port()
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    # A temp dir per node, as on separate machines: nodes sharing one would share (and clean up)
+    # each other's runtime-env working dirs. Short, because Ray puts Unix sockets under it.
+    temps = [tempfile.mkdtemp(prefix="tfray"), tempfile.mkdtemp(prefix="tfray")]
     try:
-        procs["head"] = _ray_node(True, gcs, dashboard, folder / "head.log")
+        procs["head"] = _ray_node(True, gcs, dashboard, folder / "head.log", temps[0])
         cluster = LoopbackCluster(
             f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{gcs}", f"http://127.0.0.1:{mlflow_port}",
             folder / "ray-results", token, procs,
         )  # fmt: skip
         _wait(lambda: _get(f"{cluster.dashboard}/api/version", token) is not None, "the Ray head")
-        procs["worker"] = _ray_node(False, gcs, dashboard, folder / "worker.log")
+        procs["worker"] = _ray_node(False, gcs, dashboard, folder / "worker.log", temps[1])
         procs["mlflow"] = _spawn(
             [str(BIN / "mlflow"), "server", "--host=127.0.0.1", f"--port={mlflow_port}", "--workers=1",
              f"--backend-store-uri=sqlite:///{folder / 'mlflow.db'}", "--serve-artifacts",
@@ -129,3 +134,5 @@ def loopback_cluster(tmp_path_factory) -> Iterator[LoopbackCluster]:
     finally:
         for proc in procs.values():
             stop_group(proc)
+        for temp in temps:
+            shutil.rmtree(temp, ignore_errors=True)

@@ -52,7 +52,10 @@ def test_submitted_search_spreads_over_both_nodes_and_records_through_the_server
     loopback_cluster, cli, write_spec, small_spec, tmp_path
 ):
     cluster = loopback_cluster
-    small_spec["search"] |= {"num_samples": 4, "max_epochs": 2}
+    # Trials long enough (about 30 s) that the second node's first actor (a fresh process that sets
+    # up the job's runtime env and imports torch: 25 s and more on this 2-core machine) is up
+    # before the head's reused actor has taken every trial.
+    small_spec["search"] |= {"num_samples": 4, "max_epochs": 30}
     job = _submit(cli, cluster, write_spec(small_spec))
     final = _status_until(cli, cluster, job, ("SUCCEEDED", "FAILED", "STOPPED"))
     assert "SUCCEEDED" in final, cli("logs", job, "--address", cluster.dashboard).stdout
