@@ -170,6 +170,15 @@ def _scheduler(spec: SearchSpec) -> Any:
     return FIFOScheduler()
 
 
+def _token_auth_if_token() -> None:
+    """Joining a cluster with a Ray token at hand: send it, as ``ray start`` does for its nodes
+    (``RAY_AUTH_MODE=token`` when unset and ``$RAY_AUTH_TOKEN``, ``$RAY_AUTH_TOKEN_PATH`` or
+    ``~/.ray/auth_token`` holds one). An explicit ``RAY_AUTH_MODE`` is left as it is."""
+    has_token = any(os.environ.get(v) for v in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"))
+    if "RAY_AUTH_MODE" not in os.environ and (has_token or (Path.home() / ".ray" / "auth_token").is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def start_ray(address: str | None, dashboard: bool = False) -> None:
     """Connect to a cluster at ``address``, or start a quiet local Ray on this machine's CPUs.
 
@@ -188,6 +197,7 @@ def start_ray(address: str | None, dashboard: bool = False) -> None:
     if ray.is_initialized():
         return
     if address or os.environ.get("RAY_ADDRESS"):  # a job's driver: Ray sets RAY_ADDRESS for it
+        _token_auth_if_token()
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:
         ray.init(

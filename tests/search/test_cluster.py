@@ -145,3 +145,21 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_search_with_address_drives_the_cluster_interactively(loopback_cluster, cli, write_spec, small_spec):
+    cluster = loopback_cluster
+    small_spec["name"] = "interactive"
+    small_spec["search"] |= {"num_samples": 2, "max_epochs": 2}
+    result = cli(
+        "search", str(write_spec(small_spec)), "--address", cluster.gcs,
+        "--tracking-uri", cluster.tracking_uri, "--storage", str(cluster.storage),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    client = MlflowClient(tracking_uri=cluster.tracking_uri)
+    exp = client.get_experiment_by_name("interactive")
+    trials = client.search_runs([exp.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_TRIAL}'")
+    alive = {n["node_id"] for n in cluster.alive_nodes()}
+    assert len(trials) == 2 and {t.data.tags[rec.NODE_ID_TAG] for t in trials} <= alive
+    assert all(t.info.status == "FINISHED" for t in trials)
+    assert f"{cluster.tracking_uri}/#/experiments/{exp.experiment_id}/runs/" in result.stdout
