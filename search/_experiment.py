@@ -201,6 +201,7 @@ def start_ray(address: str | None, dashboard: bool = False) -> None:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:
         ray.init(
+            address="local",  # a new Ray here, even where `ray start` (or `tunefleet up`) runs one
             num_cpus=os.cpu_count(),
             include_dashboard=dashboard,
             logging_level=logging.WARNING,

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -199,5 +200,16 @@ def down(folder: Path) -> Service | None:
         return None
     _stop_group(service.ray_pid)
     _stop_group(service.mlflow_pid)
+    _forget_address(service.ray_address)
     (folder / STATE_FILE).unlink(missing_ok=True)
     return service
+
+
+def _forget_address(address: str) -> None:
+    """Remove Ray's note of the "current cluster" if it names ours, as ``ray stop`` would: else a
+    later ``ray.init()`` here would try to join a cluster that is gone."""
+    note = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    with contextlib.suppress(OSError):
+        # Ray writes the node's IP there, we record 127.0.0.1: compare the GCS port.
+        if note.read_text().strip().rsplit(":", 1)[-1] == address.rsplit(":", 1)[-1]:
+            note.unlink()
