@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,6 +79,10 @@ def test_up_submit_wait_status_down_runs_the_digits_demo(cli, tmp_path):
     assert (tmp_path / ".tunefleet" / "mlflow.db").is_file()  # the store stays
     assert not (tmp_path / ".tunefleet" / "service.json").exists()
     assert "nothing was up" in cli("down").stdout
+    # Ray's "current cluster" note no longer names the service, so a plain ray.init() here starts anew
+    note = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    gcs_port = service["ray_address"].rsplit(":", 1)[1]
+    assert not note.exists() or not note.read_text().strip().endswith(f":{gcs_port}")
 
 
 def test_submit_without_a_service_or_address_says_what_to_do(cli, write_spec, small_spec):
