@@ -177,6 +177,9 @@ def _token_auth_if_token() -> None:
     has_token = any(os.environ.get(v) for v in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"))
     if "RAY_AUTH_MODE" not in os.environ and (has_token or (Path.home() / ".ray" / "auth_token").is_file()):
         os.environ["RAY_AUTH_MODE"] = "token"
+        from ray._raylet import Config  # type: ignore[attr-defined]  # compiled, no stub
+
+        Config.initialize("")  # Ray read its config when imported: make it see token mode, as `ray start` does
 
 
 def start_ray(address: str | None, dashboard: bool = False) -> None:
