@@ -56,12 +56,7 @@ def check_data(spec: SearchSpec) -> str:
         return spec.data.kind
     from tunefleet.trainables import scan_folder
 
-    return scan_folder(_data_root(spec)).describe()
-
-
-def _data_root(spec: SearchSpec) -> str:
-    # Absolute, because Ray runs each trial in a folder of its own.
-    return str(Path(spec.data.root).expanduser().resolve()) if spec.data.root else ""
+    return scan_folder(spec.data.with_absolute_root().root).describe()
 
 
 def check_input_size(spec: SearchSpec, in_chans: int = 3, num_classes: int = 2) -> None:

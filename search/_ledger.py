@@ -14,7 +14,7 @@ from typing import Any
 from ray.tune import Callback
 
 from tunefleet.spaces import resolve
-from tunefleet.spaces.records import COMPLETED, FAILED, IS_LAST, RUNNING, STOPPED
+from tunefleet.spaces.records import COMPLETED, FAILED, IS_LAST, RUNNING, STOPPED, TEST_ACC
 
 
 def run_name(index: int, recipe: dict[str, Any]) -> str:
@@ -69,7 +69,7 @@ class TrialLedger(Callback):
         rec = self.record(trial)
         rec.last = result
         rec.epochs = int(result.get("epoch", rec.epochs))
-        if "test_acc" in result:  # only reports that carried a (new best) checkpoint have test metrics
+        if TEST_ACC in result:  # only reports that carried a (new best) checkpoint have test metrics
             rec.best = result
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:

@@ -94,8 +94,8 @@ def finish_search_run(client: MlflowClient, run_id: str, ledger: TrialLedger, wa
     best = ledger.best_record()
     if best is not None:
         metrics[rec.best_key(ledger.metric)] = best.best[ledger.metric]
-        if "test_acc" in best.best:
-            metrics[rec.BEST_TRIAL_TEST_ACC] = best.best["test_acc"]
+        if rec.TEST_ACC in best.best:
+            metrics[rec.BEST_TRIAL_TEST_ACC] = best.best[rec.TEST_ACC]
         tags.append(RunTag(rec.BEST_TRIAL_TAG, best.name))
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], tags=tags)
     client.set_terminated(run_id, status)

@@ -129,7 +129,7 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
     def status(job: Annotated[str | None, typer.Argument(help="one job [default: recent jobs]")] = None,
                address: Address = None) -> None:  # fmt: skip
         """A job's state and its trials (done / running / stopped / failed, best so far), read from MLflow."""
-        from ._jobs import job_info, progress, tunefleet_jobs
+        from ._jobs import META_EXPERIMENT, META_TRACKING, job_info, progress, tunefleet_jobs
 
         try:
             client, _, _ = _client(address)
@@ -144,13 +144,13 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
 
         for info in jobs:
             meta = info.metadata or {}
-            p = progress(meta["tunefleet.tracking_uri"], meta["tunefleet.experiment"], info.submission_id)
+            p = progress(meta[META_TRACKING], meta[META_EXPERIMENT], info.submission_id)
             best = f"{p.metric}={p.best:.4f}" if p.best is not None else "-"
             counts = [str(n) for n in (p.done, p.running, p.stopped, p.failed, p.interrupted)]
             table.add_row(info.submission_id, str(info.status), *counts, best)
         console.print(table)
         if job and p.run_id:
-            uri = (jobs[0].metadata or {})["tunefleet.tracking_uri"]
+            uri = (jobs[0].metadata or {})[META_TRACKING]
             console.print(f"search run {p.run_id}: {uri.rstrip('/')}/#/experiments/{p.experiment_id}/runs/{p.run_id}")
 
     @app.command()

@@ -27,10 +27,7 @@ def _absolute_root(spec: SearchSpec) -> SearchSpec:
     """A relative data root means a folder here; the job runs elsewhere, so send it absolute."""
     from dataclasses import replace
 
-    if not spec.data.root or Path(spec.data.root).is_absolute():
-        return spec
-    root = str(Path(spec.data.root).expanduser().resolve())
-    return replace(spec, data=spec.data.model_copy(update={"root": root}))
+    return replace(spec, data=spec.data.with_absolute_root())
 
 
 def _loopback(address: str) -> bool:

@@ -10,6 +10,7 @@ into a one-line ``SpecError`` with the full path.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
@@ -51,6 +52,13 @@ class DataSpec(Section):
     color: Literal["auto", "rgb", "grayscale"] = Field(
         "auto", description="auto: 1 channel when every image is grayscale, else RGB"
     )
+
+    def with_absolute_root(self) -> DataSpec:
+        """The same data with ``root`` made absolute: trials run in folders of their own, and a
+        submitted search on another machine."""
+        if not self.root or Path(self.root).is_absolute():
+            return self
+        return self.model_copy(update={"root": str(Path(self.root).expanduser().resolve())})
 
     @model_validator(mode="after")
     def _consistent(self) -> DataSpec:

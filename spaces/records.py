@@ -64,6 +64,8 @@ EPOCH_METRICS = (
 )
 # Where the trial runs, in every report (strings, not metrics): the driver turns them into tags.
 NODE_ID_KEY, HOSTNAME_KEY, GPU_IDS_KEY = "node_id", "hostname", "gpu_ids"
+# Only reports whose search metric improved (they carry a new best checkpoint) hold test metrics.
+TEST_ACC = "test_acc"
 IS_LAST = "is_last"  # 1.0 on a trial's final report; a trial stopped from outside never sends it
 # Which way each metric a search may rank by is better.
 METRIC_MODES = {

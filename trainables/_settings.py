@@ -8,7 +8,6 @@ a copy of each field under another name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 from tunefleet.spaces import DataSpec, Resources, SearchSettings, SearchSpec
@@ -35,9 +34,7 @@ class TrialSettings:
     def from_spec(cls, spec: SearchSpec, **runtime: Any) -> TrialSettings:
         """The settings of ``spec``'s trials; a relative data root is made absolute here, because
         Ray runs each trial in a folder of its own."""
-        data = spec.data
-        if data.root:
-            data = data.model_copy(update={"root": str(Path(data.root).expanduser().resolve())})
+        data = spec.data.with_absolute_root()
         device = "cuda" if spec.resources.gpus_per_worker > 0 else "cpu"
         return cls(data=data, search=spec.search, resources=spec.resources, device=device, **runtime)
 

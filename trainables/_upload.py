@@ -61,7 +61,7 @@ class CheckpointUploader:
     def after_report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         """Upload when this report carried a new best checkpoint (improving reports carry test metrics)."""
         best = checkpoint_dir / rec.BEST if checkpoint_dir is not None else None
-        if best is None or not best.is_dir() or "test_acc" not in metrics:
+        if best is None or not best.is_dir() or rec.TEST_ACC not in metrics:
             return
         run_id = self._trial_run()
         self._client.log_artifacts(run_id, str(best), rec.CHECKPOINT_ARTIFACT_DIR)
