@@ -34,6 +34,13 @@ OUTCOME_TAG = "tunefleet.outcome"  # how a trial ended, in words (OUTCOME_STATUS
 ERROR_TAG = "tunefleet.error"  # a failed trial's exception line
 BEST_TRIAL_TAG = "tunefleet.best_trial"  # the best trial's run name, on the search run
 JOB_ID_TAG = "tunefleet.job_id"  # the Ray Job that ran the search (``tunefleet submit``), on the search run
+# The driver of a search, on the search run: where it runs and when it last said it is alive, so a
+# search whose driver is gone shows as interrupted; and Ray Tune's experiment path, to resume it.
+DRIVER_HOST_TAG = "tunefleet.driver_host"
+DRIVER_PID_TAG = "tunefleet.driver_pid"
+HEARTBEAT_TAG = "tunefleet.heartbeat"  # unix seconds
+HEARTBEAT_EVERY_S = 30.0
+TUNE_PATH_TAG = "tunefleet.tune_path"
 # Where a trial ran, on its trial run (updated if a restarted trial moves).
 NODE_ID_TAG = "tunefleet.node_id"  # Ray node id
 HOSTNAME_TAG = "tunefleet.hostname"
@@ -45,8 +52,15 @@ STOPPED = "stopped_early"  # stopped by the scheduler (ASHA)
 FAILED = "failed"  # raised
 RUNNING = "running"  # not ended yet
 INTERRUPTED = "interrupted"  # the search was stopped (Ctrl-C) while the trial ran
+TIMED_OUT = "timed_out"  # reported nothing for ``search.trial_timeout``; stopped by the driver
 # The MLflow run status that goes with each outcome.
-OUTCOME_STATUS = {COMPLETED: "FINISHED", STOPPED: "KILLED", FAILED: "FAILED", INTERRUPTED: "KILLED"}
+OUTCOME_STATUS = {
+    COMPLETED: "FINISHED",
+    STOPPED: "KILLED",
+    FAILED: "FAILED",
+    INTERRUPTED: "KILLED",
+    TIMED_OUT: "FAILED",
+}
 
 # ------------------------------------------------------------------ metrics
 # What every epoch report of a trial carries; the driver logs exactly these, at step = epoch.
@@ -66,6 +80,10 @@ EPOCH_METRICS = (
 NODE_ID_KEY, HOSTNAME_KEY, GPU_IDS_KEY = "node_id", "hostname", "gpu_ids"
 # Only reports whose search metric improved (they carry a new best checkpoint) hold test metrics.
 TEST_ACC = "test_acc"
+# A trial retried after running out of memory trains with a smaller batch and accumulates
+# gradients (same effective batch): every report carries both.
+PER_WORKER_BATCH_KEY = "per_worker_batch"
+GRAD_ACCUM_KEY = "grad_accum_steps"
 IS_LAST = "is_last"  # 1.0 on a trial's final report; a trial stopped from outside never sends it
 # Which way each metric a search may rank by is better.
 METRIC_MODES = {
@@ -110,6 +128,9 @@ WEIGHTS = "model.safetensors"
 META = "meta.json"
 LOGITS = "logits.safetensors"
 TRAINING_STATE = "training_state.pt"
+ERROR_ARTIFACT = "error.txt"  # on a failed trial run: every failure's traceback, as Ray Tune recorded it
+CHECKSUMS_KEY = "sha256"  # in meta.json: {file name: sha256 hex} of every other file of the checkpoint
+PREVIOUS_SUFFIX = ".prev"  # ``last.prev/``: the checkpoint before ``last/``, used when ``last/`` is corrupt
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # multi-worker trials: Ray's TuneReportCallback puts the path here
 
 # ------------------------------------------------------------------ stores
