@@ -1,9 +1,10 @@
 """Export the top-k trials of a search as one ensemble: ONNX graph + a card describing it.
 
-Steps: pick the k best finished trials from MLflow, download their best checkpoints, rebuild the
-models (checking each reproduces the test logits it recorded), average their softmax outputs,
-evaluate members and ensemble on the held-out test split, export to ONNX and check onnxruntime
-against PyTorch. Files appear in ``out`` only when every check passed.
+Steps: pick the k best finished trials from MLflow, download their best checkpoints (refusing one
+that fails its checksums), rebuild the models (checking each reproduces the test logits it
+recorded), average their softmax outputs, evaluate members and ensemble on the held-out test
+split, export to ONNX and check onnxruntime against PyTorch. Files appear in ``out`` only when
+every check passed.
 """
 
 from __future__ import annotations
@@ -19,10 +20,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from mlflow.tracking import MlflowClient
 
 from tunefleet.spaces import DataSpec, SpecError
 from tunefleet.spaces import records as rec
-from tunefleet.trainables import classification_metrics, load_data, load_logits, load_model
+from tunefleet.trainables import (
+    CorruptCheckpoint,
+    classification_metrics,
+    load_data,
+    load_logits,
+    load_model,
+    verify_checkpoint,
+)
 
 from ._ensemble import Normalized, SoftmaxAverage, batched
 from ._onnx import OPSET, export_onnx, onnx_outputs
@@ -55,6 +64,18 @@ def _same_input(metas: list[dict[str, Any]]) -> None:
             raise SpecError("--top-k", "the chosen trials disagree on input size, channels or classes")
 
 
+def _verify_member(client: MlflowClient, run_id: str, name: str, local: Path) -> None:
+    """Refuse a member whose downloaded checkpoint fails its checksums (or is empty, or incomplete),
+    naming the file where MLflow stores it: the local copy is gone once the export ends."""
+    try:
+        verify_checkpoint(local)
+    except CorruptCheckpoint as err:
+        stored = f"{client.get_run(run_id).info.artifact_uri}/{rec.CHECKPOINT_ARTIFACT_DIR}"
+        if err.path != local and err.path.is_relative_to(local):
+            stored += f"/{err.path.relative_to(local).as_posix()}"
+        raise SpecError(f"trial {name}", f"{stored}: {err.problem}; its checkpoint is corrupt, not exporting") from err
+
+
 def export_ensemble(uri: str, experiment: str, top_k: int, out: Path, search_run_id: str | None = None) -> ExportResult:
     """Build, check and write ``out/ensemble.onnx`` and ``out/card.json``; return the card."""
     client, exp = open_experiment(uri, experiment)
@@ -71,6 +92,7 @@ def export_ensemble(uri: str, experiment: str, top_k: int, out: Path, search_run
             local = client.download_artifacts(
                 row.run_id, rec.CHECKPOINT_ARTIFACT_DIR, str(staging / "members" / row.run_id)
             )
+            _verify_member(client, row.run_id, str(row.name), Path(local))
             model, meta = load_model(local)
             if x_test is None or y_test is None:
                 x_test, y_test = _test_inputs(meta)

@@ -18,16 +18,20 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from tunefleet.spaces import SearchSpec, SpecError
-from tunefleet.spaces.records import COMPLETED, RUNNING, STOPPED
+from tunefleet.spaces import records as rec
+from tunefleet.spaces.records import COMPLETED, INTERRUPTED, RUNNING, STOPPED
 from tunefleet.trainables import RunLink
 
 from ._cluster import autoscaler_node_shapes, check_trial_fits
-from ._experiment import Plan, run_experiment, start_ray
+from ._experiment import Plan, experiment_name, experiment_path, resume_experiment, run_experiment, start_ray
 from ._jobs import JOB_ENV
 from ._ledger import TrialLedger
+from ._liveness import resume_command
 from ._progress import ConsoleProgress, trials_table
+from ._resume import Resumable, adopt_trials
 from ._search_run import finish_search_run, start_search_run
-from ._tracking import MlflowTrialCallback
+from ._tracking import MlflowTrialCallback, driver_tags
+from ._watchdog import TrialWatchdog
 
 SERVER_SCHEMES = ("http://", "https://")
 
@@ -65,20 +69,34 @@ def _header(spec: SearchSpec, plan: Plan, console: Console) -> None:
     console.print(f"data: {plan.data} at {spec.data.image_size} px{workers}", markup=False, highlight=False)
 
 
-def _open(spec: SearchSpec, client: MlflowClient, address: str | None) -> str:
+def _open_search_run(client: MlflowClient, spec: SearchSpec, tune_path: str, resume: Resumable | None) -> str:
+    """A new search run, or the resumed one reopened; tagged with this driver and the Tune state."""
+    tags = {t.key: t.value for t in driver_tags()} | {rec.TUNE_PATH_TAG: tune_path}
+    if resume is None:
+        return start_search_run(client, spec, os.environ.get(JOB_ENV), tags)
+    client.update_run(resume.run_id, status="RUNNING")
+    for key, value in tags.items():
+        client.set_tag(resume.run_id, key, value)
+    return resume.run_id
+
+
+def _open(spec: SearchSpec, client: MlflowClient, address: str | None, tune_path: str, resume: Resumable | None) -> str:
     """Open the search run while Ray starts (a new SQLite schema takes seconds); refuse a trial
     shape no node holds. ray.init stays on the main thread, where it installs signal handlers."""
     joining = bool(address or os.environ.get("RAY_ADDRESS"))
     if not joining:
         check_trial_fits(spec.resources, _local_nodes())
     with ThreadPoolExecutor(1) as pool:
-        parent = pool.submit(start_search_run, client, spec, os.environ.get(JOB_ENV))
+        parent = pool.submit(_open_search_run, client, spec, tune_path, resume)
         try:
             start_ray(address, dashboard=spec.resources.workers_per_trial > 1)
             if joining:
                 check_trial_fits(spec.resources, _cluster_nodes())
         except SpecError:
-            client.delete_run(parent.result())  # refused before any trial: leave no run behind
+            if resume is None:
+                client.delete_run(parent.result())  # refused before any trial: leave no run behind
+            else:
+                client.set_terminated(parent.result(), "KILLED")
             raise
         except BaseException:
             client.set_terminated(parent.result(), "FAILED")
@@ -87,24 +105,42 @@ def _open(spec: SearchSpec, client: MlflowClient, address: str | None) -> str:
 
 
 def run_search(
-    spec: SearchSpec, plan: Plan, uri: str, address: str | None, storage: str | Path, console: Console
+    spec: SearchSpec,
+    plan: Plan,
+    uri: str,
+    address: str | None,
+    storage: str | Path,
+    console: Console,
+    resume: Resumable | None = None,
 ) -> int:
-    """Run the search to its end; returns the exit code (0, 1 every trial failed, 130 interrupted)."""
+    """Run the search (or continue ``resume``) to its end; returns the exit code (0, 1 every
+    trial failed, 130 interrupted)."""
     _header(spec, plan, console)
     _sigterm_as_interrupt()
     client = MlflowClient(tracking_uri=uri)
-    parent_id = _open(spec, client, address)
+    name = experiment_name(spec)
+    tune_path = resume.tune_path if resume else experiment_path(storage, name)
+    parent_id = _open(spec, client, address, tune_path, resume)
     s = spec.search
     on_server = uri.startswith(SERVER_SCHEMES)
     ledger = TrialLedger(s.metric, s.mode)
     tracker = MlflowTrialCallback(uri, parent_id, spec, ledger, driver_uploads=not on_server)
     callbacks: list[Any] = [ledger, tracker, ConsoleProgress(ledger, console, plan.trials)]
+    if s.trial_timeout is not None:
+        callbacks.append(TrialWatchdog(s.trial_timeout, ledger))
     link = RunLink(uri, parent_id) if on_server else None
+    if resume is not None:
+        adopt_trials(resume, ledger, tracker)
+        console.print(f"resuming search run {parent_id}: {_resume_summary(ledger)}", highlight=False)
     started, status, cut_short = time.perf_counter(), "FAILED", 0
     try:
-        run_experiment(spec, callbacks, storage, plan.trials, run_link=link)
+        if resume is None:
+            run_experiment(spec, callbacks, storage, plan.trials, run_link=link, name=name)
+        else:
+            resume_experiment(tune_path, spec, callbacks, run_link=link)
         # On Ctrl-C Tune stops gracefully and returns: trials still running mean an interruption.
-        status = "KILLED" if ledger.counts()[RUNNING] else "FINISHED"
+        counts = ledger.counts()
+        status = "KILLED" if counts[RUNNING] + counts[INTERRUPTED] else "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
     finally:
@@ -119,6 +155,10 @@ def run_search(
             f"interrupted: {cut_short} running trial(s) stopped (MLflow status KILLED, outcome interrupted); "
             "finished trials and their checkpoints are kept"
         )
+        experiment = spec.tracking.experiment
+        console.print(
+            f"continue it with: {resume_command(experiment, client.get_run(parent_id), uri)}", highlight=False
+        )
         return 130
     best, counts = ledger.best_record(), ledger.counts()
     if best is not None:
@@ -132,3 +172,9 @@ def run_search(
     else:
         console.print(f"open the results: mlflow ui --backend-store-uri {uri}")
     return 0 if counts[COMPLETED] + counts[STOPPED] else 1
+
+
+def _resume_summary(ledger: TrialLedger) -> str:
+    counts = ledger.counts()
+    ended = sum(v for k, v in counts.items() if k not in (RUNNING, INTERRUPTED))
+    return f"{ended} trial(s) ended and are kept as they are, {counts[INTERRUPTED]} continue from their checkpoints"

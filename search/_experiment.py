@@ -222,20 +222,17 @@ def _concurrency(spec: SearchSpec) -> int | None:
     return max(1, int(min(fits)))
 
 
-def run_experiment(
-    spec: SearchSpec,
-    callbacks: list[Any],
-    storage: str | Path,
-    num_trials: int,
-    trainable: Any = None,
-    run_link: RunLink | None = None,
-) -> None:
-    """Build the Tuner for ``spec`` and run it to the end; trial errors do not raise.
+def experiment_name(spec: SearchSpec) -> str:
+    """The name of a new search's Ray Tune experiment (a folder under the storage)."""
+    return f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
-    ``trainable`` replaces the image-classification trial (a function taking ``(config, settings)``);
-    benchmarks pass a sleep or table-lookup trainable to time the orchestration alone.
-    ``run_link``: trials upload their best checkpoints to MLflow themselves (an MLflow server).
-    """
+
+def experiment_path(storage: str | Path, name: str) -> str:
+    """Where Ray Tune keeps the experiment's state and checkpoints; ``resume`` restores from it."""
+    return f"{storage_uri(storage).rstrip('/')}/{name}"
+
+
+def _trainable(spec: SearchSpec, trainable: Any, run_link: RunLink | None) -> Any:
     from ray import tune
 
     res = spec.resources
@@ -247,12 +244,40 @@ def run_experiment(
         if res.workers_per_trial == 1
         else tune.PlacementGroupFactory([{"memory": 1}])
     )
-    trainable = tune.with_resources(
+    return tune.with_resources(
         tune.with_parameters(trainable or tune_trainable, settings=trial_settings(spec, run_link)), reserve
     )
+
+
+def _save_state_often() -> None:
+    # Ray Tune saves the experiment state (trial statuses, searcher and scheduler) at most every
+    # 10 s by default; a driver killed in between resumes trials that had already ended. Every
+    # second costs a small JSON write per second on local storage.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+
+
+def run_experiment(
+    spec: SearchSpec,
+    callbacks: list[Any],
+    storage: str | Path,
+    num_trials: int,
+    trainable: Any = None,
+    run_link: RunLink | None = None,
+    name: str | None = None,
+) -> None:
+    """Build the Tuner for ``spec`` and run it to the end; trial errors do not raise.
+
+    ``trainable`` replaces the image-classification trial (a function taking ``(config, settings)``);
+    benchmarks pass a sleep or table-lookup trainable to time the orchestration alone.
+    ``run_link``: trials upload their best checkpoints to MLflow themselves (an MLflow server).
+    ``name``: the experiment's folder under ``storage`` (default: a new ``experiment_name``).
+    """
+    from ray import tune
+
+    _save_state_often()
     grid = spec.search.searcher == "grid"
     tuner = tune.Tuner(
-        trainable,
+        _trainable(spec, trainable, run_link),
         param_space=_param_space(spec),
         tune_config=tune.TuneConfig(
             metric=spec.search.metric,
@@ -266,14 +291,32 @@ def run_experiment(
             # dataset cached in the worker is reused.
             # Multi-worker trials start a fresh worker group each anyway, and Tune cannot reset
             # a coordinator whose Ray Train run is still winding down.
-            reuse_actors=res.workers_per_trial == 1,
+            reuse_actors=spec.resources.workers_per_trial == 1,
         ),
         run_config=tune.RunConfig(
-            name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            name=name or experiment_name(spec),
             storage_path=storage_uri(storage),
             verbose=0,
             callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # A failed trial (worker lost, out of memory) restarts from its latest checkpoint.
+            failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
         ),
     )
+    tuner.fit()
+
+
+def resume_experiment(
+    path: str, spec: SearchSpec, callbacks: list[Any], trainable: Any = None, run_link: RunLink | None = None
+) -> None:
+    """Continue the experiment saved at ``path`` (``Tuner.restore``): finished and failed trials
+    stay as they are, unfinished ones continue from their latest checkpoints, and the searcher
+    and scheduler go on from their saved state, so no config is proposed twice."""
+    from ray import tune
+
+    _save_state_often()
+    tuner = tune.Tuner.restore(path, trainable=_trainable(spec, trainable, run_link), resume_unfinished=True)
+    # Restore brings back the callbacks pickled when the search started (stale ledger, no
+    # console); Tune has no public way to pass new ones, so they are set on the restored config.
+    tuner._local_tuner._run_config.callbacks = callbacks  # type: ignore[union-attr]
     tuner.fit()

@@ -20,6 +20,8 @@ from typing import Any
 from tunefleet.spaces import SearchSpec, SpecError
 from tunefleet.spaces import records as rec
 
+from ._liveness import resume_command, search_state
+
 JOB_ENV = "TUNEFLEET_JOB_ID"  # the job id, set for the search driver; its search run is tagged with it
 STOP_WAIT_S = 120  # how long Ray lets a stopped search close its runs before it kills the driver
 META_EXPERIMENT, META_TRACKING = "tunefleet.experiment", "tunefleet.tracking_uri"
@@ -102,6 +104,8 @@ class Progress:
     metric: str = ""
     run_id: str = ""
     experiment_id: str = ""
+    search: str = ""  # running | interrupted (its driver is gone) | finished
+    resume: str = ""  # the command that continues an interrupted search
 
 
 def progress(uri: str, experiment: str, job_id: str) -> Progress:
@@ -124,12 +128,17 @@ def progress(uri: str, experiment: str, job_id: str) -> Progress:
     found_scores = [t.data.metrics.get(rec.best_key(metric), t.data.metrics.get(metric)) for t in trials]
     scores = [s for s in found_scores if s is not None]
     best = (max(scores) if mode == "max" else min(scores)) if scores else None
+    running = sum(t.info.status == "RUNNING" for t in trials)
+    state = search_state(search)
+    cut_short = running if state == "interrupted" else 0  # runs a dead driver could not close
     return Progress(
         done=outcomes.count(rec.COMPLETED),
-        running=sum(t.info.status == "RUNNING" for t in trials),
+        running=running - cut_short,
         stopped=outcomes.count(rec.STOPPED),
-        failed=outcomes.count(rec.FAILED),
-        interrupted=outcomes.count(rec.INTERRUPTED),
+        failed=outcomes.count(rec.FAILED) + outcomes.count(rec.TIMED_OUT),
+        interrupted=outcomes.count(rec.INTERRUPTED) + cut_short,
+        search=state,
+        resume=resume_command(experiment, search, uri) if state == "interrupted" else "",
         best=best,
         metric=metric,
         run_id=search.info.run_id,

@@ -14,7 +14,7 @@ from typing import Any
 from ray.tune import Callback
 
 from tunefleet.spaces import resolve
-from tunefleet.spaces.records import COMPLETED, FAILED, IS_LAST, RUNNING, STOPPED, TEST_ACC
+from tunefleet.spaces.records import COMPLETED, FAILED, INTERRUPTED, IS_LAST, RUNNING, STOPPED, TEST_ACC, TIMED_OUT
 
 
 def run_name(index: int, recipe: dict[str, Any]) -> str:
@@ -47,6 +47,12 @@ class TrialRecord:
     last: dict[str, Any] = field(default_factory=dict)
     best: dict[str, Any] = field(default_factory=dict)  # the report that came with the best checkpoint
     error: str = ""
+    restarts: int = 0  # times Tune restarted it after a failure (search.max_failures)
+    timed_out: str = ""  # why the watchdog stopped its latest attempt, until it restarts
+
+    @property
+    def ended(self) -> bool:
+        return self.outcome not in (RUNNING, INTERRUPTED)
 
 
 class TrialLedger(Callback):
@@ -57,11 +63,27 @@ class TrialLedger(Callback):
     def record(self, trial: Any) -> TrialRecord:
         return self.records[trial.trial_id]
 
+    def adopt(self, trial_id: str, record: TrialRecord) -> None:
+        """A trial of the search this one resumes (read back from MLflow)."""
+        self.records[trial_id] = record
+
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        if trial.trial_id not in self.records:
+        record = self.records.get(trial.trial_id)
+        if record is None:
             recipe = resolve(trial.config)
             index = len(self.records) + 1
             self.records[trial.trial_id] = TrialRecord(index, run_name(index, recipe), recipe)
+        elif record.outcome == INTERRUPTED:  # resumed
+            record.outcome = RUNNING
+
+    def mark_timed_out(self, trial_id: str, reason: str) -> None:
+        self.records[trial_id].timed_out = reason
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        rec = self.record(trial)
+        rec.restarts += 1
+        rec.error = rec.timed_out or _error_reason(trial)  # the latest failure, until the trial ends
+        rec.timed_out = ""
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
@@ -74,12 +96,15 @@ class TrialLedger(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         rec = self.record(trial)
-        rec.outcome = COMPLETED if rec.last.get(IS_LAST) else STOPPED
+        if not rec.ended:  # a trial that had ended before a resume keeps its outcome
+            rec.outcome = COMPLETED if rec.last.get(IS_LAST) else STOPPED
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         rec = self.record(trial)
-        rec.outcome = FAILED
-        rec.error = _error_reason(trial)
+        if rec.ended:
+            return
+        rec.outcome = TIMED_OUT if rec.timed_out else FAILED
+        rec.error = rec.timed_out or _error_reason(trial)
 
     def best_record(self) -> TrialRecord | None:
         scored = [r for r in self.records.values() if self.metric in r.best]
@@ -89,7 +114,7 @@ class TrialLedger(Callback):
         return max(scored, key=lambda r: sign * r.best[self.metric])
 
     def counts(self) -> dict[str, int]:
-        out = {RUNNING: 0, COMPLETED: 0, STOPPED: 0, FAILED: 0}
+        out = {RUNNING: 0, COMPLETED: 0, STOPPED: 0, FAILED: 0, TIMED_OUT: 0, INTERRUPTED: 0}
         for r in self.records.values():
             out[r.outcome] += 1
         return out

@@ -8,11 +8,11 @@ from ray.tune import Callback
 from rich.console import Console
 from rich.table import Table
 
-from tunefleet.spaces.records import COMPLETED, FAILED, RUNNING, STOPPED
+from tunefleet.spaces.records import COMPLETED, FAILED, INTERRUPTED, RUNNING, STOPPED, TIMED_OUT
 
 from ._ledger import TrialLedger, TrialRecord
 
-_STYLE = {COMPLETED: "green", STOPPED: "yellow", FAILED: "red", RUNNING: "cyan"}
+_STYLE = {COMPLETED: "green", STOPPED: "yellow", FAILED: "red", TIMED_OUT: "red", RUNNING: "cyan", INTERRUPTED: "cyan"}
 
 
 class ConsoleProgress(Callback):
@@ -34,7 +34,8 @@ class ConsoleProgress(Callback):
             f"best {self.ledger.metric}={best.best[self.ledger.metric]:.4f} ({best.name.split()[0]})" if best else ""
         )
         return (
-            f"running {c[RUNNING]} · done {c[COMPLETED]} · stopped early {c[STOPPED]} · failed {c[FAILED]}"
+            f"running {c[RUNNING]} · done {c[COMPLETED]} · stopped early {c[STOPPED]}"
+            f" · failed {c[FAILED] + c[TIMED_OUT]}"
             f" of {self.total} · {best_text}"
         )
 
@@ -51,8 +52,14 @@ class ConsoleProgress(Callback):
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         rec = self.ledger.record(trial)
-        self._event(rec, "failed")
-        self.console.print(f"              [red]{rec.error}[/]")
+        self._event(rec, rec.outcome.replace("_", " "))
+        self.console.print(f"              {rec.error}", style="red", markup=False, highlight=False)
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        rec = self.ledger.record(trial)
+        self._event(rec, f"restart {rec.restarts}")
+        line = f"              {rec.error}; restarting from its latest checkpoint"
+        self.console.print(line, style="yellow", markup=False, highlight=False)
 
 
 def trials_table(ledger: TrialLedger) -> Table:

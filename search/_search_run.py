@@ -33,8 +33,10 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(file) if file is not None else None
 
 
-def start_search_run(client: MlflowClient, spec: SearchSpec, job_id: str | None = None) -> str:
-    """Create (or reuse) the experiment and open the parent run; return its id."""
+def start_search_run(
+    client: MlflowClient, spec: SearchSpec, job_id: str | None = None, tags: dict[str, str] | None = None
+) -> str:
+    """Create (or reuse) the experiment and open the parent run (with ``tags``); return its id."""
     experiment = client.get_experiment_by_name(spec.tracking.experiment)
     if experiment is None:
         experiment_id = client.create_experiment(spec.tracking.experiment)
@@ -49,6 +51,7 @@ def start_search_run(client: MlflowClient, spec: SearchSpec, job_id: str | None 
             rec.ROLE_TAG: rec.ROLE_SEARCH,
             rec.SPEC_NAME_TAG: spec.name,
             **({rec.JOB_ID_TAG: job_id} if job_id else {}),
+            **(tags or {}),
         },
     )
     params = [Param(k, str(v)) for k, v in spec.params().items()]
@@ -86,7 +89,7 @@ def finish_search_run(client: MlflowClient, run_id: str, ledger: TrialLedger, wa
     metrics = {
         rec.TRIALS_COMPLETED: counts[rec.COMPLETED],
         rec.TRIALS_STOPPED_EARLY: counts[rec.STOPPED],
-        rec.TRIALS_FAILED: counts[rec.FAILED],
+        rec.TRIALS_FAILED: counts[rec.FAILED] + counts[rec.TIMED_OUT],
         rec.EPOCHS_TRAINED: sum(r.epochs for r in ledger.records.values()),
         rec.WALL_S: wall_s,
     }

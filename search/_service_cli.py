@@ -139,7 +139,7 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
             return
         table = Table(title="tunefleet jobs" if not job else None)
         table.add_column("job", no_wrap=True)
-        for col in ("state", "done", "running", "stopped", "failed", "interrupted", "best"):
+        for col in ("state", "search", "done", "running", "stopped", "failed", "interrupted", "best"):
             table.add_column(col)
 
         for info in jobs:
@@ -147,8 +147,10 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
             p = progress(meta[META_TRACKING], meta[META_EXPERIMENT], info.submission_id)
             best = f"{p.metric}={p.best:.4f}" if p.best is not None else "-"
             counts = [str(n) for n in (p.done, p.running, p.stopped, p.failed, p.interrupted)]
-            table.add_row(info.submission_id, str(info.status), *counts, best)
+            table.add_row(info.submission_id, str(info.status), p.search or "-", *counts, best)
         console.print(table)
+        if job and p.resume:
+            console.print(f"interrupted: continue it with {p.resume} --address <the cluster's Ray address>")
         if job and p.run_id:
             uri = (jobs[0].metadata or {})[META_TRACKING]
             console.print(f"search run {p.run_id}: {uri.rstrip('/')}/#/experiments/{p.experiment_id}/runs/{p.run_id}")

@@ -71,6 +71,16 @@ class MlflowTrialCallback(Callback):
         # False when trials upload their own best checkpoints through an MLflow server.
         self.driver_uploads = driver_uploads
         self._places: dict[str, tuple[str, ...]] = {}
+        self._batches: dict[str, tuple[float, float]] = {}  # per-worker batch and accumulation, when retried
+        self._beat = 0.0
+        self._reconciled = False
+
+    def adopt(self, trial_id: str, run_id: str, ended: bool) -> None:
+        """A trial run of the search this one resumes: log to it, and never again once it ``ended``."""
+        self.run_ids[trial_id] = run_id
+        self._started.add(trial_id)
+        if ended:
+            self._finished.add(trial_id)
 
     @property
     def client(self) -> MlflowClient:
@@ -122,6 +132,8 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         if trial.trial_id in self._started:
+            if trial.trial_id not in self._finished:  # resumed: the same run goes on
+                self._submit(functools.partial(self._reopen, trial.trial_id))
             return
         self._started.add(trial.trial_id)
         record = self.ledger.record(trial)
@@ -137,9 +149,17 @@ class MlflowTrialCallback(Callback):
 
         self._submit(create)
 
+    def _reopen(self, trial_id: str) -> None:
+        run_id = self.run_ids[trial_id]
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.set_tag(run_id, rec.OUTCOME_TAG, rec.RUNNING)
+
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
+        if trial.trial_id in self._finished:  # ended before a resume: its run stays as it was
+            return
+        self._record_batch(trial.trial_id, result)
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
         batch = self._pending.setdefault(trial.trial_id, [])
@@ -151,6 +171,22 @@ class MlflowTrialCallback(Callback):
             self._checkpoints[trial.trial_id] = Checkpoint(result[rec.CHECKPOINT_PATH_KEY])
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self._flush()
+
+    def _record_batch(self, trial_id: str, result: dict[str, Any]) -> None:
+        """A trial retried after running out of memory: its new per-worker batch and gradient
+        accumulation become params (one pair per retry; MLflow params cannot change)."""
+        batch = (float(result.get(rec.PER_WORKER_BATCH_KEY, 0)), float(result.get(rec.GRAD_ACCUM_KEY, 1)))
+        known = self._batches.get(trial_id)
+        self._batches[trial_id] = batch
+        if batch[1] <= 1 or known == batch:
+            return
+        n = int(batch[1]).bit_length() - 1  # the accumulation doubles with each retry: 2 -> 1, 4 -> 2
+        params = [Param(f"oom_retry_{n}.{rec.PER_WORKER_BATCH_KEY}", str(int(batch[0])))]
+        params.append(Param(f"oom_retry_{n}.{rec.GRAD_ACCUM_KEY}", str(int(batch[1]))))
+        self._submit(functools.partial(self._log_params, trial_id, params))
+
+    def _log_params(self, trial_id: str, params: list[Param]) -> None:
+        self.client.log_batch(self.run_ids[trial_id], params=params)
 
     def _tag_place(self, trial_id: str, result: dict[str, Any]) -> None:
         """Tag the trial's run with the node, host and GPUs it runs on (again if a restart moved it)."""
@@ -165,15 +201,51 @@ class MlflowTrialCallback(Callback):
     def _log_tags(self, trial_id: str, tags: list[RunTag]) -> None:
         self.client.log_batch(self.run_ids[trial_id], tags=tags)
 
+    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        if not self._reconciled:
+            self._reconciled = True
+            self._close_ended_elsewhere(trials)
+
+    def _close_ended_elsewhere(self, trials: list[Any]) -> None:
+        """Resumed: trials Ray Tune had seen end whose MLflow runs were not closed before the
+        driver died (its writes lag Tune's state by a moment) are closed now, from Tune's record."""
+        for trial in trials:
+            record = self.ledger.records.get(trial.trial_id)
+            if record is None or record.ended or trial.status not in ("TERMINATED", "ERROR"):
+                continue
+            record.last = dict(trial.last_result or {})
+            record.epochs = int(record.last.get("epoch", record.epochs))
+            if trial.checkpoint is not None:
+                self._checkpoints[trial.trial_id] = trial.checkpoint
+                record.best = _best_report(trial.checkpoint) or record.best
+            if trial.status == "ERROR":
+                self.ledger.on_trial_error(0, trials, trial)
+            else:
+                self.ledger.on_trial_complete(0, trials, trial)
+            self._finish(trial)
+
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         if self._pending and time.monotonic() - self._last_flush >= self.flush_every_s:
             self._flush()
+        if time.monotonic() - self._beat >= rec.HEARTBEAT_EVERY_S:
+            self.heartbeat()
+
+    def heartbeat(self) -> None:
+        """Tell readers (``trials``, ``status``, ``resume``) this search's driver is alive."""
+        self._beat = time.monotonic()
+        tags = driver_tags()
+        self._submit(functools.partial(self._log_search_tags, tags))
+
+    def _log_search_tags(self, tags: list[RunTag]) -> None:
+        self.client.log_batch(self.parent_run_id, tags=tags)
 
     def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
         # The latest checkpoint holds the best weights so far (best/) and the latest (last/).
         self._checkpoints[trial.trial_id] = checkpoint
 
     def _finish(self, trial: Any) -> None:
+        if trial.trial_id in self._finished:
+            return
         self._finished.add(trial.trial_id)
         record = self.ledger.record(trial)
         self._flush(trial.trial_id)
@@ -185,10 +257,13 @@ class MlflowTrialCallback(Callback):
             tags.append(RunTag(rec.ERROR_TAG, record.error[:5000]))
         checkpoint = self._checkpoints.pop(trial.trial_id, None)
         trial_id, status = trial.trial_id, rec.OUTCOME_STATUS[record.outcome]
+        failures = _failures_text(trial) if status == "FAILED" or record.restarts else ""
 
         def finish() -> None:
             run_id = self.run_ids[trial_id]
             self.client.log_batch(run_id, metrics=metrics, tags=tags)
+            if failures:  # every failure's traceback, as Ray Tune recorded it
+                self.client.log_text(run_id, failures, rec.ERROR_ARTIFACT)
             self._log_best(run_id, checkpoint)
             self.client.set_terminated(run_id, status)
 
@@ -223,6 +298,11 @@ class MlflowTrialCallback(Callback):
             if best.is_dir():  # only the best weights go to MLflow; last/ is for resuming
                 self.client.log_artifacts(run_id, str(best), rec.CHECKPOINT_ARTIFACT_DIR)
 
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        record = self.ledger.record(trial)  # the ledger has counted this restart and its reason
+        tags = [RunTag(rec.RESTARTS_TAG, str(record.restarts))]  # why: error.txt when the trial ends
+        self._submit(functools.partial(self._log_tags, trial.trial_id, tags))
+
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._finish(trial)
 
@@ -231,3 +311,29 @@ class MlflowTrialCallback(Callback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self.close()
+
+
+def driver_tags() -> list[RunTag]:
+    """Where this driver runs, and now: the search run's liveness tags."""
+    import os
+    import socket
+
+    return [
+        RunTag(rec.DRIVER_HOST_TAG, socket.gethostname()),
+        RunTag(rec.DRIVER_PID_TAG, str(os.getpid())),
+        RunTag(rec.HEARTBEAT_TAG, f"{time.time():.0f}"),
+    ]
+
+
+def _failures_text(trial: Any) -> str:
+    path = Path(trial.error_file) if trial.error_file else None
+    return path.read_text(errors="replace") if path is not None and path.is_file() else ""
+
+
+def _best_report(checkpoint: Any) -> dict[str, Any]:
+    """The metrics of the best epoch, as the checkpoint's ``best/meta.json`` recorded them."""
+    from tunefleet.trainables import read_meta
+
+    with checkpoint.as_directory() as directory:
+        best = Path(directory) / rec.BEST
+        return dict(read_meta(best).get("metrics", {})) if (best / rec.META).is_file() else {}

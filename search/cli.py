@@ -160,12 +160,17 @@ def trials(
     except SpecError as err:
         _fail(str(err))
         return
+    from ._liveness import resume_command, search_state
+
     metric, mode = ranking(parent)
     frame = trials_frame(client, parent)
+    state = search_state(parent)
+    if state == "interrupted" and len(frame):  # runs a dead driver left RUNNING were cut short
+        frame.loc[frame["status"] == "RUNNING", "outcome"] = records.INTERRUPTED
     column = records.best_key(metric)
     if column in frame:
         frame = frame.sort_values(column, ascending=mode == "min", na_position="last")
-    table = Table(title=f"{experiment}: {len(frame)} trials (search run {parent.info.run_id})")
+    table = Table(title=f"{experiment}: {len(frame)} trials (search run {parent.info.run_id}, {state})")
     cols = ["name", "status", "outcome", records.EPOCHS_TRAINED, column, records.best_key("test_acc")]
     for col in cols:
         table.add_column(col)
@@ -178,6 +183,38 @@ def trials(
     for _, row in frame.iterrows():
         table.add_row(*[cell(row.get(c)) for c in cols])
     console.print(table)
+    if state == "interrupted":
+        uri = resolve_uri(tracking_uri)
+        console.print(f"interrupted: continue it with {resume_command(experiment, parent, uri)}", highlight=False)
+
+
+@app.command()
+def resume(
+    experiment: Annotated[str, typer.Argument(help="MLflow experiment of the search")],
+    search_run: Annotated[str | None, typer.Option("--search-run", help="search run id [default: latest]")] = None,
+    tracking_uri: TrackingUri = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start Ray here")] = None,
+) -> None:
+    """Continue an interrupted search (driver killed, Ctrl-C, reboot, `tunefleet stop`) where it stopped."""
+    from ._search_run import tracking_uri as resolve_uri
+
+    try:
+        uri = resolve_uri(tracking_uri)
+        from ._experiment import preflight
+        from ._resume import find_resumable
+
+        point = find_resumable(uri, experiment, search_run)
+        plan = preflight(point.spec)
+        from ._driver import run_search
+
+        code = run_search(point.spec, plan, uri, address, point.tune_path, console, resume=point)
+    except SpecError as err:
+        _fail(str(err))
+        return
+    if code == 1:
+        _fail("every trial failed; see the errors above", code=1)
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

@@ -13,7 +13,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from .records import METRIC_MODES
@@ -21,6 +30,13 @@ from .records import METRIC_MODES
 FIELD_ERROR = "tunefleet_field"
 Mode = Literal["max", "min"]
 DataKind = Literal["digits", "imagefolder"]
+# A URL scheme (two letters or more, so that a Windows drive ``C:/`` is not one) and ``://``.
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://")
+# Ray Tune keeps every trial in the driver's memory and rewrites all of them into the experiment
+# state file at each checkpoint of the search, so that file and each save grow with the trial
+# count; past ten thousand a search spends its time on bookkeeping (and one MLflow run per trial
+# floods the experiment). A bigger search is better split into several, or its space narrowed.
+MAX_NUM_SAMPLES = 10_000
 
 
 def _field_error(field: str, message: str) -> PydanticCustomError:
@@ -62,6 +78,15 @@ class DataSpec(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> DataSpec:
+        # Trials read imagefolder data with PIL from a local (or mounted) folder. Object-store
+        # data (s3://, gs://) would be welcome later, but needs a download-and-cache step on each
+        # node; until then a URL is refused here rather than failing as "no such folder" in a trial.
+        scheme = _URL_SCHEME.match(self.root)
+        if scheme:
+            raise _field_error(
+                "root",
+                f"must be a local folder, not a URL ({scheme.group(1)}://); copy or mount the images on every node",
+            )
         if self.kind == "imagefolder" and not self.root:
             raise _field_error("root", "imagefolder data needs a root folder")
         if self.kind != "imagefolder" and self.root:
@@ -75,12 +100,13 @@ class DataSpec(Section):
         return self
 
 
-def parse_duration(raw: Any) -> Any:
+def parse_duration(raw: Any, info: ValidationInfo) -> Any:
     """``90`` (seconds), ``"90s"``, ``"30m"``, ``"2h"`` -> seconds; anything else passes to the type check."""
     if isinstance(raw, str):
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh])\s*", raw)
         if not match:
-            raise _field_error("time_budget", f"expected seconds or a duration like 90s, 30m, 2h; got {raw!r}")
+            field = info.field_name or "duration"
+            raise _field_error(field, f"expected seconds or a duration like 90s, 30m, 2h; got {raw!r}")
         return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
     if isinstance(raw, int) and not isinstance(raw, bool):
         return float(raw)
@@ -111,7 +137,9 @@ class SearchSettings(Section):
         "optuna", description="optuna: TPE (conditional spaces define-by-run); random; grid: every grid point"
     )
     scheduler: Literal["asha", "fifo"] = Field("asha", description="asha stops weak trials early; fifo runs all")
-    num_samples: int = Field(8, ge=1, description="trials to run (grid: at least the grid size)")
+    num_samples: int = Field(
+        8, ge=1, le=MAX_NUM_SAMPLES, description="trials to run (grid: at least the grid size); at most 10000"
+    )
     metric: Metric = Field("val_acc", description="what trials are ranked by (reported every epoch)")
     # A missing mode follows the (already validated) metric: ranking by val_loss minimizes it.
     mode: Mode = Field(
@@ -124,6 +152,29 @@ class SearchSettings(Section):
     max_concurrent: int | None = Field(None, ge=1, description="at most this many trials at once (default: fill)")
     seed: int = Field(0, description="seed of the searcher and of every trial's training")
     time_budget: Duration = Field(None, description="stop starting trials after this long: 90s, 30m, 2h")
+    max_failures: int = Field(
+        2,
+        ge=0,
+        description="times a failed trial is restarted from its last checkpoint before it counts as failed "
+        "(worker lost, out of memory, preemption)",
+    )
+    trial_timeout: Duration = Field(
+        None,
+        description="stop a trial that reports nothing for this long (a hung worker): 90s, 30m, 2h; "
+        "it ends failed as timed_out",
+    )
+
+    @field_validator("num_samples", mode="before")
+    @classmethod
+    def _not_huge(cls, value: Any) -> Any:
+        # Before pydantic's own ``le`` check (which stays, for the JSON Schema), to say why.
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_NUM_SAMPLES:
+            raise _field_error(
+                "num_samples",
+                f"must be <= {MAX_NUM_SAMPLES}, got {value}: Ray Tune keeps every trial in the driver and "
+                "its experiment state file; split the search or narrow the space",
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchSettings:
@@ -143,6 +194,11 @@ class Resources(Section):
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs each worker reserves; 0.5 packs two on one GPU")
     lr_scaling: Literal["linear", "sqrt", "none"] = Field(
         "linear", description="how lr (tuned for one worker's batch) scales with workers_per_trial"
+    )
+    oom_retry: bool = Field(
+        True,
+        description="a trial that runs out of GPU memory is retried with half the per-worker batch and twice "
+        "the gradient accumulation (same effective batch and LR)",
     )
 
 

@@ -4,10 +4,15 @@ Everything is checked here, before Ray or MLflow is touched, and every error nam
 The settings sections are pydantic records (``_sections.py``); this module turns pydantic's
 errors into one line with the full path and a suggestion for near misses. What needs torch or
 timm to check (model names) is checked by ``tunefleet.search`` right after.
+
+A spec is data: YAML is read with ``safe_load`` (no tag builds a Python object), no field names
+code to import (models, optimizers, losses are looked up in registries by name), and a spec that
+holds a credential is refused before any other check (``_secrets.py``).
 """
 
 from __future__ import annotations
 
+import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +24,7 @@ from pydantic import ValidationError
 from ._catalog import space_to_yaml, suggest, validate_space
 from ._domains import Domain
 from ._errors import SpecError
+from ._secrets import check_no_secrets
 from ._sections import FIELD_ERROR, SECTIONS, DataSpec, Resources, SearchSettings, Section, Tracking
 
 # The top-level keys of a spec document.
@@ -43,12 +49,17 @@ _TYPE_NAMES = {
     "float_parsing": "a number",
 }
 _BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+# Values echoed in a message are cut short: a YAML alias can make one huge (or recursive).
+_ECHO = reprlib.Repr()
+_ECHO.maxlevel, _ECHO.maxdict, _ECHO.maxlist, _ECHO.maxstring, _ECHO.maxother = 2, 4, 4, 60, 60
 
 
 def _spec_error(section: str, record: type[Section], err: ValidationError) -> SpecError:
     """pydantic's first complaint as a SpecError: ``search.searcher: unknown searcher 'bayes'; did you mean...``"""
     first = err.errors()[0]
-    kind, value, ctx = first["type"], first.get("input"), first.get("ctx") or {}
+    kind, ctx = first["type"], first.get("ctx") or {}
+    value = first.get("input")
+    shown = _ECHO.repr(value)
     names = [str(part) for part in first["loc"] if not isinstance(part, int)]
     if kind == FIELD_ERROR:
         return SpecError(f"{section}.{ctx['field']}", str(ctx["message"]))
@@ -58,14 +69,15 @@ def _spec_error(section: str, record: type[Section], err: ValidationError) -> Sp
         return SpecError(path, "unknown setting" + suggest(name, tuple(record.model_fields)))
     if kind == "literal_error":
         known = _choices(record, name)
-        return SpecError(path, f"unknown {name.replace('_', ' ')} {value!r}" + suggest(str(value), known))
+        near = suggest(value if isinstance(value, str) else shown, known)
+        return SpecError(path, f"unknown {name.replace('_', ' ')} {shown}{near}")
     if kind in _BOUNDS:
         bound = next(iter(ctx.values()))
-        return SpecError(path, f"must be {_BOUNDS[kind]} {bound}, got {value!r}")
+        return SpecError(path, f"must be {_BOUNDS[kind]} {bound}, got {shown}")
     if kind in _TYPE_NAMES:
-        return SpecError(path, f"expected {_TYPE_NAMES[kind]}, got {value!r}")
+        return SpecError(path, f"expected {_TYPE_NAMES[kind]}, got {shown}")
     if kind in ("model_type", "dict_type"):
-        return SpecError(path, f"expected a mapping, got {value!r}")
+        return SpecError(path, f"expected a mapping, got {shown}")
     return SpecError(path, first["msg"].removeprefix("Value error, "))
 
 
@@ -118,7 +130,10 @@ class SearchSpec:
 def _apply_overrides(raw: dict[str, Any], overrides: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     for section, values in (overrides or {}).items():
-        raw[section] = {**(raw.get(section) or {}), **{k: v for k, v in values.items() if v is not None}}
+        given = {k: v for k, v in values.items() if v is not None}
+        body = raw.get(section) or {}
+        if given and isinstance(body, dict):  # else the section's own check refuses the document
+            raw[section] = {**body, **given}
     return raw
 
 
@@ -133,6 +148,7 @@ def spec_from_dict(raw: Any, overrides: dict[str, dict[str, Any]] | None = None)
     if not isinstance(raw, dict):
         raise SpecError("", f"a spec must be a YAML mapping, got {type(raw).__name__}")
     raw = _apply_overrides(raw, overrides)
+    check_no_secrets(raw)  # first: no later message may echo a credential
     for key in raw:
         if key not in SPEC_KEYS:
             raise SpecError(str(key), "unknown section" + suggest(str(key), SPEC_KEYS))
@@ -164,5 +180,8 @@ def load_spec(path: str | Path, overrides: dict[str, dict[str, Any]] | None = No
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "malformed YAML"
+        if isinstance(err, yaml.constructor.ConstructorError):
+            # safe_load knows no tag that builds a Python object (!!python/object/apply:...)
+            problem = f"{problem}; a spec is plain data, tags that build Python objects are not allowed"
         raise SpecError("spec", f"{path} is not valid YAML{where}: {problem}") from None
     return spec_from_dict(raw, overrides)

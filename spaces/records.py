@@ -45,6 +45,7 @@ TUNE_PATH_TAG = "tunefleet.tune_path"
 NODE_ID_TAG = "tunefleet.node_id"  # Ray node id
 HOSTNAME_TAG = "tunefleet.hostname"
 GPU_IDS_TAG = "tunefleet.gpu_ids"  # the GPUs Ray gave the trial ("" on CPU)
+RESTARTS_TAG = "tunefleet.restarts"  # times a trial was restarted after a failure (search.max_failures)
 
 # ------------------------------------------------------------------ how a trial ends
 COMPLETED = "completed"  # ran its planned epochs (or stopped itself by patience)
@@ -75,6 +76,8 @@ EPOCH_METRICS = (
     "lr",
     "images_per_s",
     "epoch_time_s",
+    "per_worker_batch",  # PER_WORKER_BATCH_KEY: lower after an out-of-memory retry
+    "grad_accum_steps",  # GRAD_ACCUM_KEY
 )
 # Where the trial runs, in every report (strings, not metrics): the driver turns them into tags.
 NODE_ID_KEY, HOSTNAME_KEY, GPU_IDS_KEY = "node_id", "hostname", "gpu_ids"
@@ -128,7 +131,7 @@ WEIGHTS = "model.safetensors"
 META = "meta.json"
 LOGITS = "logits.safetensors"
 TRAINING_STATE = "training_state.pt"
-ERROR_ARTIFACT = "error.txt"  # on a failed trial run: every failure's traceback, as Ray Tune recorded it
+ERROR_ARTIFACT = "error.txt"  # on a failed or restarted trial run: each failure's traceback (Ray Tune's record)
 CHECKSUMS_KEY = "sha256"  # in meta.json: {file name: sha256 hex} of every other file of the checkpoint
 PREVIOUS_SUFFIX = ".prev"  # ``last.prev/``: the checkpoint before ``last/``, used when ``last/`` is corrupt
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # multi-worker trials: Ray's TuneReportCallback puts the path here

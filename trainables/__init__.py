@@ -4,12 +4,16 @@ record names in ``tunefleet.spaces.records``), never ``tunefleet.search``."""
 
 from ._augment import GaussianNoise, create_transforms
 from ._checkpoint import (
+    CheckpointWriteError,
+    CorruptCheckpoint,
     load_logits,
     load_model,
     load_training_state,
     load_weights,
     read_meta,
+    resumable_checkpoint,
     save_checkpoint,
+    verify_checkpoint,
 )
 from ._data import DATASETS, eval_tensors, load_data
 from ._folder import FolderScan, scan_folder
@@ -26,6 +30,8 @@ from ._upload import CheckpointUploader, RunLink
 
 __all__ = [
     "CheckpointUploader",
+    "CheckpointWriteError",
+    "CorruptCheckpoint",
     "RunLink",
     "FolderScan",
     "TrialOutOfMemory",
@@ -57,9 +63,11 @@ __all__ = [
     "normalization",
     "predict",
     "read_meta",
+    "resumable_checkpoint",
     "run_trial",
     "save_checkpoint",
     "scaled_lr",
     "stratified_split",
     "tune_trainable",
+    "verify_checkpoint",
 ]

@@ -3,52 +3,267 @@
 Layout of a checkpoint directory::
 
     model.safetensors   the state dict
-    meta.json           model name, classes, input shape, normalization, recipe, epoch, metrics
+    meta.json           model name, classes, input shape, normalization, recipe, epoch, metrics,
+                        and ``sha256``: {file name: sha256 hex} of every other file here
     logits.safetensors  val/test logits and labels of these weights (for ensembles and checks)
     training_state.pt   optimizer and LR-schedule state, epoch, best so far (to resume training)
 
 A trial reports a directory holding two of these: ``best/`` (the weights with the best search
-metric, with logits) and ``last/`` (the latest epoch, with training state).
+metric, with logits) and ``last/`` (the latest epoch, with training state), plus ``last.prev/``
+(the epoch before), which resuming falls back to when ``last/`` does not verify.
 
-Each file is written to a temporary name and renamed into place, so a crash never leaves a
-half-written file under the final name.
+A checkpoint is written as one unit: every file goes into a temporary sibling directory, meta.json
+(with the checksums) last, and only then is the directory renamed into place. A crash or a full
+disk never leaves a half-written checkpoint under the final name, nor a mix of two epochs' files.
+Readers check the checksums before they trust a byte (``verify_checkpoint``), and the training
+state loads with ``weights_only=True``: a pickle planted in shared storage cannot run code.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
 import json
+import logging
 import os
+import pickle
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from tunefleet.spaces.records import LOGITS, META, TRAINING_STATE, WEIGHTS
+from tunefleet.spaces.records import CHECKSUMS_KEY, LAST, LOGITS, META, PREVIOUS_SUFFIX, TRAINING_STATE, WEIGHTS
 
 from ._model import create_model
 
+logger = logging.getLogger(__name__)
 
-def _atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+# The files besides meta.json that tunefleet reads from a checkpoint; each one present must be
+# covered by a checksum, so a file dropped in later is not trusted.
+_CHECKED_FILES = (WEIGHTS, LOGITS, TRAINING_STATE)
+_TMP_MARK, _OLD_MARK = ".tmp-", ".old-"
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, file too large, ...); the checkpoint it was to
+    replace, and its ``.prev``, are kept. Carries the cause's ``errno``; ``filename`` is the path."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        self.cause = cause
+        reason = cause.strerror or str(cause)
+        code = errno.errorcode.get(cause.errno, "") if cause.errno is not None else ""
+        self.message = f"cannot write checkpoint {path}: {reason}{f' ({code})' if code else ''}"
+        super().__init__(cause.errno, reason, str(path))
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Ray pickles a trial's exception to the driver
+        return type(self), (Path(self.filename), self.cause)
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint file is missing, empty, unreadable or not what its checksum says.
+
+    ``str(err)`` is one line naming the file: ``/ckpt/last/model.safetensors: sha256 mismatch ...``.
+    """
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.path, self.problem)
+
+
+def _write_file(path: Path, data: bytes) -> str:
+    """Write ``data`` to ``path`` durably; return its sha256."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make renames in ``directory`` durable (skipped where the file system cannot sync directories)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+
+
+def _sweep(directory: Path) -> None:
+    """Remove what an interrupted earlier write of ``directory`` left beside it."""
+    for mark in (_TMP_MARK, _OLD_MARK):
+        for stale in directory.parent.glob(f".{directory.name}{mark}*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def save_checkpoint(
-    directory: str | Path, model: nn.Module, meta: dict[str, Any], logits: dict[str, torch.Tensor] | None = None
+    directory: str | Path,
+    model: nn.Module,
+    meta: dict[str, Any],
+    logits: dict[str, torch.Tensor] | None = None,
+    training_state: dict[str, Any] | None = None,
+    keep_previous: bool = False,
 ) -> Path:
-    """Write a checkpoint into ``directory`` (created if missing) and return it."""
+    """Write a checkpoint as ``directory`` (its parent created if missing) and return it.
+
+    The whole directory is replaced at once. With ``keep_previous`` the checkpoint it replaces
+    becomes ``<directory>.prev`` (the one before that is removed). Raises ``CheckpointWriteError``
+    when a file cannot be written; the existing checkpoint is then left untouched.
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic(directory / WEIGHTS, lambda p: save_file(state, str(p)))
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _sweep(directory)
+    # Serialized in memory and written with Python's own I/O: safetensors and torch.save report a
+    # full disk as their own exception types, this way it is always an OSError with its errno.
+    payload = {WEIGHTS: safetensors_bytes(_cpu(model.state_dict()))}
     if logits:
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in logits.items()}
-        _atomic(directory / LOGITS, lambda p: save_file(tensors, str(p)))
-    _atomic(directory / META, lambda p: p.write_text(json.dumps(meta, indent=2, sort_keys=True)))
+        payload[LOGITS] = safetensors_bytes(_cpu(logits))
+    if training_state is not None:
+        buffer = io.BytesIO()
+        torch.save(training_state, buffer)
+        payload[TRAINING_STATE] = buffer.getvalue()
+
+    tmp = directory.with_name(f".{directory.name}{_TMP_MARK}{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.mkdir()
+        checksums = {name: _write_file(tmp / name, data) for name, data in payload.items()}
+        meta_text = json.dumps({**meta, CHECKSUMS_KEY: checksums}, indent=2, sort_keys=True)
+        _write_file(tmp / META, meta_text.encode())  # last: a directory with meta.json is complete
+        _fsync_dir(tmp)
+        _swap(tmp, directory, keep_previous)
+    except OSError as err:
+        raise CheckpointWriteError(directory, err) from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return directory
+
+
+def _swap(tmp: Path, directory: Path, keep_previous: bool) -> None:
+    """Rename the complete ``tmp`` into place. With ``keep_previous``, whatever step a crash stops
+    at, ``directory`` or its ``.prev`` holds a complete checkpoint (resuming tries both); without,
+    the replaced one waits under a hidden name for the instant between two renames."""
+    old = directory.with_name(f".{directory.name}{_OLD_MARK}{uuid.uuid4().hex[:8]}")
+    previous = directory.with_name(directory.name + PREVIOUS_SUFFIX)
+    if directory.exists():
+        if keep_previous:
+            if previous.exists():
+                os.replace(previous, old)
+            os.replace(directory, previous)
+        else:
+            os.replace(directory, old)
+    os.replace(tmp, directory)
+    _fsync_dir(directory.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _read_checksums(meta_path: Path) -> dict[str, str] | None:
+    """The checksums meta.json lists; None for a checkpoint written before they existed."""
+    if not meta_path.is_file():
+        raise CorruptCheckpoint(meta_path, "missing")
+    try:
+        text = meta_path.read_bytes()
+    except OSError as err:
+        raise CorruptCheckpoint(meta_path, f"unreadable ({err.strerror or err})") from err
+    if not text:
+        raise CorruptCheckpoint(meta_path, "zero length")
+    try:
+        meta = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CorruptCheckpoint(meta_path, f"invalid JSON ({err})") from err
+    if not isinstance(meta, dict):
+        raise CorruptCheckpoint(meta_path, f"not a JSON object but {type(meta).__name__}")
+    checksums = meta.get(CHECKSUMS_KEY)
+    if checksums is None:
+        return None
+    valid = isinstance(checksums, dict) and all(
+        isinstance(k, str) and "/" not in k and k != META and isinstance(v, str) for k, v in checksums.items()
+    )
+    if not valid:
+        raise CorruptCheckpoint(meta_path, f"invalid {CHECKSUMS_KEY!r}: not a map of file name to sha256 hex")
+    return dict(checksums)
+
+
+def verify_checkpoint(directory: str | Path) -> None:
+    """Raise ``CorruptCheckpoint`` naming the first file of ``directory`` that cannot be trusted.
+
+    meta.json must be a readable JSON object; every file its ``sha256`` lists must exist, be
+    non-empty and match; the weights must be listed, and so must the logits and training state
+    where present. A meta.json without checksums (written before they existed) is accepted, but
+    the weights must be there and no file may be empty.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CorruptCheckpoint(directory, "missing (not a checkpoint directory)")
+    checksums = _read_checksums(directory / META)
+    if checksums is None:
+        for name in _CHECKED_FILES:
+            path = directory / name
+            if name == WEIGHTS and not path.is_file():
+                raise CorruptCheckpoint(path, "missing")
+            if path.is_file() and path.stat().st_size == 0:
+                raise CorruptCheckpoint(path, "zero length")
+        return
+    if WEIGHTS not in checksums:
+        raise CorruptCheckpoint(directory / META, f"its checksums do not list {WEIGHTS}")
+    for name in _CHECKED_FILES:
+        if name not in checksums and (directory / name).exists():
+            raise CorruptCheckpoint(directory / name, f"not covered by the checksums in {META}")
+    for name, expected in sorted(checksums.items()):
+        path = directory / name
+        if not path.is_file():
+            raise CorruptCheckpoint(path, f"missing (listed in {META})")
+        if path.stat().st_size == 0:
+            raise CorruptCheckpoint(path, "zero length")
+        try:
+            found = _sha256(path)
+        except OSError as err:
+            raise CorruptCheckpoint(path, f"unreadable ({err.strerror or err})") from err
+        if found != expected:
+            raise CorruptCheckpoint(
+                path, f"sha256 mismatch ({META} says {expected[:16]}..., the file is {found[:16]}...)"
+            )
+
+
+def resumable_checkpoint(reported_dir: str | Path) -> Path | None:
+    """The checkpoint to resume from in a reported directory: ``last/`` if it verifies, else
+    ``last.prev/`` if that does, else None (start fresh). Each one skipped is logged as a warning."""
+    reported_dir = Path(reported_dir)
+    for candidate in (reported_dir / LAST, reported_dir / (LAST + PREVIOUS_SUFFIX)):
+        try:
+            verify_checkpoint(candidate)
+        except CorruptCheckpoint as err:
+            logger.warning("not resuming from %s: %s", candidate, err)
+            continue
+        if not (candidate / TRAINING_STATE).is_file():
+            logger.warning("not resuming from %s: it holds no %s", candidate, TRAINING_STATE)
+            continue
+        return candidate
+    logger.warning("no usable checkpoint to resume from in %s; the trial starts from scratch", reported_dir)
+    return None
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
@@ -57,7 +272,9 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
 
 
 def load_weights(directory: str | Path, model: nn.Module) -> nn.Module:
-    """Load a checkpoint's weights into ``model`` (strict: every key must match)."""
+    """Load a checkpoint's weights into ``model`` (strict: every key must match).
+
+    Does not check them: call ``verify_checkpoint`` first for a checkpoint from elsewhere."""
     model.load_state_dict(load_file(str(Path(directory) / WEIGHTS)), strict=True)
     return model
 
@@ -67,21 +284,41 @@ def load_logits(directory: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_model(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the timm model a checkpoint describes, load its weights, return it in eval mode."""
+    """Verify a checkpoint, rebuild the timm model it describes, load its weights, return it in
+    eval mode. Raises ``CorruptCheckpoint`` naming the file that fails verification."""
+    verify_checkpoint(directory)
     meta = read_meta(directory)
     model = create_model(meta["model"], num_classes=len(meta["class_names"]), in_chans=meta["in_chans"])
     load_weights(directory, model)
     return model.eval(), meta
 
 
-def save_training_state(directory: str | Path, state: dict[str, Any]) -> None:
-    """Optimizer/scheduler state dicts and loop counters, beside a checkpoint's weights."""
-    _atomic(Path(directory) / TRAINING_STATE, lambda p: torch.save(state, p))
-
-
 def load_training_state(directory: str | Path) -> dict[str, Any]:
+    """A checkpoint's optimizer/scheduler/scaler state and loop counters, after verifying it.
+
+    Loads with ``weights_only=True`` (tensors, containers and plain values only): anything that
+    would need code run to unpickle is refused as ``CorruptCheckpoint``, even with a forged checksum.
+    """
+    verify_checkpoint(directory)
     path = Path(directory) / TRAINING_STATE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} holds no training state ({TRAINING_STATE}); it cannot be resumed")
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CorruptCheckpoint(path, f"refused: unpickling it would need code ({_unpickler_reason(err)})") from err
+    except (RuntimeError, EOFError) as err:  # not a torch file at all, or cut short
+        raise CorruptCheckpoint(
+            path, f"unreadable ({(str(err).strip() or type(err).__name__).splitlines()[0]})"
+        ) from err
+    if not isinstance(state, dict):
+        raise CorruptCheckpoint(path, f"holds a {type(state).__name__}, not a training-state dict")
     return state
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The one informative line of torch's long weights-only refusal (the global it refused)."""
+    text = str(err)
+    _, found, rest = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (rest if found else text).splitlines() if line.strip()]
+    return lines[0].split(". Please")[0] if lines else type(err).__name__

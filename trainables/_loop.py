@@ -3,7 +3,8 @@
 Mixed precision: bf16 autocast where the GPU supports it (no loss scaling needed), else fp16 with
 a ``GradScaler``; full precision on the CPU. A NaN/inf loss ends the trial at once with the
 epoch and step in the message; a CUDA out-of-memory error is re-raised as ``TrialOutOfMemory``
-naming the batch size, so the failed trial says why in MLflow.
+naming the batch size, so the failed trial says why in MLflow (or, with ``resources.oom_retry``,
+the trial retries it with half the batch; see ``_tune.py``).
 """
 
 from __future__ import annotations
@@ -48,15 +49,16 @@ class Precision:
         with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None):
             yield
 
-    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, clip_grad: float, model: nn.Module) -> None:
-        """Backward, optional gradient-norm clipping (on unscaled gradients), optimizer step."""
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer, clip_grad: float, model: nn.Module) -> None:
+        """Optional gradient-norm clipping (on unscaled gradients), then the optimizer step."""
         if self.scaler is None:
-            loss.backward()
             if clip_grad > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
             optimizer.step()
             return
-        self.scaler.scale(loss).backward()
         if clip_grad > 0:
             self.scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
@@ -83,34 +85,46 @@ class TrainParts:
     precision: Precision
     clip_grad: float
     device: torch.device
+    # Micro-batches per optimizer step: a trial retried after running out of memory loads half
+    # the batch at a time and accumulates twice as many (same effective batch and LR).
+    accumulate: int = 1
 
 
 def train_epoch(parts: TrainParts, loader: DataLoader[Any], epoch: int, steps: int) -> tuple[float, int]:
-    """One pass over ``loader``; returns (mean train loss over all workers, images seen by this worker)."""
+    """One pass over ``loader`` (``steps`` optimizer steps of ``parts.accumulate`` micro-batches);
+    returns (mean train loss over all workers, images seen by this worker)."""
     parts.model.train()
     cuda = parts.device.type == "cuda"
     # On a GPU, reading the loss every step would stall the pipeline; check it every few steps.
     check_every = 16 if cuda else 1
     total = torch.zeros((), dtype=torch.float64, device=parts.device)
-    seen = 0
-    for step, (x, y) in enumerate(loader):
+    seen, micro_batches = 0, len(loader)
+    for index, (x, y) in enumerate(loader):
+        step, part = divmod(index, parts.accumulate)
+        # The last step of an epoch may have fewer micro-batches; each weighs 1/(its step's count).
+        in_step = min(parts.accumulate, micro_batches - step * parts.accumulate)
         x, y = x.to(parts.device, non_blocking=True), y.to(parts.device, non_blocking=True)
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         if parts.mixup is not None:
             x, y = parts.mixup(x, y)
         try:
+            if part == 0:
+                parts.optimizer.zero_grad(set_to_none=True)
             with parts.precision.autocast():
                 loss = parts.criterion(parts.model(x), y)
-            parts.optimizer.zero_grad(set_to_none=True)
-            parts.precision.step(loss, parts.optimizer, parts.clip_grad, parts.model)
+            parts.precision.backward(loss / in_step)
+            if part + 1 == in_step:
+                parts.precision.step(parts.optimizer, parts.clip_grad, parts.model)
         except torch.OutOfMemoryError as err:
             raise TrialOutOfMemory(
-                f"CUDA out of memory at batch size {len(x)} per worker (epoch {epoch}, step {step + 1}); "
+                f"out of memory at batch size {len(x)} per worker (epoch {epoch}, step {step + 1}); "
                 "lower batch_size or data.image_size"
             ) from err
         total += loss.detach().double() * len(x)
         seen += len(x)
+        if part + 1 < in_step:
+            continue
         if (step + 1) % check_every == 0 or step + 1 == steps:
             value = float(total)
             if not math.isfinite(value):

@@ -12,6 +12,7 @@ stopped.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import shutil
@@ -26,10 +27,25 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from tunefleet.spaces.records import BEST, EFFECTIVE_BATCH_SIZE, EFFECTIVE_LR, IS_LAST, LAST
+from tunefleet.spaces.records import (
+    BEST,
+    EFFECTIVE_BATCH_SIZE,
+    EFFECTIVE_LR,
+    GRAD_ACCUM_KEY,
+    IS_LAST,
+    LAST,
+    PER_WORKER_BATCH_KEY,
+)
 
 from ._augment import create_transforms
-from ._checkpoint import load_training_state, load_weights, save_checkpoint, save_training_state
+from ._checkpoint import (
+    CorruptCheckpoint,
+    load_training_state,
+    load_weights,
+    resumable_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
+)
 from ._data import TransformedSplit, eval_tensors, load_data
 from ._loop import Precision, TrainParts, classification_metrics, predict, train_epoch
 from ._loss import create_loss, create_mixup
@@ -92,7 +108,13 @@ def _patience(recipe: dict[str, Any], settings: TrialSettings) -> int | None:
     return int(value) if value else None
 
 
-def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, resume_from: Path | None = None) -> None:
+def run_trial(
+    recipe: dict[str, Any],
+    settings: TrialSettings,
+    report: Report,
+    resume_from: Path | None = None,
+    accumulate: int = 1,
+) -> None:
     """Train ``recipe`` for up to ``settings.search.max_epochs``, reporting after every epoch.
 
     Every report but those skipped by ``checkpoint_every`` carries a checkpoint directory with
@@ -105,6 +127,8 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, r
         settings: What the whole search shares.
         report: Called once per epoch with the metrics and a checkpoint directory (or None).
         resume_from: A reported checkpoint directory (holding ``last/``) to continue from.
+        accumulate: Micro-batches per optimizer step (``batch_size / accumulate`` images each),
+            after running out of memory; a checkpoint that accumulated more keeps its own.
     """
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.search.seed)
@@ -138,6 +162,7 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, r
         precision=Precision.create(settings.amp, device),
         clip_grad=float(recipe.get("regularization", {}).get("clip_grad", 0.0) or 0.0),
         device=device,
+        accumulate=accumulate,
     )
     if workers.world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -146,15 +171,26 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, r
     sign = 1.0 if settings.search.mode == "max" else -1.0
     best, best_epoch, start_epoch = -math.inf, 0, 1
     staging = Path(tempfile.mkdtemp(prefix="tunefleet-ckpt-"))
-    if resume_from is not None:
-        state = load_training_state(Path(resume_from) / LAST)
-        load_weights(Path(resume_from) / LAST, model)
+    # last/ if it verifies, else last.prev/ (one epoch back; the lost epoch is retrained exactly),
+    # else a fresh start: a corrupt file costs at most an epoch, never the trial.
+    source = resumable_checkpoint(resume_from) if resume_from is not None else None
+    if resume_from is not None and source is not None:
+        state = load_training_state(source)  # verified; refuses anything that would run code
+        load_weights(source, model)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         parts.precision.load_state_dict(state.get("scaler"))
         best, best_epoch, start_epoch = state["best"], state["best_epoch"], state["epoch"] + 1
-        if (Path(resume_from) / BEST).is_dir():
-            shutil.copytree(Path(resume_from) / BEST, staging / BEST)
+        parts.accumulate = max(accumulate, int(state.get("accumulate", 1)))
+        # Staged as last/ so the first checkpoint written keeps it as last.prev/.
+        shutil.copytree(source, staging / LAST)
+        best_dir = Path(resume_from) / BEST
+        try:
+            verify_checkpoint(best_dir)
+            shutil.copytree(best_dir, staging / BEST)
+        except CorruptCheckpoint as err:  # only an epoch that beats the recorded best writes a new one
+            if best_dir.exists():
+                logging.getLogger(__name__).warning("not keeping the best checkpoint: %s", err)
     meta_base = {
         "model": recipe["model"],
         "class_names": list(data.class_names),
@@ -173,7 +209,8 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, r
     try:
         for epoch in range(start_epoch, settings.search.max_epochs + 1):
             start = time.perf_counter()
-            loader = _loader(train_set, batch, epoch, settings, workers, mixup is not None, device.type == "cuda")
+            micro = math.ceil(batch / parts.accumulate)
+            loader = _loader(train_set, micro, epoch, settings, workers, mixup is not None, device.type == "cuda")
             train_loss, seen = train_epoch(parts, loader, epoch, steps)
             train_time = time.perf_counter() - start
             val_logits = predict(model, x_val, device)
@@ -184,6 +221,7 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, r
             metrics["lr"] = max(float(group["lr"]) for group in optimizer.param_groups)
             metrics["images_per_s"] = seen / train_time
             metrics["epoch_time_s"] = time.perf_counter() - start
+            metrics[PER_WORKER_BATCH_KEY], metrics[GRAD_ACCUM_KEY] = float(micro), float(parts.accumulate)
             improved = sign * metrics[settings.search.metric] > best
             if improved:
                 best, best_epoch = sign * metrics[settings.search.metric], epoch
@@ -200,11 +238,16 @@ def run_trial(recipe: dict[str, Any], settings: TrialSettings, report: Report, r
                     logits = {"val_logits": val_logits, "val_labels": y_val}
                     logits |= {"test_logits": test_logits, "test_labels": y_test}
                     save_checkpoint(staging / BEST, model, meta, logits)
-                save_checkpoint(staging / LAST, model, meta)
                 training_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
                 training_state |= {"scaler": parts.precision.state_dict()}
-                save_training_state(staging / LAST, {**training_state, "epoch": epoch, "best": best,
-                                                     "best_epoch": best_epoch})  # fmt: skip
+                training_state |= {
+                    "epoch": epoch,
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    "accumulate": parts.accumulate,
+                }
+                # The epoch before stays as last.prev/, to resume from should last/ turn out corrupt.
+                save_checkpoint(staging / LAST, model, meta, training_state=training_state, keep_previous=True)
             report(metrics, staging if save and workers.rank == 0 else None)
             if last:
                 return

@@ -7,21 +7,24 @@ those has to import the other back.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tunefleet.spaces import resolve
 
 from ._ddp import run_ddp_trial
+from ._oom import train_with_oom_retry
 from ._settings import TrialSettings
-from ._trial import run_trial
 from ._upload import CheckpointUploader, where_am_i
 
 
 def tune_trainable(config: dict[str, Any], settings: TrialSettings) -> None:
     """Ray Tune function trainable: ``config`` holds the flat sampled values of one trial.
 
-    A trial Tune restarts (after a failure, or ``Tuner.restore``) resumes from its latest checkpoint.
+    A trial Tune restarts (after a failure, or ``Tuner.restore``) resumes from its latest checkpoint;
+    so does one that ran out of memory, with half the batch (``_oom.py``).
     """
     from ray import tune  # Ray is heavy to import; trials run in-process (tests, benchmarks) without it
 
@@ -40,9 +43,13 @@ def tune_trainable(config: dict[str, Any], settings: TrialSettings) -> None:
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         tune.report({**metrics, **place}, checkpoint=checkpoint)
 
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        run_trial(recipe, settings, report)
-        return
-    with checkpoint.as_directory() as resume_from:
-        run_trial(recipe, settings, report, resume_from=Path(resume_from))
+    @contextlib.contextmanager
+    def latest() -> Iterator[Path | None]:
+        checkpoint = tune.get_checkpoint()  # the latest this trial reported, or the one it restarted from
+        if checkpoint is None:
+            yield None
+            return
+        with checkpoint.as_directory() as directory:
+            yield Path(directory)
+
+    train_with_oom_retry(recipe, settings, report, latest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,6 +77,9 @@ def test_search_then_export_top2(cli, write_spec, small_spec, tmp_path):
 
 
 def test_grid_with_asha_records_stopped_and_failed_trials(cli, write_spec, small_spec, tmp_path):
+    """Scenarios 6 and 9: a trial that diverges (NaN loss) on every attempt is restarted
+    ``max_failures`` times, then ends FAILED with the reason and every attempt's traceback; the
+    search goes on, and export leaves it out."""
     small_spec["space"] = {
         "lr": {"grid": [0.01, 0.03, 0.06, 1.0e10]},  # the last one diverges
         "batch_size": 32,
@@ -88,17 +92,22 @@ def test_grid_with_asha_records_stopped_and_failed_trials(cli, write_spec, small
         "max_epochs": 4,
         "grace_period": 1,
         "reduction_factor": 2,
+        "max_failures": 1,
     }
     result = cli("search", str(write_spec(small_spec)))
     assert result.returncode == 0, result.stdout + result.stderr
 
-    _, parents, children = _runs(tmp_path, "small")
+    client, parents, children = _runs(tmp_path, "small")
     assert len(parents) == 1 and len(children) == 4
     by_lr = {float(r.data.params["lr"]): r for r in children}
     assert sorted(by_lr) == [0.01, 0.03, 0.06, 1.0e10]
     failed = by_lr[1.0e10]
     assert failed.info.status == "FAILED" and failed.data.tags[rec.OUTCOME_TAG] == rec.FAILED
     assert "train loss became" in failed.data.tags[rec.ERROR_TAG]
+    assert failed.data.tags[rec.RESTARTS_TAG] == "1"
+    tracebacks = Path(client.download_artifacts(failed.info.run_id, rec.ERROR_ARTIFACT, str(tmp_path)))
+    text = tracebacks.read_text()
+    assert "Failure # 1" in text and "Failure # 2" in text and "FloatingPointError" in text
     for lr in (0.01, 0.03, 0.06):
         run = by_lr[lr]
         epochs = run.data.metrics[rec.EPOCHS_TRAINED]
@@ -107,3 +116,7 @@ def test_grid_with_asha_records_stopped_and_failed_trials(cli, write_spec, small
         else:
             assert run.info.status == "FINISHED" and epochs == 4
     assert parents[0].data.metrics[rec.TRIALS_FAILED] == 1
+    exported = cli("export", "small", "--top-k", "1", "--out", str(tmp_path / "export"))
+    assert exported.returncode == 0, exported.stderr
+    card = json.loads((tmp_path / "export" / "card.json").read_text())
+    assert [m["name"] for m in card["members"]] != [failed.info.run_name]

@@ -142,7 +142,8 @@ def test_mixed_precision_step_with_loss_scaling_and_clipping():
         out = model(torch.randn(16, 8))
         assert out.dtype == torch.bfloat16
         loss = nn.functional.cross_entropy(out.float(), torch.randint(0, 3, (16,)))
-    precision.step(loss, optimizer, clip_grad=1e-3, model=model)
+    precision.backward(loss)
+    precision.step(optimizer, clip_grad=1e-3, model=model)
     moved = (model.weight.detach() - before).norm()
     assert 0 < moved <= 0.1 * 1e-3 + 1e-6  # one SGD step of a gradient clipped to norm 1e-3
     state = precision.state_dict()

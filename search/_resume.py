@@ -1,0 +1,135 @@
+"""``tunefleet resume``: find an interrupted search, check that it can go on, and hand its state
+to the driver.
+
+What is resumed comes from two records that the search kept: MLflow (the search run, its spec
+and each trial's run) and Ray Tune's experiment state in the storage (trial statuses and
+checkpoints, the searcher's and scheduler's state). Both are checked before anything starts: a
+search that finished, is still running, or whose Tune state is missing or truncated gets one line
+and exit code 2, never a fresh search started over the old runs.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from tunefleet.spaces import SearchSpec, SpecError, load_spec
+from tunefleet.spaces import records as rec
+
+from ._ledger import TrialLedger, TrialRecord
+from ._liveness import driver_alive
+from ._tracking import MlflowTrialCallback
+
+ENDED = {rec.COMPLETED, rec.STOPPED, rec.FAILED, rec.TIMED_OUT}
+_STATE_FILE = re.compile(r"experiment_state-.*\.json$")
+
+
+@dataclass(frozen=True)
+class Resumable:
+    spec: SearchSpec
+    search_run: Run
+    tune_path: str
+    trials: list[Run]  # the trial runs recorded so far
+
+    @property
+    def run_id(self) -> str:
+        return str(self.search_run.info.run_id)
+
+
+def find_resumable(uri: str, experiment: str, search_run_id: str | None) -> Resumable:
+    """The search to resume: ``search_run_id``, else the latest search of ``experiment``."""
+    from tunefleet.analysis import open_experiment, search_run
+
+    client, exp = open_experiment(uri, experiment)
+    parent = search_run(client, exp, search_run_id)
+    run_id, status = parent.info.run_id, parent.info.status
+    if status == "FINISHED":
+        raise SpecError("--search-run", f"search run {run_id} finished; there is nothing to resume")
+    if status == "RUNNING" and driver_alive(parent):
+        where = f"pid {parent.data.tags.get(rec.DRIVER_PID_TAG)} on {parent.data.tags.get(rec.DRIVER_HOST_TAG)}"
+        raise SpecError("--search-run", f"search run {run_id} is still running ({where}); stop it before resuming")
+    path = parent.data.tags.get(rec.TUNE_PATH_TAG)
+    if not path:
+        raise SpecError("--search-run", f"search run {run_id} recorded no Ray Tune state path; it cannot be resumed")
+    check_tune_state(path)
+    return Resumable(_recorded_spec(client, run_id), parent, path, _trial_runs(client, parent))
+
+
+def _recorded_spec(client: MlflowClient, run_id: str) -> SearchSpec:
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, rec.SPEC_ARTIFACT, tmp)
+        except Exception as err:
+            raise SpecError("--search-run", f"search run {run_id} has no readable {rec.SPEC_ARTIFACT}: {err}") from None
+        return load_spec(Path(local))
+
+
+def check_tune_state(path: str) -> None:
+    """Ray Tune's experiment folder must hold an intact ``tuner.pkl`` and experiment state."""
+    from pyarrow import fs
+
+    filesystem, root = fs.FileSystem.from_uri(path)
+
+    def refuse(reason: str) -> SpecError:
+        return SpecError("search state", f"{path}: {reason}; it cannot be resumed (start a new search instead)")
+
+    listing = filesystem.get_file_info(fs.FileSelector(root, allow_not_found=True))
+    names = {Path(info.path).name: info for info in listing}
+    if not names:
+        raise refuse("the folder is missing or empty")
+    states = sorted(n for n in names if _STATE_FILE.match(n))
+    if "tuner.pkl" not in names or not states:
+        raise refuse("tuner.pkl or experiment_state-*.json is missing")
+    try:
+        with filesystem.open_input_file(f"{root}/tuner.pkl") as f:
+            pickle.loads(f.readall())
+        with filesystem.open_input_file(f"{root}/{states[-1]}") as f:
+            state = json.loads(f.readall())
+        if "trial_data" not in state:
+            raise ValueError("no trial_data")
+    except Exception as err:
+        raise refuse(f"its saved state is truncated or unreadable ({type(err).__name__})") from None
+
+
+def _trial_runs(client: MlflowClient, parent: Run) -> list[Run]:
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{rec.PARENT_RUN_TAG}` = '{parent.info.run_id}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=10_000,
+    )
+    return [r for r in runs if rec.TRIAL_ID_TAG in r.data.tags]
+
+
+def _record(index: int, run: Run) -> TrialRecord:
+    """A trial as the ledger knew it, read back from its run."""
+    tags, metrics = run.data.tags, run.data.metrics
+    outcome = tags.get(rec.OUTCOME_TAG, rec.RUNNING)
+    ended = outcome in ENDED and run.info.status != "RUNNING"
+    # The summary (best_val_acc, best_epoch, ...) is the best report minus its prefix.
+    best = {k.removeprefix(rec.BEST_PREFIX): v for k, v in metrics.items() if k.startswith(rec.BEST_PREFIX)}
+    return TrialRecord(
+        index=index,
+        name=run.info.run_name or f"t{index:02d}",
+        recipe={},
+        outcome=outcome if ended else rec.INTERRUPTED,
+        epochs=int(metrics.get(rec.EPOCHS_TRAINED, metrics.get("epoch", 0))),
+        best=best,
+        error=tags.get(rec.ERROR_TAG, ""),
+    )
+
+
+def adopt_trials(point: Resumable, ledger: TrialLedger, tracker: MlflowTrialCallback) -> None:
+    """Give the new driver's ledger and MLflow callback every trial the search recorded."""
+    for index, run in enumerate(point.trials, start=1):
+        record = _record(index, run)
+        trial_id = run.data.tags[rec.TRIAL_ID_TAG]
+        ledger.adopt(trial_id, record)
+        tracker.adopt(trial_id, run.info.run_id, ended=record.ended)
