@@ -28,7 +28,7 @@ from ._jobs import JOB_ENV
 from ._ledger import TrialLedger
 from ._liveness import resume_command
 from ._progress import ConsoleProgress, trials_table
-from ._resume import Resumable, adopt_trials
+from ._resume import Resumable, adopt_trials, discard_unsaved
 from ._search_run import finish_search_run, start_search_run
 from ._tracking import MlflowTrialCallback, driver_tags
 from ._watchdog import TrialWatchdog
@@ -130,8 +130,9 @@ def run_search(
         callbacks.append(TrialWatchdog(s.trial_timeout, ledger))
     link = RunLink(uri, parent_id) if on_server else None
     if resume is not None:
+        discard_unsaved(client, resume)
         adopt_trials(resume, ledger, tracker)
-        console.print(f"resuming search run {parent_id}: {_resume_summary(ledger)}", highlight=False)
+        console.print(f"resuming search run {parent_id}: {_resume_summary(ledger, resume)}", highlight=False)
     started, status, cut_short = time.perf_counter(), "FAILED", 0
     try:
         if resume is None:
@@ -174,7 +175,11 @@ def run_search(
     return 0 if counts[COMPLETED] + counts[STOPPED] else 1
 
 
-def _resume_summary(ledger: TrialLedger) -> str:
+def _resume_summary(ledger: TrialLedger, resume: Resumable) -> str:
     counts = ledger.counts()
     ended = sum(v for k, v in counts.items() if k not in (RUNNING, INTERRUPTED))
-    return f"{ended} trial(s) ended and are kept as they are, {counts[INTERRUPTED]} continue from their checkpoints"
+    text = f"{ended} trial(s) ended and are kept as they are, {counts[INTERRUPTED]} continue from their checkpoints"
+    if resume.unsaved:
+        names = ", ".join(str(r.info.run_name) for r in resume.unsaved)
+        text += f"; {len(resume.unsaved)} started after Ray Tune last saved its state ({names}) start again"
+    return text

@@ -188,6 +188,9 @@ def start_ray(address: str | None, dashboard: bool = False) -> None:
     # Tune's default CSV/JSON/TensorBoard loggers duplicate what MLflow records; skip the writes.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune logs each failed attempt's full traceback; the console shows one line and MLflow keeps
+    # every traceback in the trial's error.txt.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     # Checkpoints come only on improvement; Tune's warning about frequent state syncs is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # With the file loggers off, Tune's result analysis cannot find progress files; MLflow has them.

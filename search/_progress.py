@@ -44,7 +44,9 @@ class ConsoleProgress(Callback):
         self.console.print(f"[{style}]{what:>13}[/] {rec.name:<34} [dim]{self._status_line()}[/]")
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._event(self.ledger.record(trial), "started")
+        rec = self.ledger.record(trial)
+        if rec.restarts == 0:  # a restart has its own line (on_trial_recover)
+            self._event(rec, "resumed" if rec.epochs else "started")
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         rec = self.ledger.record(trial)

@@ -36,7 +36,10 @@ class Resumable:
     spec: SearchSpec
     search_run: Run
     tune_path: str
-    trials: list[Run]  # the trial runs recorded so far
+    trials: list[Run]  # the trial runs of trials in Tune's saved state
+    # Runs of trials started after Tune last saved its state (it saves every second): Tune does
+    # not know them, and its restored searcher proposes their configs again as new trials.
+    unsaved: list[Run]
 
     @property
     def run_id(self) -> str:
@@ -58,8 +61,11 @@ def find_resumable(uri: str, experiment: str, search_run_id: str | None) -> Resu
     path = parent.data.tags.get(rec.TUNE_PATH_TAG)
     if not path:
         raise SpecError("--search-run", f"search run {run_id} recorded no Ray Tune state path; it cannot be resumed")
-    check_tune_state(path)
-    return Resumable(_recorded_spec(client, run_id), parent, path, _trial_runs(client, parent))
+    saved = check_tune_state(path)
+    runs = _trial_runs(client, parent)
+    known = [r for r in runs if r.data.tags[rec.TRIAL_ID_TAG] in saved]
+    unknown = [r for r in runs if r.data.tags[rec.TRIAL_ID_TAG] not in saved]
+    return Resumable(_recorded_spec(client, run_id), parent, path, known, unknown)
 
 
 def _recorded_spec(client: MlflowClient, run_id: str) -> SearchSpec:
@@ -71,8 +77,9 @@ def _recorded_spec(client: MlflowClient, run_id: str) -> SearchSpec:
         return load_spec(Path(local))
 
 
-def check_tune_state(path: str) -> None:
-    """Ray Tune's experiment folder must hold an intact ``tuner.pkl`` and experiment state."""
+def check_tune_state(path: str) -> set[str]:
+    """Ray Tune's experiment folder must hold an intact ``tuner.pkl`` and experiment state;
+    returns the ids of the trials that state holds."""
     from pyarrow import fs
 
     filesystem, root = fs.FileSystem.from_uri(path)
@@ -92,8 +99,8 @@ def check_tune_state(path: str) -> None:
             pickle.loads(f.readall())
         with filesystem.open_input_file(f"{root}/{states[-1]}") as f:
             state = json.loads(f.readall())
-        if "trial_data" not in state:
-            raise ValueError("no trial_data")
+        # Each entry is a trial's own JSON state (and its run metadata), as Tune wrote it.
+        return {json.loads(entry[0])["trial_id"] for entry in state["trial_data"]}
     except Exception as err:
         raise refuse(f"its saved state is truncated or unreadable ({type(err).__name__})") from None
 
@@ -126,8 +133,15 @@ def _record(index: int, run: Run) -> TrialRecord:
     )
 
 
+def discard_unsaved(client: MlflowClient, point: Resumable) -> None:
+    """Delete (in MLflow's sense: restorable from the UI) the runs of trials Tune never saved;
+    their configs run again as new trials, so keeping them would count those trials twice."""
+    for run in point.unsaved:
+        client.delete_run(run.info.run_id)
+
+
 def adopt_trials(point: Resumable, ledger: TrialLedger, tracker: MlflowTrialCallback) -> None:
-    """Give the new driver's ledger and MLflow callback every trial the search recorded."""
+    """Give the new driver's ledger and MLflow callback every trial Tune's state holds."""
     for index, run in enumerate(point.trials, start=1):
         record = _record(index, run)
         trial_id = run.data.tags[rec.TRIAL_ID_TAG]

@@ -133,7 +133,11 @@ class MlflowTrialCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         if trial.trial_id in self._started:
             if trial.trial_id not in self._finished:  # resumed: the same run goes on
-                self._submit(functools.partial(self._reopen, trial.trial_id))
+                checkpoint = trial.checkpoint
+                if checkpoint is not None:  # the best so far, as its checkpoint recorded it
+                    record = self.ledger.record(trial)
+                    record.best = _best_report(checkpoint) or record.best
+                self._submit(functools.partial(self._reopen, trial.trial_id, checkpoint))
             return
         self._started.add(trial.trial_id)
         record = self.ledger.record(trial)
@@ -149,10 +153,27 @@ class MlflowTrialCallback(Callback):
 
         self._submit(create)
 
-    def _reopen(self, trial_id: str) -> None:
+    def _reopen(self, trial_id: str, checkpoint: Any) -> None:
         run_id = self.run_ids[trial_id]
         self.client.update_run(run_id, status="RUNNING")
         self.client.set_tag(run_id, rec.OUTCOME_TAG, rec.RUNNING)
+        if checkpoint is not None:
+            self._backfill(run_id, checkpoint)
+
+    def _backfill(self, run_id: str, checkpoint: Any) -> None:
+        """Log the epochs a killed driver had not written yet, from the history the trial keeps
+        in its checkpoint; the epochs after it are trained and reported again."""
+        from tunefleet.trainables import read_meta, resumable_checkpoint
+
+        with checkpoint.as_directory() as directory:
+            source = resumable_checkpoint(Path(directory))
+            history = read_meta(source).get(rec.HISTORY_KEY, []) if source is not None else []
+        logged = {int(m.value) for m in self.client.get_metric_history(run_id, "epoch")}
+        now = int(time.time() * 1000)
+        missing = [h for h in history if int(h["epoch"]) not in logged]
+        metrics = [Metric(k, float(h[k]), now, int(h["epoch"])) for h in missing for k in rec.EPOCH_METRICS if k in h]
+        for i in range(0, len(metrics), _MAX_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i : i + _MAX_BATCH])
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
@@ -252,11 +273,11 @@ class MlflowTrialCallback(Callback):
         summary = trial_summary(record.best, record.epochs, self.spec.search.metric)
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, 0) for k, v in summary.items()]
+        trial_id, status = trial.trial_id, rec.OUTCOME_STATUS[record.outcome]
         tags = [RunTag(rec.OUTCOME_TAG, record.outcome)]
-        if record.error:
+        if record.error and status == "FAILED":  # a trial that recovered keeps its reasons in error.txt
             tags.append(RunTag(rec.ERROR_TAG, record.error[:5000]))
         checkpoint = self._checkpoints.pop(trial.trial_id, None)
-        trial_id, status = trial.trial_id, rec.OUTCOME_STATUS[record.outcome]
         failures = _failures_text(trial) if status == "FAILED" or record.restarts else ""
 
         def finish() -> None:

@@ -132,6 +132,7 @@ META = "meta.json"
 LOGITS = "logits.safetensors"
 TRAINING_STATE = "training_state.pt"
 ERROR_ARTIFACT = "error.txt"  # on a failed or restarted trial run: each failure's traceback (Ray Tune's record)
+HISTORY_KEY = "history"  # in meta.json: every epoch's report so far, to backfill a run after a driver died
 CHECKSUMS_KEY = "sha256"  # in meta.json: {file name: sha256 hex} of every other file of the checkpoint
 PREVIOUS_SUFFIX = ".prev"  # ``last.prev/``: the checkpoint before ``last/``, used when ``last/`` is corrupt
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # multi-worker trials: Ray's TuneReportCallback puts the path here

@@ -32,6 +32,7 @@ from tunefleet.spaces.records import (
     EFFECTIVE_BATCH_SIZE,
     EFFECTIVE_LR,
     GRAD_ACCUM_KEY,
+    HISTORY_KEY,
     IS_LAST,
     LAST,
     PER_WORKER_BATCH_KEY,
@@ -42,6 +43,7 @@ from ._checkpoint import (
     CorruptCheckpoint,
     load_training_state,
     load_weights,
+    read_meta,
     resumable_checkpoint,
     save_checkpoint,
     verify_checkpoint,
@@ -170,6 +172,9 @@ def run_trial(
         parts.model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     sign = 1.0 if settings.search.mode == "max" else -1.0
     best, best_epoch, start_epoch = -math.inf, 0, 1
+    # Every epoch's metrics so far travel in each checkpoint's meta.json, so a resumed search can
+    # record epochs whose reports were lost with a killed driver.
+    history: list[dict[str, float]] = []
     staging = Path(tempfile.mkdtemp(prefix="tunefleet-ckpt-"))
     # last/ if it verifies, else last.prev/ (one epoch back; the lost epoch is retrained exactly),
     # else a fresh start: a corrupt file costs at most an epoch, never the trial.
@@ -181,6 +186,7 @@ def run_trial(
         scheduler.load_state_dict(state["scheduler"])
         parts.precision.load_state_dict(state.get("scaler"))
         best, best_epoch, start_epoch = state["best"], state["best_epoch"], state["epoch"] + 1
+        history = [m for m in read_meta(source).get(HISTORY_KEY, []) if m["epoch"] < start_epoch]
         parts.accumulate = max(accumulate, int(state.get("accumulate", 1)))
         # Staged as last/ so the first checkpoint written keeps it as last.prev/.
         shutil.copytree(source, staging / LAST)
@@ -232,8 +238,9 @@ def run_trial(
             if improved:
                 test_logits = predict(model, x_test, device)
                 metrics.update(classification_metrics(test_logits, y_test, prefix="test"))
+            history.append(metrics)
             if save and workers.rank == 0:
-                meta = {**meta_base, "epoch": epoch, "metrics": metrics}
+                meta = {**meta_base, "epoch": epoch, "metrics": metrics, HISTORY_KEY: history}
                 if improved:
                     logits = {"val_logits": val_logits, "val_labels": y_val}
                     logits |= {"test_logits": test_logits, "test_labels": y_test}

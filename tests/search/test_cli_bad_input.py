@@ -13,6 +13,11 @@ CASES = {
     "non-positive batch": (("space", "batch_size", {"choice": [0, 32]}), "space.batch_size"),
     "unknown model": ((None, "model", "resnet_does_not_exist"), "space.model"),
     "grid without values": (("search", "searcher", "grid"), "space.lr"),
+    # Scenario 15: limits that would use resources without end, refused before any is used.
+    "huge num_samples": (("search", "num_samples", 10_000_000), "search.num_samples"),
+    "negative time budget": (("search", "time_budget", -60), "search.time_budget"),
+    "negative max_failures": (("search", "max_failures", -1), "search.max_failures"),
+    "zero trial_timeout": (("search", "trial_timeout", "0s"), "search.trial_timeout"),
 }
 
 
@@ -51,3 +56,7 @@ def test_search_refuses_bad_cli_values(cli, write_spec, small_spec, tmp_path):
 def test_export_refuses_missing_experiment_without_creating_a_store(cli, tmp_path):
     _assert_refused(cli("export", "nothing-here", "--top-k", "2"), "no experiment 'nothing-here'", tmp_path)
     _assert_refused(cli("export", "x", "--top-k", "0"), "--top-k", tmp_path)
+
+
+def test_resume_refuses_what_it_cannot_find_without_creating_a_store(cli, tmp_path):
+    _assert_refused(cli("resume", "nothing-here"), "no experiment 'nothing-here'", tmp_path)

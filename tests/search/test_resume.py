@@ -100,12 +100,12 @@ def _check_complete(client: MlflowClient, num_samples: int, max_epochs: int) -> 
 
 @pytest.mark.slow
 def test_driver_killed_again_and_again_then_resumed(write_spec, small_spec, tmp_path):
-    small_spec["search"].update(num_samples=5, max_epochs=6, max_concurrent=2)
+    small_spec["search"].update(num_samples=4, max_epochs=5, max_concurrent=2)
     spec = write_spec(small_spec)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     proc = _start(tmp_path, "search", str(spec))
     ended: dict[str, tuple] = {}
-    for kill in range(3):
+    for kill in range(2):
         # Kill once the search has gone a step further: a trial has ended since the last kill.
         seen = len(ended)
         _wait_until(lambda seen=seen: len(_ended(client)) > seen, proc)
@@ -126,12 +126,12 @@ def test_driver_killed_again_and_again_then_resumed(write_spec, small_spec, tmp_
     assert "resuming search run" in out
     now = _ended(client)
     assert all(now[run_id] == before for run_id, before in ended.items())
-    _check_complete(client, 5, 6)
+    _check_complete(client, 4, 5)
 
 
 @pytest.mark.slow
 def test_ctrl_c_then_resume_and_what_cannot_be_resumed(cli, write_spec, small_spec, tmp_path):
-    small_spec["search"].update(num_samples=3, max_epochs=5, max_concurrent=2)
+    small_spec["search"].update(num_samples=2, max_epochs=4, max_concurrent=2)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     proc = _start(tmp_path, "search", str(write_spec(small_spec)))
     _wait_until(lambda: any("val_acc" in r.data.metrics for r in _trial_runs(client)), proc)
@@ -159,7 +159,7 @@ def test_ctrl_c_then_resume_and_what_cannot_be_resumed(cli, write_spec, small_sp
 
     resumed = cli("resume", "small")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr
-    _check_complete(client, 3, 5)
+    _check_complete(client, 2, 4)
 
     again = cli("resume", "small")
     assert again.returncode == 2 and "finished; there is nothing to resume" in again.stderr
