@@ -29,8 +29,10 @@ from ._ledger import TrialLedger
 from ._liveness import resume_command
 from ._progress import ConsoleProgress, trials_table
 from ._resume import Resumable, adopt_trials, discard_unsaved
-from ._search_run import finish_search_run, start_search_run
-from ._tracking import MlflowTrialCallback, driver_tags
+from ._search_run import search_summary, start_search_run
+from ._store import open_store
+from ._tracking import SEARCH_KEY, MlflowTrialCallback
+from ._trial_records import driver_tags
 from ._watchdog import TrialWatchdog
 
 SERVER_SCHEMES = ("http://", "https://")
@@ -71,7 +73,7 @@ def _header(spec: SearchSpec, plan: Plan, console: Console) -> None:
 
 def _open_search_run(client: MlflowClient, spec: SearchSpec, tune_path: str, resume: Resumable | None) -> str:
     """A new search run, or the resumed one reopened; tagged with this driver and the Tune state."""
-    tags = {t.key: t.value for t in driver_tags()} | {rec.TUNE_PATH_TAG: tune_path}
+    tags = driver_tags() | {rec.TUNE_PATH_TAG: tune_path}
     if resume is None:
         return start_search_run(client, spec, os.environ.get(JOB_ENV), tags)
     client.update_run(resume.run_id, status="RUNNING")
@@ -117,6 +119,7 @@ def run_search(
     trial failed, 130 interrupted)."""
     _header(spec, plan, console)
     _sigterm_as_interrupt()
+    open_store(uri)  # a new SQLite file: created once, safely, even by searches starting together
     client = MlflowClient(tracking_uri=uri)
     name = experiment_name(spec)
     tune_path = resume.tune_path if resume else experiment_path(storage, name)
@@ -148,8 +151,10 @@ def run_search(
         wall = time.perf_counter() - started
         if status != "FINISHED":
             cut_short = tracker.mark_interrupted()
-        tracker.close()  # every queued trial write lands before the search run is closed
-        finish_search_run(client, parent_id, ledger, wall, status)
+        # Every trial write, then the search run's summary; what MLflow does not take is spooled.
+        spooled = tracker.close(search_summary(SEARCH_KEY, ledger, wall, status))
+        if spooled is not None:
+            console.print(spooled.message(), style="yellow", markup=False, highlight=False)
     console.print(trials_table(ledger))
     if status == "KILLED":
         console.print(

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Param
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tunefleet.spaces import SearchSpec, flatten_recipe
@@ -20,6 +21,7 @@ from tunefleet.spaces import records as rec
 from tunefleet.trainables import scaled_lr
 
 from ._ledger import TrialLedger
+from ._store import LogBatch, Op, SetTerminated, apply_op
 
 
 def tracking_uri(cli_value: str | None, spec_value: str | None = None) -> str:
@@ -39,7 +41,13 @@ def start_search_run(
     """Create (or reuse) the experiment and open the parent run (with ``tags``); return its id."""
     experiment = client.get_experiment_by_name(spec.tracking.experiment)
     if experiment is None:
-        experiment_id = client.create_experiment(spec.tracking.experiment)
+        try:
+            experiment_id = client.create_experiment(spec.tracking.experiment)
+        except MlflowException:  # another search created it a moment ago
+            experiment = client.get_experiment_by_name(spec.tracking.experiment)
+            if experiment is None:
+                raise
+            experiment_id = experiment.experiment_id
     else:
         experiment_id = experiment.experiment_id
         if experiment.lifecycle_stage == "deleted":  # deleted in the UI: names stay taken, so bring it back
@@ -82,8 +90,8 @@ def trial_summary(best: dict[str, Any], epochs: int, metric: str) -> dict[str, f
     return summary
 
 
-def finish_search_run(client: MlflowClient, run_id: str, ledger: TrialLedger, wall_s: float, status: str) -> None:
-    """Summarize the search on its parent run and close it with ``status``."""
+def search_summary(key: str, ledger: TrialLedger, wall_s: float, status: str) -> list[Op]:
+    """The writes that summarize the search on its parent run (named ``key``) and close it."""
     counts = ledger.counts()
     now = int(time.time() * 1000)
     metrics = {
@@ -93,12 +101,19 @@ def finish_search_run(client: MlflowClient, run_id: str, ledger: TrialLedger, wa
         rec.EPOCHS_TRAINED: sum(r.epochs for r in ledger.records.values()),
         rec.WALL_S: wall_s,
     }
-    tags = []
+    tags = {}
     best = ledger.best_record()
     if best is not None:
         metrics[rec.best_key(ledger.metric)] = best.best[ledger.metric]
         if rec.TEST_ACC in best.best:
             metrics[rec.BEST_TRIAL_TEST_ACC] = best.best[rec.TEST_ACC]
-        tags.append(RunTag(rec.BEST_TRIAL_TAG, best.name))
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()], tags=tags)
-    client.set_terminated(run_id, status)
+        tags[rec.BEST_TRIAL_TAG] = best.name
+    rows = tuple((k, float(v), now, 0) for k, v in metrics.items())
+    return [LogBatch(key=key, metrics=rows, tags=tags), SetTerminated(key=key, status=status)]
+
+
+def finish_search_run(client: MlflowClient, run_id: str, ledger: TrialLedger, wall_s: float, status: str) -> None:
+    """Summarize the search on its parent run and close it with ``status``, right away (the
+    driver sends the same writes through its ``TrackingWriter`` instead)."""
+    for op in search_summary(run_id, ledger, wall_s, status):
+        apply_op(client, op, run_id)

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from tunefleet.spaces import SpecError, load_spec, records
 
+from ._replay_cli import register as register_replay_command
 from ._service_cli import register as register_service_commands
 from ._spaces_cli import app as spaces_app
 
@@ -53,6 +54,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 register_service_commands(app, console, _fail)
+register_replay_command(app, console, _fail)
 
 
 def _check_store(uri: str) -> None:
