@@ -97,6 +97,11 @@ def search(
     except SpecError as err:
         _fail(str(err))
         return
+    _exit_with(code)
+
+
+def _exit_with(code: int) -> None:
+    """A search's exit: 0 done, 1 every trial failed, 130 interrupted."""
     if code == 1:
         _fail("every trial failed; see the errors above", code=1)
     if code:
@@ -213,10 +218,7 @@ def resume(
     except SpecError as err:
         _fail(str(err))
         return
-    if code == 1:
-        _fail("every trial failed; see the errors above", code=1)
-    if code:
-        raise typer.Exit(code)
+    _exit_with(code)
 
 
 def main() -> None:
