@@ -152,7 +152,8 @@ def run_search(
         if status != "FINISHED":
             cut_short = tracker.mark_interrupted()
         # Every trial write, then the search run's summary; what MLflow does not take is spooled.
-        spooled = tracker.close(search_summary(SEARCH_KEY, ledger, wall, status))
+        earlier = resume.search_run.data.metrics.get(rec.WALL_S, 0.0) if resume else 0.0  # before the resume
+        spooled = tracker.close(search_summary(SEARCH_KEY, ledger, earlier + wall, status))
         if spooled is not None:
             console.print(spooled.message(), style="yellow", markup=False, highlight=False)
     console.print(trials_table(ledger))
@@ -161,10 +162,8 @@ def run_search(
             f"interrupted: {cut_short} running trial(s) stopped (MLflow status KILLED, outcome interrupted); "
             "finished trials and their checkpoints are kept"
         )
-        experiment = spec.tracking.experiment
-        console.print(
-            f"continue it with: {resume_command(experiment, client.get_run(parent_id), uri)}", highlight=False
-        )
+        again = resume_command(spec.tracking.experiment, parent_id, uri)
+        console.print(f"continue it with: {again}", highlight=False)
         return 130
     best, counts = ledger.best_record(), ledger.counts()
     if best is not None:
@@ -173,7 +172,7 @@ def run_search(
         f"wall time {wall:.1f}s · MLflow experiment [bold]{spec.tracking.experiment}[/] (search run {parent_id})"
     )
     if on_server:
-        experiment_id = client.get_run(parent_id).info.experiment_id
+        experiment_id = tracker.experiment_id  # no request: the server may be the one that is down
         console.print(f"open the results: {uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{parent_id}")
     else:
         console.print(f"open the results: mlflow ui --backend-store-uri {uri}")

@@ -314,7 +314,7 @@ def resume_experiment(
 ) -> None:
     """Continue the experiment saved at ``path`` (``Tuner.restore``): finished and failed trials
     stay as they are, unfinished ones continue from their latest checkpoints, and the searcher
-    and scheduler go on from their saved state, so no config is proposed twice."""
+    goes on from its saved state, so no config is proposed twice (Tune saves no scheduler state)."""
     from ray import tune
 
     _save_state_often()

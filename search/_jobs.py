@@ -138,7 +138,7 @@ def progress(uri: str, experiment: str, job_id: str) -> Progress:
         failed=outcomes.count(rec.FAILED) + outcomes.count(rec.TIMED_OUT),
         interrupted=outcomes.count(rec.INTERRUPTED) + cut_short,
         search=state,
-        resume=resume_command(experiment, search, uri) if state == "interrupted" else "",
+        resume=resume_command(experiment, search.info.run_id, uri) if state == "interrupted" else "",
         best=best,
         metric=metric,
         run_id=search.info.run_id,

@@ -61,6 +61,8 @@ class TrialLedger(Callback):
         self.records: dict[str, TrialRecord] = {}
 
     def record(self, trial: Any) -> TrialRecord:
+        if trial.trial_id not in self.records:  # Tune fails a trial whose actor never started unannounced
+            self.on_trial_start(0, [], trial)
         return self.records[trial.trial_id]
 
     def adopt(self, trial_id: str, record: TrialRecord) -> None:

@@ -4,7 +4,7 @@ and ``resume``.
 A driver killed outright (SIGKILL, a reboot, a lost head node) cannot close its MLflow runs, so
 they stay ``RUNNING``. The driver therefore tags its search run with its host and pid and
 refreshes a heartbeat every ``HEARTBEAT_EVERY_S``. On the same host the pid answers at once
-(checked against the process start time, since pids are reused); elsewhere a heartbeat older
+(checked against the driver's recorded start time, since pids are reused); elsewhere a heartbeat older
 than three beats means the driver is gone.
 """
 
@@ -22,13 +22,13 @@ SearchState = Literal["running", "interrupted", "finished"]
 STALE_AFTER_S = 3 * rec.HEARTBEAT_EVERY_S
 
 
-def _pid_is_the_driver(pid: int, started_ms: int) -> bool:
+def _pid_is_the_driver(pid: int, started_s: float) -> bool:
     import psutil
 
     try:
         process = psutil.Process(pid)
-        # A process that started after the search run did is another one that got the pid.
-        return bool(process.create_time() * 1000 <= started_ms + 60_000 and process.status() != "zombie")
+        # Another process that got the pid later started at another time.
+        return bool(abs(process.create_time() - started_s) < 2 and process.status() != "zombie")
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
@@ -37,8 +37,9 @@ def driver_alive(run: Run, now: float | None = None) -> bool:
     """Whether the driver of a ``RUNNING`` search run is still alive."""
     tags = run.data.tags
     host, pid, beat = tags.get(rec.DRIVER_HOST_TAG), tags.get(rec.DRIVER_PID_TAG), tags.get(rec.HEARTBEAT_TAG)
-    if host == socket.gethostname() and pid and pid.isdigit():
-        return _pid_is_the_driver(int(pid), run.info.start_time)
+    started = tags.get(rec.DRIVER_STARTED_TAG)
+    if host == socket.gethostname() and pid and pid.isdigit() and started:
+        return _pid_is_the_driver(int(pid), float(started))
     if beat is None:  # a search from before heartbeats: trust its status
         return True
     return (now or time.time()) - float(beat) < STALE_AFTER_S
@@ -53,6 +54,6 @@ def search_state(run: Run) -> SearchState:
     return "finished" if status == "FINISHED" else "interrupted"
 
 
-def resume_command(experiment: str, run: Run, uri: str = rec.DEFAULT_TRACKING_URI) -> str:
+def resume_command(experiment: str, run_id: str, uri: str = rec.DEFAULT_TRACKING_URI) -> str:
     store = "" if uri == rec.DEFAULT_TRACKING_URI else f" --tracking-uri {uri}"
-    return f"tunefleet resume {experiment} --search-run {run.info.run_id}{store}"
+    return f"tunefleet resume {experiment} --search-run {run_id}{store}"

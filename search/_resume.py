@@ -11,7 +11,7 @@ and exit code 2, never a fresh search started over the old runs.
 from __future__ import annotations
 
 import json
-import pickle
+import pickletools
 import re
 import tempfile
 from dataclasses import dataclass
@@ -96,7 +96,9 @@ def check_tune_state(path: str) -> set[str]:
         raise refuse("tuner.pkl or experiment_state-*.json is missing")
     try:
         with filesystem.open_input_file(f"{root}/tuner.pkl") as f:
-            pickle.loads(f.readall())
+            # Walk the pickle's opcodes to its STOP without running it (Tune itself loads it).
+            for _ in pickletools.genops(f.readall()):
+                pass
         with filesystem.open_input_file(f"{root}/{states[-1]}") as f:
             state = json.loads(f.readall())
         # Each entry is a trial's own JSON state (and its run metadata), as Tune wrote it.
@@ -130,6 +132,7 @@ def _record(index: int, run: Run) -> TrialRecord:
         epochs=int(metrics.get(rec.EPOCHS_TRAINED, metrics.get("epoch", 0))),
         best=best,
         error=tags.get(rec.ERROR_TAG, ""),
+        restarts=int(tags.get(rec.RESTARTS_TAG, 0)),
     )
 
 

@@ -43,7 +43,10 @@ logger = logging.getLogger(__name__)
 SEARCH_KEY = "search"
 _MAX_BATCH = 1000  # MLflow takes at most 1000 metrics per batch
 _PLACE_TAGS = {rec.NODE_ID_KEY: rec.NODE_ID_TAG, rec.HOSTNAME_KEY: rec.HOSTNAME_TAG, rec.GPU_IDS_KEY: rec.GPU_IDS_TAG}
-CLOSE_TIMEOUT_S = 120.0  # how long the end of a search waits for an unreachable store before spooling
+# How long the end of a search waits for an unreachable store before spooling: well within the
+# grace a stopped job gets (``_jobs.STOP_WAIT_S``), so the spool is always written.
+CLOSE_TIMEOUT_S = 60.0
+END_FLUSH_S = 10.0
 
 
 class MlflowTrialCallback(Callback):
@@ -73,6 +76,7 @@ class MlflowTrialCallback(Callback):
         self._finished: set[str] = set()
         self._places: dict[str, dict[str, str]] = {}
         self._batches: dict[str, tuple[int, int]] = {}  # per-worker batch and accumulation in use
+        self._adopted: set[str] = set()  # trials of a resumed search not yet started again
         self._reconciled = False
 
     def __getstate__(self) -> dict[str, Any]:
@@ -96,6 +100,8 @@ class MlflowTrialCallback(Callback):
         self._started.add(trial_id)
         if ended:
             self._finished.add(trial_id)
+        else:
+            self._adopted.add(trial_id)
 
     def close(self, final: list[Op] | None = None) -> SpoolReport | None:
         """Send what is buffered and ``final`` (the search run's summary), wait for delivery;
@@ -104,7 +110,10 @@ class MlflowTrialCallback(Callback):
         for op in final or []:
             self.writer.submit(op)
         spool = Path(".tunefleet") / f"undelivered-{self.parent_run_id}.jsonl"
-        return self.writer.close(CLOSE_TIMEOUT_S, spool)
+        try:
+            return self.writer.close(CLOSE_TIMEOUT_S, spool)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, but keep what is undelivered
+            return self.writer.close(0.0, spool)
 
     def _flush(self, trial_id: str | None = None) -> None:
         for tid in [trial_id] if trial_id else list(self._pending):
@@ -128,12 +137,19 @@ class MlflowTrialCallback(Callback):
         self.writer.submit(LogBatch(key=trial.trial_id, params=params))
 
     def _reopen(self, trial: Any) -> None:
+        """A trial of a resumed search starts again (a restart within this driver needs nothing:
+        its run is open and every report it made is queued)."""
+        if trial.trial_id not in self._adopted:
+            return
+        self._adopted.discard(trial.trial_id)
         self.writer.submit(UpdateRunStatus(key=trial.trial_id, status="RUNNING"))
         self.writer.submit(LogBatch(key=trial.trial_id, tags={rec.OUTCOME_TAG: rec.RUNNING}))
         checkpoint, run_id = trial.checkpoint, self.writer.run_id(trial.trial_id)
         if checkpoint is None or run_id is None:
             return
+        self._checkpoints[trial.trial_id] = checkpoint  # its best weights, should it end before the next
         record = self.ledger.record(trial)
+        record.last = dict(trial.last_result or {})
         record.best = best_report(checkpoint) or record.best  # the best so far, as its checkpoint says
         try:  # epochs a killed driver had not written; the ones after the checkpoint run again
             logged = {int(m.value) for m in MlflowClient(self.uri).get_metric_history(run_id, "epoch")}
@@ -228,6 +244,8 @@ class MlflowTrialCallback(Callback):
     def _finish(self, trial: Any) -> None:
         if trial.trial_id in self._finished:
             return
+        if trial.trial_id not in self._started:  # failed before Tune reported it started
+            self.on_trial_start(0, [], trial)
         self._finished.add(trial.trial_id)
         record = self.ledger.record(trial)
         self._flush(trial.trial_id)
@@ -255,6 +273,8 @@ class MlflowTrialCallback(Callback):
         return len(cut_short)
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if trial.trial_id not in self._started:  # failed before Tune reported it started
+            self.on_trial_start(0, [], trial)
         record = self.ledger.record(trial)  # the ledger has counted this restart; why: error.txt at the end
         self.writer.submit(LogBatch(key=trial.trial_id, tags={rec.RESTARTS_TAG: str(record.restarts)}))
 
@@ -266,4 +286,4 @@ class MlflowTrialCallback(Callback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self._flush()  # what callers read right after the experiment is there (close() spools the rest)
-        self.writer.flush(CLOSE_TIMEOUT_S)
+        self.writer.flush(END_FLUSH_S)

@@ -7,6 +7,7 @@ and Tune's error files, and resume needs them too.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -17,14 +18,19 @@ from typing import Any
 
 from tunefleet.spaces import records as rec
 
+logger = logging.getLogger(__name__)
+
 Row = tuple[str, float, int, int]  # an MLflow metric: key, value, timestamp (ms), step
 
 
 def driver_tags() -> dict[str, str]:
     """Where this driver runs, and now: the search run's liveness tags."""
+    import psutil
+
     return {
         rec.DRIVER_HOST_TAG: socket.gethostname(),
         rec.DRIVER_PID_TAG: str(os.getpid()),
+        rec.DRIVER_STARTED_TAG: f"{psutil.Process().create_time():.0f}",
         rec.HEARTBEAT_TAG: f"{time.time():.0f}",
     }
 
@@ -43,21 +49,31 @@ def failures_text(trial: Any) -> str:
 
 
 def best_report(checkpoint: Any) -> dict[str, Any]:
-    """The metrics of the best epoch, as the checkpoint's ``best/meta.json`` recorded them."""
-    from tunefleet.trainables import read_meta
+    """The metrics of the best epoch, as the checkpoint's ``best/meta.json`` recorded them ({} if
+    it has none or it does not verify: a damaged file must not stop the driver)."""
+    from tunefleet.trainables import read_meta, verify_checkpoint
 
-    with checkpoint.as_directory() as directory:
-        best = Path(directory) / rec.BEST
-        return dict(read_meta(best).get("metrics", {})) if (best / rec.META).is_file() else {}
+    try:
+        with checkpoint.as_directory() as directory:
+            best = Path(directory) / rec.BEST
+            verify_checkpoint(best)
+            return dict(read_meta(best).get("metrics", {}))
+    except (ValueError, OSError) as err:  # CorruptCheckpoint is a ValueError
+        logger.warning("no best report from checkpoint %s: %s", checkpoint.path, err)
+        return {}
 
 
 def unlogged_epochs(checkpoint: Any, logged_epochs: set[int]) -> list[Row]:
     """The epochs in the history a trial keeps in its checkpoint that MLflow does not have."""
     from tunefleet.trainables import read_meta, resumable_checkpoint
 
-    with checkpoint.as_directory() as directory:
-        source = resumable_checkpoint(Path(directory))
-        history = read_meta(source).get(rec.HISTORY_KEY, []) if source is not None else []
+    try:
+        with checkpoint.as_directory() as directory:
+            source = resumable_checkpoint(Path(directory))
+            history = read_meta(source).get(rec.HISTORY_KEY, []) if source is not None else []
+    except (ValueError, OSError) as err:
+        logger.warning("no epoch history from checkpoint %s: %s", checkpoint.path, err)
+        return []
     return [row for report in history if int(report["epoch"]) not in logged_epochs for row in epoch_rows(report)]
 
 

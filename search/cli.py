@@ -192,7 +192,9 @@ def trials(
     console.print(table)
     if state == "interrupted":
         uri = resolve_uri(tracking_uri)
-        console.print(f"interrupted: continue it with {resume_command(experiment, parent, uri)}", highlight=False)
+        console.print(
+            f"interrupted: continue it with {resume_command(experiment, parent.info.run_id, uri)}", highlight=False
+        )
 
 
 @app.command()

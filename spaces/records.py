@@ -38,6 +38,7 @@ JOB_ID_TAG = "tunefleet.job_id"  # the Ray Job that ran the search (``tunefleet 
 # search whose driver is gone shows as interrupted; and Ray Tune's experiment path, to resume it.
 DRIVER_HOST_TAG = "tunefleet.driver_host"
 DRIVER_PID_TAG = "tunefleet.driver_pid"
+DRIVER_STARTED_TAG = "tunefleet.driver_started"  # unix seconds the driver process started (pids are reused)
 HEARTBEAT_TAG = "tunefleet.heartbeat"  # unix seconds
 HEARTBEAT_EVERY_S = 30.0
 TUNE_PATH_TAG = "tunefleet.tune_path"

@@ -253,13 +253,13 @@ def resumable_checkpoint(reported_dir: str | Path) -> Path | None:
     ``last.prev/`` if that does, else None (start fresh). Each one skipped is logged as a warning."""
     reported_dir = Path(reported_dir)
     for candidate in (reported_dir / LAST, reported_dir / (LAST + PREVIOUS_SUFFIX)):
-        try:
-            verify_checkpoint(candidate)
-        except CorruptCheckpoint as err:
-            logger.warning("not resuming from %s: %s", candidate, err)
-            continue
         if not (candidate / TRAINING_STATE).is_file():
             logger.warning("not resuming from %s: it holds no %s", candidate, TRAINING_STATE)
+            continue
+        try:  # verifies, then loads without unpickling code: a forged checksum is caught here too
+            load_training_state(candidate)
+        except CorruptCheckpoint as err:
+            logger.warning("not resuming from %s: %s", candidate, err)
             continue
         return candidate
     logger.warning("no usable checkpoint to resume from in %s; the trial starts from scratch", reported_dir)

@@ -22,7 +22,15 @@ from torch.utils.data import DataLoader
 
 
 class TrialOutOfMemory(RuntimeError):
-    """The GPU ran out of memory; the message names the batch size to lower."""
+    """The GPU ran out of memory; the message names the batch size to lower, ``accumulate`` the
+    micro-batches per step in use (a retry doubles it)."""
+
+    def __init__(self, message: str, accumulate: int = 1) -> None:
+        super().__init__(message)
+        self.accumulate = accumulate
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Ray pickles a trial's exception back to the driver
+        return (TrialOutOfMemory, (str(self), self.accumulate))
 
 
 @dataclass
@@ -90,41 +98,52 @@ class TrainParts:
     accumulate: int = 1
 
 
-def train_epoch(parts: TrainParts, loader: DataLoader[Any], epoch: int, steps: int) -> tuple[float, int]:
-    """One pass over ``loader`` (``steps`` optimizer steps of ``parts.accumulate`` micro-batches);
-    returns (mean train loss over all workers, images seen by this worker)."""
-    parts.model.train()
-    cuda = parts.device.type == "cuda"
-    # On a GPU, reading the loss every step would stall the pipeline; check it every few steps.
-    check_every = 16 if cuda else 1
+def _chunks(parts: TrainParts, x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One batch as ``parts.accumulate`` micro-batches, each moved to the device only when its
+    turn comes (mixup mixes the whole batch, before it is split)."""
+    if parts.mixup is not None and parts.accumulate > 1:
+        x, y = parts.mixup(x, y)
+    for xs, ys in zip(torch.tensor_split(x, parts.accumulate), torch.tensor_split(y, parts.accumulate), strict=True):
+        xs, ys = xs.to(parts.device, non_blocking=True), ys.to(parts.device, non_blocking=True)
+        if parts.device.type == "cuda":
+            xs = xs.contiguous(memory_format=torch.channels_last)
+        if parts.mixup is not None and parts.accumulate == 1:
+            xs, ys = parts.mixup(xs, ys)
+        yield xs, ys
+
+
+def _step(parts: TrainParts, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> torch.Tensor:
+    """One optimizer step over the batch; returns its mean loss. Each micro-batch's loss is
+    weighted by its share of the batch, so the gradient equals the whole batch's."""
+    parts.optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), dtype=torch.float64, device=parts.device)
-    seen, micro_batches = 0, len(loader)
-    for index, (x, y) in enumerate(loader):
-        step, part = divmod(index, parts.accumulate)
-        # The last step of an epoch may have fewer micro-batches; each weighs 1/(its step's count).
-        in_step = min(parts.accumulate, micro_batches - step * parts.accumulate)
-        x, y = x.to(parts.device, non_blocking=True), y.to(parts.device, non_blocking=True)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if parts.mixup is not None:
-            x, y = parts.mixup(x, y)
+    for xs, ys in _chunks(parts, x, y):
         try:
-            if part == 0:
-                parts.optimizer.zero_grad(set_to_none=True)
             with parts.precision.autocast():
-                loss = parts.criterion(parts.model(x), y)
-            parts.precision.backward(loss / in_step)
-            if part + 1 == in_step:
-                parts.precision.step(parts.optimizer, parts.clip_grad, parts.model)
+                loss = parts.criterion(parts.model(xs), ys)
+            parts.precision.backward(loss * (len(xs) / len(x)))
         except torch.OutOfMemoryError as err:
             raise TrialOutOfMemory(
-                f"out of memory at batch size {len(x)} per worker (epoch {epoch}, step {step + 1}); "
-                "lower batch_size or data.image_size"
+                f"out of memory at batch size {len(xs)} per worker (epoch {epoch}, step {step + 1}); "
+                "lower batch_size or data.image_size",
+                accumulate=parts.accumulate,
             ) from err
-        total += loss.detach().double() * len(x)
+        total += loss.detach().double() * len(xs)
+    parts.precision.step(parts.optimizer, parts.clip_grad, parts.model)
+    return total / len(x)
+
+
+def train_epoch(parts: TrainParts, loader: DataLoader[Any], epoch: int, steps: int) -> tuple[float, int]:
+    """One pass over ``loader`` (one optimizer step per batch, over ``parts.accumulate``
+    micro-batches); returns (mean train loss over all workers, images seen by this worker)."""
+    parts.model.train()
+    # On a GPU, reading the loss every step would stall the pipeline; check it every few steps.
+    check_every = 16 if parts.device.type == "cuda" else 1
+    total = torch.zeros((), dtype=torch.float64, device=parts.device)
+    seen = 0
+    for step, (x, y) in enumerate(loader):
+        total += _step(parts, x, y, epoch, step) * len(x)
         seen += len(x)
-        if part + 1 < in_step:
-            continue
         if (step + 1) % check_every == 0 or step + 1 == steps:
             value = float(total)
             if not math.isfinite(value):

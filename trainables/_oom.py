@@ -44,14 +44,11 @@ def train_with_oom_retry(recipe: dict[str, Any], settings: TrialSettings, report
                 run_trial(recipe, settings, report, resume_from=resume_from, accumulate=accumulate)
                 return
             except TrialOutOfMemory as err:
-                micro = math.ceil(int(recipe["batch_size"]) / accumulate)
-                if not settings.resources.oom_retry or micro <= 1:
+                batch = int(recipe["batch_size"])
+                # From the accumulation in use (a resumed checkpoint may have had more than ours).
+                if not settings.resources.oom_retry or math.ceil(batch / err.accumulate) <= 1:
                     raise
-                accumulate *= 2
-                logger.warning(
-                    "%s; retrying with %d images per micro-batch x %d accumulated",
-                    err,
-                    math.ceil(int(recipe["batch_size"]) / accumulate),
-                    accumulate,
-                )
+                accumulate = err.accumulate * 2
+                micro = math.ceil(batch / accumulate)
+                logger.warning("%s; retrying with %d images per micro-batch x %d accumulated", err, micro, accumulate)
         _free_memory()

@@ -215,8 +215,8 @@ def run_trial(
     try:
         for epoch in range(start_epoch, settings.search.max_epochs + 1):
             start = time.perf_counter()
-            micro = math.ceil(batch / parts.accumulate)
-            loader = _loader(train_set, micro, epoch, settings, workers, mixup is not None, device.type == "cuda")
+            micro = math.ceil(batch / parts.accumulate)  # the images per forward pass, after out-of-memory retries
+            loader = _loader(train_set, batch, epoch, settings, workers, mixup is not None, device.type == "cuda")
             train_loss, seen = train_epoch(parts, loader, epoch, steps)
             train_time = time.perf_counter() - start
             val_logits = predict(model, x_val, device)

@@ -111,8 +111,8 @@ def test_driver_killed_again_and_again_then_resumed(write_spec, small_spec, tmp_
         _wait_until(lambda seen=seen: len(_ended(client)) > seen, proc)
         out = _kill(proc, signal.SIGKILL)
         now = _ended(client)
+        # An ended trial stays ended and untouched: progress never goes backwards.
         assert all(now[run_id] == before for run_id, before in ended.items()), "an ended trial was touched"
-        assert len(now) >= len(ended)  # progress never goes backwards
         ended = now
         if kill == 0:  # a dead driver's search reads as interrupted, with the way to go on
             shown = subprocess.run(
