@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._cluster import check_trial_fits, workers_that_fit
-    from ._experiment import Plan, optuna_sampler, planned_trials, preflight, run_experiment, start_ray
+    from ._experiment import Plan, optuna_sampler, planned_trials, preflight, run_experiment
     from ._ledger import TrialLedger, TrialRecord
+    from ._ray import start_ray
     from ._search_run import finish_search_run, start_search_run, tracking_uri
     from ._tracking import MlflowTrialCallback
 
@@ -25,7 +26,7 @@ _EXPORTS = {
     "planned_trials": "._experiment",
     "preflight": "._experiment",
     "run_experiment": "._experiment",
-    "start_ray": "._experiment",
+    "start_ray": "._ray",
     "TrialLedger": "._ledger",
     "TrialRecord": "._ledger",
     "MlflowTrialCallback": "._tracking",

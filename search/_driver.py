@@ -23,11 +23,12 @@ from tunefleet.spaces.records import COMPLETED, INTERRUPTED, RUNNING, STOPPED
 from tunefleet.trainables import RunLink
 
 from ._cluster import autoscaler_node_shapes, check_trial_fits
-from ._experiment import Plan, experiment_name, experiment_path, resume_experiment, run_experiment, start_ray
+from ._experiment import Plan, experiment_name, experiment_path, resume_experiment, run_experiment
 from ._jobs import JOB_ENV
 from ._ledger import TrialLedger
 from ._liveness import resume_command
 from ._progress import ConsoleProgress, trials_table
+from ._ray import start_ray
 from ._resume import Resumable, adopt_trials, discard_unsaved
 from ._search_run import search_summary, start_search_run
 from ._store import open_store

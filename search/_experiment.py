@@ -8,7 +8,6 @@ generator over the spec's grid points. ``asha`` is Ray's ``ASHAScheduler``.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -163,51 +162,6 @@ def _scheduler(spec: SearchSpec) -> Any:
     from ray.tune.schedulers import FIFOScheduler
 
     return FIFOScheduler()
-
-
-def _token_auth_if_token() -> None:
-    """Joining a cluster with a Ray token at hand: send it, as ``ray start`` does for its nodes
-    (``RAY_AUTH_MODE=token`` when unset and ``$RAY_AUTH_TOKEN``, ``$RAY_AUTH_TOKEN_PATH`` or
-    ``~/.ray/auth_token`` holds one). An explicit ``RAY_AUTH_MODE`` is left as it is."""
-    has_token = any(os.environ.get(v) for v in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"))
-    if "RAY_AUTH_MODE" not in os.environ and (has_token or (Path.home() / ".ray" / "auth_token").is_file()):
-        os.environ["RAY_AUTH_MODE"] = "token"
-        from ray._raylet import Config  # type: ignore[attr-defined]  # compiled, no stub
-
-        Config.initialize("")  # Ray read its config when imported: make it see token mode, as `ray start` does
-
-
-def start_ray(address: str | None, dashboard: bool = False) -> None:
-    """Connect to a cluster at ``address``, or start a quiet local Ray on this machine's CPUs.
-
-    ``dashboard``: multi-worker trials need it locally: Ray Train frees the worker group of a
-    trial stopped early (by ASHA) through the state API, which the dashboard serves.
-    """
-    import ray
-
-    # Tune's default CSV/JSON/TensorBoard loggers duplicate what MLflow records; skip the writes.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Tune logs each failed attempt's full traceback; the console shows one line and MLflow keeps
-    # every traceback in the trial's error.txt.
-    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
-    # Checkpoints come only on improvement; Tune's warning about frequent state syncs is noise here.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # With the file loggers off, Tune's result analysis cannot find progress files; MLflow has them.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    if ray.is_initialized():
-        return
-    if address or os.environ.get("RAY_ADDRESS"):  # a job's driver: Ray sets RAY_ADDRESS for it
-        _token_auth_if_token()
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-    else:
-        ray.init(
-            address="local",  # a new Ray here, even where `ray start` (or `tunefleet up`) runs one
-            num_cpus=os.cpu_count(),
-            include_dashboard=dashboard,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
 
 
 def _concurrency(spec: SearchSpec) -> int | None:

@@ -77,6 +77,7 @@ class MlflowTrialCallback(Callback):
         self._places: dict[str, dict[str, str]] = {}
         self._batches: dict[str, tuple[int, int]] = {}  # per-worker batch and accumulation in use
         self._adopted: set[str] = set()  # trials of a resumed search not yet started again
+        self._upload_owed: set[str] = set()  # trials whose own upload of best/ failed (a server down)
         self._reconciled = False
 
     def __getstate__(self) -> dict[str, Any]:
@@ -163,6 +164,10 @@ class MlflowTrialCallback(Callback):
         if trial.trial_id in self._finished:  # ended before a resume: its run stays as it was
             return
         self._pending.setdefault(trial.trial_id, []).extend(epoch_rows(result))
+        if result.get(rec.UPLOAD_PENDING_KEY):
+            self._upload_owed.add(trial.trial_id)
+        else:
+            self._upload_owed.discard(trial.trial_id)
         self._record_batch(trial.trial_id, result)
         self._tag_place(trial.trial_id, result)
         if rec.CHECKPOINT_PATH_KEY in result:  # multi-worker trials: Ray Train already stored it
@@ -236,7 +241,8 @@ class MlflowTrialCallback(Callback):
         metrics = tuple((k, v, now, 0) for k, v in summary.items())
         self.writer.submit(LogBatch(key=trial_id, metrics=metrics, tags={rec.OUTCOME_TAG: outcome, **tags}))
         checkpoint = self._checkpoints.pop(trial_id, None)
-        best = lasting_best_dir(checkpoint) if checkpoint is not None and self.driver_uploads else None
+        uploads = self.driver_uploads or trial_id in self._upload_owed
+        best = lasting_best_dir(checkpoint) if checkpoint is not None and uploads else None
         if best is not None:  # only the best weights go to MLflow; last/ is for resuming
             self.writer.submit(LogArtifacts(key=trial_id, local_dir=best, artifact_path=rec.CHECKPOINT_ARTIFACT_DIR))
         self.writer.submit(SetTerminated(key=trial_id, status=rec.OUTCOME_STATUS[outcome]))

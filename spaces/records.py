@@ -88,6 +88,9 @@ TEST_ACC = "test_acc"
 # gradients (same effective batch): every report carries both.
 PER_WORKER_BATCH_KEY = "per_worker_batch"
 GRAD_ACCUM_KEY = "grad_accum_steps"
+# A trial whose upload of best/ to a tracking server failed says so in its reports; the driver
+# then uploads (or spools) the best weights from the trial's checkpoint when it ends.
+UPLOAD_PENDING_KEY = "best_upload_pending"
 IS_LAST = "is_last"  # 1.0 on a trial's final report; a trial stopped from outside never sends it
 # Which way each metric a search may rank by is better.
 METRIC_MODES = {

@@ -10,6 +10,7 @@ With a local store (SQLite) the driver uploads instead, as it sees the same disk
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from tunefleet.spaces import records as rec
 
+logger = logging.getLogger(__name__)
 FIND_RUN_TIMEOUT_S = 120.0
 
 
@@ -34,6 +36,7 @@ class CheckpointUploader:
 
     link: RunLink
     trial_id: str
+    pending: bool = field(default=False, init=False)  # an upload failed and is still owed
     _run_id: str | None = field(default=None, init=False)
     _client: Any = field(default=None, init=False)
 
@@ -59,12 +62,21 @@ class CheckpointUploader:
         return self._run_id
 
     def after_report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
-        """Upload when this report carried a new best checkpoint (improving reports carry test metrics)."""
+        """Upload when this report carried a new best checkpoint (improving reports carry test
+        metrics), or an earlier upload failed. A tracking server down past MLflow's retries must
+        not fail the trial: the report then carries ``UPLOAD_PENDING_KEY`` and the driver uploads
+        the best weights from the trial's checkpoint when it ends."""
         best = checkpoint_dir / rec.BEST if checkpoint_dir is not None else None
-        if best is None or not best.is_dir() or rec.TEST_ACC not in metrics:
-            return
-        run_id = self._trial_run()
-        self._client.log_artifacts(run_id, str(best), rec.CHECKPOINT_ARTIFACT_DIR)
+        if best is not None and best.is_dir() and (rec.TEST_ACC in metrics or self.pending):
+            try:
+                run_id = self._trial_run()
+                self._client.log_artifacts(run_id, str(best), rec.CHECKPOINT_ARTIFACT_DIR)
+                self.pending = False
+            except Exception as err:  # the trial goes on; its weights are in its checkpoint
+                logger.warning("could not upload the best checkpoint of trial %s: %s", self.trial_id, err)
+                self.pending = True
+        if self.pending:
+            metrics[rec.UPLOAD_PENDING_KEY] = 1.0
 
 
 def where_am_i() -> dict[str, str]:
