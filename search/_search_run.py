@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Param
@@ -27,12 +26,6 @@ from ._store import LogBatch, Op, SetTerminated, apply_op
 def tracking_uri(cli_value: str | None, spec_value: str | None = None) -> str:
     """``--tracking-uri``, else the spec's, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
     return cli_value or spec_value or os.environ.get("MLFLOW_TRACKING_URI") or rec.DEFAULT_TRACKING_URI
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file behind a ``sqlite:///`` URI (None for other stores)."""
-    file = rec.sqlite_file(uri)
-    return Path(file) if file is not None else None
 
 
 def start_search_run(

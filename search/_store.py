@@ -50,8 +50,6 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from tunefleet.spaces import records as rec
 
 logger = logging.getLogger(__name__)
-# On every run a CreateRun makes: how a retry finds the run an earlier attempt already created.
-CREATE_KEY_TAG = "tunefleet.create_key"
 # A migration of a new store takes a few seconds; processes queued behind it wait this long.
 LOCK_TIMEOUT_S = 300.0
 # How long our own connection waits for a busy database while it switches the journal mode.
@@ -212,11 +210,13 @@ def create_run(client: MlflowClient, op: CreateRun, adopt: bool) -> str:
     attempt of the same write created (its answer lost to a timeout, or the writer stopped)."""
     if adopt:
         found = client.search_runs(
-            [op.experiment_id], f"tags.`{CREATE_KEY_TAG}` = '{op.create_key}'", ViewType.ALL, max_results=1
+            [op.experiment_id], f"tags.`{rec.CREATE_KEY_TAG}` = '{op.create_key}'", ViewType.ALL, max_results=1
         )
         if found:
             return str(found[0].info.run_id)
-    run = client.create_run(op.experiment_id, op.start_time_ms, {**op.tags, CREATE_KEY_TAG: op.create_key}, op.run_name)
+    run = client.create_run(
+        op.experiment_id, op.start_time_ms, {**op.tags, rec.CREATE_KEY_TAG: op.create_key}, op.run_name
+    )
     return str(run.info.run_id)
 
 

@@ -90,11 +90,6 @@ class MlflowTrialCallback(Callback):
         for key, run_id in run_ids.items():
             self.writer.bind(key, run_id)
 
-    @property
-    def run_ids(self) -> dict[str, str]:
-        """Trial id -> MLflow run id, for the runs created so far."""
-        return {k: v for k, v in self.writer.run_ids().items() if k != SEARCH_KEY}
-
     def adopt(self, trial_id: str, run_id: str, ended: bool) -> None:
         """A trial run of the search this one resumes: log to it, and never again once it ``ended``."""
         self.writer.bind(trial_id, run_id)

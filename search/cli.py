@@ -58,9 +58,9 @@ register_replay_command(app, console, _fail)
 
 
 def _check_store(uri: str) -> None:
-    from ._search_run import sqlite_path
+    from ._store import sqlite_database
 
-    path = sqlite_path(uri)
+    path = sqlite_database(uri)
     if path is not None and not path.resolve().parent.is_dir():
         raise SpecError("--tracking-uri", f"directory {path.parent} does not exist")
 

@@ -42,6 +42,9 @@ DRIVER_STARTED_TAG = "tunefleet.driver_started"  # unix seconds the driver proce
 HEARTBEAT_TAG = "tunefleet.heartbeat"  # unix seconds
 HEARTBEAT_EVERY_S = 30.0
 TUNE_PATH_TAG = "tunefleet.tune_path"
+# On every run the driver creates: a key made before the request, so a create retried after an
+# ambiguous failure (or replayed from a spool) finds its run instead of making a second one.
+CREATE_KEY_TAG = "tunefleet.create_key"
 # Where a trial ran, on its trial run (updated if a restarted trial moves).
 NODE_ID_TAG = "tunefleet.node_id"  # Ray node id
 HOSTNAME_TAG = "tunefleet.hostname"

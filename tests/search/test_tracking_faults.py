@@ -35,7 +35,7 @@ from typer.testing import CliRunner
 
 from tunefleet.search._replay import ReplayIncompleteError, read_spool, replay
 from tunefleet.search._replay_cli import register
-from tunefleet.search._store import CREATE_KEY_TAG, open_store
+from tunefleet.search._store import open_store
 from tunefleet.search._writer import (
     CreateRun,
     LogArtifacts,
@@ -391,7 +391,7 @@ def test_writes_left_at_close_are_spooled_exactly_and_replay_delivers_them(serve
     assert not report.path.exists() and (tmp_path / "spool.jsonl.replayed").is_file()
     assert replay(again) == len(held)  # the same writes once more: nothing may change
 
-    [b] = client.search_runs([experiment_id], f"tags.`{CREATE_KEY_TAG}` = '{create_b.create_key}'", ViewType.ALL)
+    [b] = client.search_runs([experiment_id], f"tags.`{rec.CREATE_KEY_TAG}` = '{create_b.create_key}'", ViewType.ALL)
     assert len(client.search_runs([experiment_id], "", ViewType.ALL)) == 2  # t1 and b, once each
     assert _steps(client, t1) == {m: list(range(6)) for m in rec.EPOCH_METRICS}
     assert _steps(client, b.info.run_id) == {m: [0, 1] for m in rec.EPOCH_METRICS}
