@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 from mlflow.entities import Experiment, Run
 from mlflow.tracking import MlflowClient
@@ -47,40 +50,80 @@ def search_run(client: MlflowClient, experiment: Experiment, run_id: str | None 
     return runs[0]
 
 
+@contextmanager
+def tracking_uri_set(uri: str) -> Iterator[None]:
+    """``mlflow.search_runs`` reads the process-wide tracking URI: point it at ``uri`` for one call."""
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous or "")
+
+
+# Columns every trials frame has, in this order, before its params and metrics.
+TRIAL_COLUMNS = ("run_id", "name", "status", "outcome", "error", "node", "start_time", "end_time", "duration_s")
+_TAG_COLUMNS = {
+    "name": "tags.mlflow.runName",
+    "outcome": f"tags.{rec.OUTCOME_TAG}",
+    "error": f"tags.{rec.ERROR_TAG}",
+    "node": f"tags.{rec.HOSTNAME_TAG}",
+}
+
+
 def trials_frame(client: MlflowClient, parent: Run) -> pd.DataFrame:
-    """One row per trial of ``parent``: run id, name, status, outcome, params and summary metrics."""
-    runs = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`{rec.PARENT_RUN_TAG}` = '{parent.info.run_id}'",
-        max_results=10_000,
-    )
-    rows = []
-    for run in runs:
-        row: dict[str, object] = {
-            "run_id": run.info.run_id,
-            "name": run.info.run_name,
-            "status": run.info.status,
-            "outcome": run.data.tags.get(rec.OUTCOME_TAG, ""),
-            "error": run.data.tags.get(rec.ERROR_TAG, ""),
-        }
-        row.update({f"params.{k}": v for k, v in run.data.params.items()})
-        row.update(run.data.metrics)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    """One row per trial of ``parent``, read with MLflow's own pandas search: the columns in
+    ``TRIAL_COLUMNS``, then ``params.<name>`` (strings, as MLflow stores them), then every metric
+    under its bare name (``best_val_acc``, ``epochs_trained``; an epoch metric holds its last value)."""
+    with tracking_uri_set(client.tracking_uri):
+        runs = mlflow.search_runs(
+            [parent.info.experiment_id],
+            filter_string=rec.trials_filter(parent.info.run_id),
+            order_by=["attributes.start_time ASC"],
+        )
+    assert isinstance(runs, pd.DataFrame)
+    if runs.empty:
+        return pd.DataFrame(columns=list(TRIAL_COLUMNS))
+    frame = pd.DataFrame({"run_id": runs["run_id"], "status": runs["status"]})
+    for column, source in _TAG_COLUMNS.items():
+        frame[column] = runs[source].fillna("") if source in runs else ""
+    frame["start_time"], frame["end_time"] = runs["start_time"], runs["end_time"]
+    frame["duration_s"] = (runs["end_time"] - runs["start_time"]).dt.total_seconds()
+    params = runs.filter(like="params.", axis=1)
+    metrics = runs.filter(like="metrics.", axis=1).rename(columns=lambda c: c.removeprefix("metrics."))
+    return pd.concat([frame[list(TRIAL_COLUMNS)], params.sort_index(axis=1), metrics.sort_index(axis=1)], axis=1)
 
 
-def top_trials(frame: pd.DataFrame, metric: str, mode: str, k: int) -> pd.DataFrame:
-    """The ``k`` best trials that ran their planned epochs (status FINISHED), best first."""
+def finished_trials(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
+    """Trials that ran their planned epochs (status FINISHED) with a best ``metric``, best first;
+    a SpecError when there are none (nothing to rank, ensemble or report)."""
     column = rec.best_key(metric)
     finished = frame[frame["status"] == rec.OUTCOME_STATUS[rec.COMPLETED]] if len(frame) else frame
     if column in finished:
         finished = finished.dropna(subset=[column])
+    if finished.empty or column not in finished:
+        outcomes = frame["outcome"].value_counts().to_dict() if len(frame) else {}
+        seen = ", ".join(f"{n} {o or 'running'}" for o, n in outcomes.items()) or "no trials"
+        raise SpecError("experiment", f"the search has no finished trials ({seen})")
+    return finished.sort_values(column, ascending=mode == "min", kind="stable")
+
+
+def top_trials(frame: pd.DataFrame, metric: str, mode: str, k: int) -> pd.DataFrame:
+    """The ``k`` best finished trials, best first."""
+    finished = finished_trials(frame, metric, mode)
     if k < 1 or k > len(finished):
         raise SpecError("--top-k", f"asked for {k} trials but the search has {len(finished)} finished trials")
-    return finished.sort_values(column, ascending=mode == "min").head(k)
+    return finished.head(k)
 
 
 def ranking(parent: Run) -> tuple[str, str]:
     """The metric a search ranked its trials by, and its mode, as the search run recorded them."""
     params = parent.data.params
     return params[rec.SEARCH_METRIC_PARAM], params[rec.SEARCH_MODE_PARAM]
+
+
+def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
+    """The MLflow UI page of a run when ``uri`` is a tracking server (http/https), else None."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

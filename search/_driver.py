@@ -17,6 +17,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
+from tunefleet.analysis import run_url
 from tunefleet.spaces import SearchSpec, SpecError
 from tunefleet.spaces import records as rec
 from tunefleet.spaces.records import COMPLETED, INTERRUPTED, RUNNING, STOPPED
@@ -27,6 +28,7 @@ from ._experiment import Plan, experiment_name, experiment_path, resume_experime
 from ._jobs import JOB_ENV
 from ._ledger import TrialLedger
 from ._liveness import resume_command
+from ._options import REPORTS_DIR
 from ._progress import ConsoleProgress, trials_table
 from ._ray import start_ray
 from ._resume import Resumable, adopt_trials, discard_unsaved
@@ -172,12 +174,24 @@ def run_search(
     console.print(
         f"wall time {wall:.1f}s · MLflow experiment [bold]{spec.tracking.experiment}[/] (search run {parent_id})"
     )
-    if on_server:
-        experiment_id = tracker.experiment_id  # no request: the server may be the one that is down
-        console.print(f"open the results: {uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{parent_id}")
-    else:
-        console.print(f"open the results: mlflow ui --backend-store-uri {uri}")
+    if counts[COMPLETED]:
+        _report(spec.tracking.experiment, uri, parent_id, console)
+    url = run_url(uri, tracker.experiment_id, parent_id)  # no request: the server may be the one that is down
+    console.print(f"open the results: {url or f'mlflow ui --backend-store-uri {uri}'}", highlight=False)
     return 0 if counts[COMPLETED] + counts[STOPPED] else 1
+
+
+def _report(experiment: str, uri: str, parent_id: str, console: Console) -> None:
+    """The search's report (``tunefleet report``), logged to its run. The search is done and
+    recorded by now: a report that cannot be made is a warning, never a failed search."""
+    try:
+        from tunefleet.analysis import build_report
+
+        done = build_report(uri, experiment, REPORTS_DIR / experiment, parent_id)
+    except Exception as err:
+        console.print(f"no report: {err}; make it later with: tunefleet report {experiment}", style="yellow")
+        return
+    console.print(f"report: {done.html} (also on the search run, under {done.artifact_path}/)", highlight=False)
 
 
 def _resume_summary(ledger: TrialLedger, resume: Resumable) -> str:

@@ -121,9 +121,7 @@ def progress(uri: str, experiment: str, job_id: str) -> Progress:
         return Progress()
     search = found[0]
     metric, mode = search.data.params[rec.SEARCH_METRIC_PARAM], search.data.params[rec.SEARCH_MODE_PARAM]
-    trials = client.search_runs(
-        [exp.experiment_id], f"tags.`{rec.PARENT_RUN_TAG}` = '{search.info.run_id}'", max_results=10_000
-    )
+    trials = client.search_runs([exp.experiment_id], rec.trials_filter(search.info.run_id), max_results=10_000)
     outcomes = [t.data.tags.get(rec.OUTCOME_TAG, rec.RUNNING) for t in trials]
     found_scores = [t.data.metrics.get(rec.best_key(metric), t.data.metrics.get(metric)) for t in trials]
     scores = [s for s in found_scores if s is not None]

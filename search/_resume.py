@@ -110,7 +110,7 @@ def check_tune_state(path: str) -> set[str]:
 def _trial_runs(client: MlflowClient, parent: Run) -> list[Run]:
     runs = client.search_runs(
         [parent.info.experiment_id],
-        filter_string=f"tags.`{rec.PARENT_RUN_TAG}` = '{parent.info.run_id}'",
+        filter_string=rec.trials_filter(parent.info.run_id),
         order_by=["attributes.start_time ASC"],
         max_results=10_000,
     )

@@ -13,13 +13,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from tunefleet.spaces import SpecError, load_spec, records
+from tunefleet.spaces import SpecError, load_spec
 
+from ._analysis_cli import optional_values
+from ._analysis_cli import register as register_analysis_commands
+from ._options import SearchRun, TrackingUri
 from ._replay_cli import register as register_replay_command
 from ._service_cli import register as register_service_commands
 from ._spaces_cli import app as spaces_app
+from ._trials_cli import register as register_trials_command
 
 # MLflow's per-file download bars would drown the export summary.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -35,17 +38,9 @@ app = typer.Typer(
 )
 console = Console()
 if not console.is_terminal:  # logs and CI: don't wrap tables at 80 columns
-    console = Console(width=140)
+    console = Console(width=200)
 err_console = Console(stderr=True, soft_wrap=True)
 app.add_typer(spaces_app, name="spaces")
-
-TrackingUri = Annotated[
-    str | None,
-    typer.Option(
-        "--tracking-uri",
-        help="MLflow tracking URI [default: the spec's tracking.uri (search), $MLFLOW_TRACKING_URI, sqlite:///mlflow.db]",
-    ),
-]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -55,6 +50,8 @@ def _fail(message: str, code: int = 2) -> None:
 
 register_service_commands(app, console, _fail)
 register_replay_command(app, console, _fail)
+register_trials_command(app, console, _fail)
+register_analysis_commands(app, console, _fail)
 
 
 def _check_store(uri: str) -> None:
@@ -109,98 +106,9 @@ def _exit_with(code: int) -> None:
 
 
 @app.command()
-def export(
-    experiment: Annotated[str, typer.Argument(help="MLflow experiment of the search")],
-    top_k: Annotated[int, typer.Option("--top-k", help="how many of the best finished trials to ensemble")] = 3,
-    out: Annotated[Path, typer.Option("--out", help="output directory")] = Path("exports"),
-    tracking_uri: TrackingUri = None,
-    search_run: Annotated[str | None, typer.Option("--search-run", help="parent run id [default: latest]")] = None,
-) -> None:
-    """Ensemble the top-k trials of a search; write OUT/ensemble.onnx and OUT/card.json."""
-    from ._search_run import tracking_uri as resolve_uri
-
-    uri = resolve_uri(tracking_uri)
-    if top_k < 1:
-        _fail(f"--top-k: must be >= 1, got {top_k}")
-    from tunefleet.analysis import export_ensemble
-
-    try:
-        result = export_ensemble(uri, experiment, top_k, out, search_run)
-    except SpecError as err:
-        _fail(str(err))
-        return
-    card = result.card
-    table = Table(title=f"ensemble of {len(card['members'])} ({card['method']}) on the test split")
-    for col in ("member", card["metric"], "test_acc", "test_f1"):
-        table.add_column(col, justify="left" if col == "member" else "right")
-    for m in card["members"]:
-        val = m.get(card["metric"])
-        table.add_row(
-            m["name"],
-            f"{val:.4f}" if val is not None else "-",
-            f"{m['test']['test_acc']:.4f}",
-            f"{m['test']['test_f1']:.4f}",
-        )
-    ens = card["ensemble"]
-    table.add_row("[bold]ensemble[/]", "", f"[bold]{ens['test_acc']:.4f}[/]", f"{ens['test_f1']:.4f}")
-    console.print(table)
-    diff = card["onnx"]["max_abs_diff_vs_torch"]
-    console.print(f"ensemble test accuracy {ens['test_acc']:.4f} · ONNX matches PyTorch (max abs diff {diff:.1e})")
-    console.print(f"wrote {out / 'ensemble.onnx'} and {out / 'card.json'}")
-
-
-@app.command()
-def trials(
-    experiment: Annotated[str, typer.Argument(help="MLflow experiment of the search")],
-    tracking_uri: TrackingUri = None,
-    search_run: Annotated[str | None, typer.Option("--search-run", help="parent run id [default: latest]")] = None,
-) -> None:
-    """Show the trials of a search as recorded in MLflow, best first."""
-    from tunefleet.analysis import open_experiment, ranking, trials_frame
-    from tunefleet.analysis import search_run as find_search
-
-    from ._search_run import tracking_uri as resolve_uri
-
-    try:
-        client, exp = open_experiment(resolve_uri(tracking_uri), experiment)
-        parent = find_search(client, exp, search_run)
-    except SpecError as err:
-        _fail(str(err))
-        return
-    from ._liveness import resume_command, search_state
-
-    metric, mode = ranking(parent)
-    frame = trials_frame(client, parent)
-    state = search_state(parent)
-    if state == "interrupted" and len(frame):  # runs a dead driver left RUNNING were cut short
-        frame.loc[frame["status"] == "RUNNING", "outcome"] = records.INTERRUPTED
-    column = records.best_key(metric)
-    if column in frame:
-        frame = frame.sort_values(column, ascending=mode == "min", na_position="last")
-    table = Table(title=f"{experiment}: {len(frame)} trials (search run {parent.info.run_id}, {state})")
-    cols = ["name", "status", "outcome", records.EPOCHS_TRAINED, column, records.best_key("test_acc")]
-    for col in cols:
-        table.add_column(col)
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return str(int(value)) if value.is_integer() else f"{value:.4f}"
-        return "-" if value is None else str(value)
-
-    for _, row in frame.iterrows():
-        table.add_row(*[cell(row.get(c)) for c in cols])
-    console.print(table)
-    if state == "interrupted":
-        uri = resolve_uri(tracking_uri)
-        console.print(
-            f"interrupted: continue it with {resume_command(experiment, parent.info.run_id, uri)}", highlight=False
-        )
-
-
-@app.command()
 def resume(
     experiment: Annotated[str, typer.Argument(help="MLflow experiment of the search")],
-    search_run: Annotated[str | None, typer.Option("--search-run", help="search run id [default: latest]")] = None,
+    search_run: SearchRun = None,
     tracking_uri: TrackingUri = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start Ray here")] = None,
 ) -> None:
@@ -229,7 +137,7 @@ def main() -> None:
     from typer._click.exceptions import UsageError
 
     try:
-        code = app(standalone_mode=False)
+        code = app(args=optional_values(sys.argv[1:]), standalone_mode=False)
     except UsageError as err:
         hint = f" (see: tunefleet {err.ctx.command.name} --help)" if err.ctx and err.ctx.command.name else ""
         err_console.print(f"error: {err.format_message()}{hint}", markup=False, highlight=False)

@@ -25,8 +25,10 @@ A checkpoint a trial reports is a directory with ``best/`` (weights of the best 
 from __future__ import annotations
 
 # ------------------------------------------------------------------ MLflow tags
-ROLE_TAG = "tunefleet.role"  # "search" on a search run, "trial" on a trial run
+ROLE_TAG = "tunefleet.role"  # "search" on a search run, "trial" on a trial run, "export" on an export run
 ROLE_SEARCH, ROLE_TRIAL = "search", "trial"
+# ``tunefleet export --register``: a run nested under the search run that logs the registered model.
+ROLE_EXPORT = "export"
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own: nests trial runs under the search run in the UI
 SPEC_NAME_TAG = "tunefleet.spec_name"  # the spec's name, on the search run
 TRIAL_ID_TAG = "tunefleet.trial_id"  # Ray Tune's trial id, on a trial run
@@ -50,6 +52,12 @@ NODE_ID_TAG = "tunefleet.node_id"  # Ray node id
 HOSTNAME_TAG = "tunefleet.hostname"
 GPU_IDS_TAG = "tunefleet.gpu_ids"  # the GPUs Ray gave the trial ("" on CPU)
 RESTARTS_TAG = "tunefleet.restarts"  # times a trial was restarted after a failure (search.max_failures)
+
+
+def trials_filter(search_run_id: str) -> str:
+    """MLflow's filter for the trial runs of a search (not its export runs, also nested under it)."""
+    return f"tags.`{PARENT_RUN_TAG}` = '{search_run_id}' and tags.`{ROLE_TAG}` = '{ROLE_TRIAL}'"
+
 
 # ------------------------------------------------------------------ how a trial ends
 COMPLETED = "completed"  # ran its planned epochs (or stopped itself by patience)
@@ -138,11 +146,18 @@ WEIGHTS = "model.safetensors"
 META = "meta.json"
 LOGITS = "logits.safetensors"
 TRAINING_STATE = "training_state.pt"
+REPORT_ARTIFACT_DIR = "report"  # on the search run: the report's PNGs and report.html
 ERROR_ARTIFACT = "error.txt"  # on a failed or restarted trial run: each failure's traceback (Ray Tune's record)
 HISTORY_KEY = "history"  # in meta.json: every epoch's report so far, to backfill a run after a driver died
 CHECKSUMS_KEY = "sha256"  # in meta.json: {file name: sha256 hex} of every other file of the checkpoint
 PREVIOUS_SUFFIX = ".prev"  # ``last.prev/``: the checkpoint before ``last/``, used when ``last/`` is corrupt
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # multi-worker trials: Ray's TuneReportCallback puts the path here
+
+# An export: the ONNX graph and its card (what it is, how it scores, how to feed it images). A
+# registered model keeps the part of the card ``predict`` needs in its MLmodel metadata.
+ONNX_FILE = "ensemble.onnx"
+CARD_FILE = "card.json"
+CARD_METADATA_KEY = "tunefleet_card"
 
 # ------------------------------------------------------------------ stores
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"

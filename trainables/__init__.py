@@ -23,12 +23,13 @@ from ._model import build_model, create_model, freeze_stages, normalization, sca
 from ._optim import OPTIMIZERS, create_optimizer
 from ._schedule import SCHEDULES, create_scheduler
 from ._settings import TrialSettings
-from ._splits import ImageData, Split, stratified_split
+from ._splits import RESIZE, ImageData, Split, stratified_split
 from ._trial import run_trial
 from ._tune import tune_trainable
 from ._upload import CheckpointUploader, RunLink
 
 __all__ = [
+    "RESIZE",
     "CheckpointUploader",
     "CheckpointWriteError",
     "CorruptCheckpoint",

@@ -10,12 +10,12 @@ from PIL import Image
 
 from tunefleet.spaces import DataSpec
 
-from ._splits import ImageData, Split, stratified_split
+from ._splits import ImageData, Split, resize, stratified_split
 
 
 def resize_all(images: list[np.ndarray] | np.ndarray, size: int) -> np.ndarray:
     """Resize uint8 images (all of one mode) to ``size`` x ``size`` and stack them."""
-    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR)) for im in images])
+    return np.stack([np.asarray(resize(Image.fromarray(im), size)) for im in images])
 
 
 def decode_digits(source: DataSpec) -> ImageData:

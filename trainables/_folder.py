@@ -18,7 +18,7 @@ from PIL import Image
 
 from tunefleet.spaces import DataSpec, SpecError
 
-from ._splits import ImageData, Split, stratified_split
+from ._splits import ImageData, Split, resize, stratified_split
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 SPLITS = ("train", "val", "test")
@@ -128,7 +128,7 @@ def _check_classes(scan: FolderScan) -> None:
 def _decode(path: Path, mode: str, size: int) -> np.ndarray | None:
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert(mode).resize((size, size), Image.Resampling.BILINEAR))
+            return np.asarray(resize(im.convert(mode), size))
     except Exception:
         return None
 

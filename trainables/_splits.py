@@ -10,6 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
+
+# How every loader brings an image to the spec's size. An export's card records it, so that
+# ``tunefleet predict`` prepares new images exactly as the search prepared its data.
+RESIZE = "bilinear"
+
+
+def resize(image: Image.Image, size: int) -> Image.Image:
+    return image.resize((size, size), Image.Resampling[RESIZE.upper()])
 
 
 @dataclass(frozen=True)

@@ -46,10 +46,7 @@ class CheckpointUploader:
 
             self._client = MlflowClient(tracking_uri=self.link.tracking_uri)
             parent = self._client.get_run(self.link.search_run_id)
-            query = (
-                f"tags.`{rec.TRIAL_ID_TAG}` = '{self.trial_id}' and "
-                f"tags.`{rec.PARENT_RUN_TAG}` = '{self.link.search_run_id}'"
-            )
+            query = f"tags.`{rec.TRIAL_ID_TAG}` = '{self.trial_id}' and {rec.trials_filter(self.link.search_run_id)}"
             deadline = time.monotonic() + FIND_RUN_TIMEOUT_S
             while True:
                 runs = self._client.search_runs([parent.info.experiment_id], query, max_results=1)

@@ -1,0 +1,130 @@
+"""The candidate pool of an export: the best finished trials that can be ensembled together.
+
+Each candidate's best checkpoint is downloaded, checked (checksums, and that the rebuilt model
+reproduces the test logits its trial recorded) and loaded with its saved validation logits, which
+is all a combination method may fit on. A trial without a checkpoint, or whose classes or input
+differ from the best trial's, is left out with a line naming it, and the next best one is tried:
+a pool is never a silent mix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.tracking import MlflowClient
+
+from tunefleet.spaces import DataSpec, SpecError
+from tunefleet.spaces import records as rec
+from tunefleet.trainables import CorruptCheckpoint, load_data, load_logits, load_model, verify_checkpoint
+
+from ._ensemble import Normalized, batched
+
+# A rebuilt member must reproduce the test logits its trial recorded to this tolerance.
+REPRODUCE_TOL = 1e-3
+# What members of one ensemble must share: the graph takes one input and names one set of classes.
+SHARED = ("image_size", "in_chans", "class_names")
+
+
+@dataclass
+class Member:
+    run_id: str
+    name: str
+    module: Normalized
+    meta: dict[str, Any]
+    val_logits: np.ndarray  # saved by the trial with its best weights: what combinations fit on
+    test_logits: np.ndarray  # recomputed here, and checked against the saved ones
+
+
+@dataclass
+class EvalData:
+    x_val: torch.Tensor  # [0, 1] images as the exported graph takes them
+    y_val: np.ndarray
+    x_test: torch.Tensor
+    y_test: np.ndarray
+
+
+def _as_input(images: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(images).float() / 255.0
+    return (x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)).contiguous()
+
+
+def eval_data(meta: dict[str, Any]) -> EvalData:
+    data = load_data(DataSpec.model_validate(meta["settings"]["data"]))
+    return EvalData(_as_input(data.val.images), data.val.labels, _as_input(data.test.images), data.test.labels)
+
+
+def _download(client: MlflowClient, run_id: str, staging: Path) -> Path | None:
+    names = {Path(f.path).name for f in client.list_artifacts(run_id, rec.CHECKPOINT_ARTIFACT_DIR)}
+    if rec.WEIGHTS not in names:
+        return None
+    return Path(client.download_artifacts(run_id, rec.CHECKPOINT_ARTIFACT_DIR, str(staging / run_id)))
+
+
+def _verified(client: MlflowClient, run_id: str, name: str, local: Path) -> None:
+    """Refuse a member whose checkpoint fails its checksums, naming the file where MLflow stores it:
+    the local copy is gone once the export ends."""
+    try:
+        verify_checkpoint(local)
+    except CorruptCheckpoint as err:
+        stored = f"{client.get_run(run_id).info.artifact_uri}/{rec.CHECKPOINT_ARTIFACT_DIR}"
+        if err.path != local and err.path.is_relative_to(local):
+            stored += f"/{err.path.relative_to(local).as_posix()}"
+        raise SpecError(f"trial {name}", f"{stored}: {err.problem}; its checkpoint is corrupt, not exporting") from err
+
+
+def _load(client: MlflowClient, row: Any, local: Path, data: EvalData | None) -> tuple[Member, EvalData]:
+    _verified(client, row.run_id, row.name, local)
+    model, meta = load_model(local)
+    data = data or eval_data(meta)
+    saved = load_logits(local)
+    if not np.array_equal(saved["val_labels"].numpy(), data.y_val):
+        raise SpecError(f"trial {row.name}", "its saved validation labels differ from the data it names; not exporting")
+    module = Normalized(model, meta["mean"], meta["std"]).eval()
+    test_logits = batched(module, data.x_test)
+    drift = float((test_logits - saved["test_logits"]).abs().max())
+    if drift > REPRODUCE_TOL:
+        raise RuntimeError(f"trial {row.name} does not reproduce its recorded test logits (max diff {drift:.2e})")
+    member = Member(row.run_id, row.name, module, meta, saved["val_logits"].numpy(), test_logits.numpy())
+    return member, data
+
+
+def _mismatch(meta: dict[str, Any], first: dict[str, Any]) -> str | None:
+    differing = [k for k in SHARED if meta[k] != first[k]]
+    if not differing:
+        return None
+    return f"its {', '.join(differing)} {'differs' if len(differing) == 1 else 'differ'} from the best trial's"
+
+
+def load_pool(
+    client: MlflowClient, ranked: pd.DataFrame, k: int, staging: Path, say: Any
+) -> tuple[list[Member], EvalData]:
+    """The ``k`` best loadable trials of ``ranked`` (best first); ``say`` gets one line per trial left out."""
+    members: list[Member] = []
+    data: EvalData | None = None
+    left_out: list[str] = []
+    for row in ranked.itertuples():
+        local = _download(client, row.run_id, staging)
+        if local is None:
+            left_out.append(f"{row.name}: no checkpoint")
+            say(f"left out trial {row.name}: it has no best checkpoint in MLflow")
+            continue
+        member, data = _load(client, row, local, data)
+        problem = _mismatch(member.meta, members[0].meta) if members else None
+        if problem:
+            left_out.append(f"{row.name}: {problem}")
+            say(f"left out trial {row.name}: {problem}")
+            continue
+        members.append(member)
+        if len(members) == k:
+            break
+    if len(members) < k or data is None:
+        why = f" (left out: {'; '.join(left_out)})" if left_out else ""
+        raise SpecError(
+            "--top-k", f"asked for {k} trials but only {len(members)} finished trials can be ensembled{why}"
+        )
+    return members, data

@@ -1,0 +1,266 @@
+"""The report's figures, one function each, drawn headless.
+
+Each function builds a ``matplotlib.figure.Figure`` directly (never pyplot), so nothing is kept in
+global state, several reports may draw at once, and a figure is freed as soon as it is dropped.
+matplotlib is imported inside each function: importing ``tunefleet.analysis`` stays cheap.
+Inputs are plain frames and arrays (what ``_report`` read from MLflow), so each figure can be
+drawn from made-up data too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import textwrap
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from tunefleet.spaces import Categorical, Conditional, Domain, Float, Int
+from tunefleet.spaces import records as rec
+
+from ._importance import Knob, parse_value
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+# How a trial's line looks, by how it ended: (colour, line style).
+STYLES = {
+    rec.COMPLETED: ("tab:blue", "-"),
+    rec.STOPPED: ("tab:gray", "--"),
+    rec.FAILED: ("tab:red", ":"),
+    rec.TIMED_OUT: ("tab:red", ":"),
+    rec.INTERRUPTED: ("tab:orange", ":"),
+}
+OTHER_STYLE = ("tab:orange", ":")
+LABELS = {rec.COMPLETED: "completed", rec.STOPPED: "stopped early (x: where ASHA cut it)"}
+BEST_COLOUR = "tab:green"
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def importance_figure(frame: pd.DataFrame) -> Figure:
+    """Horizontal bars of ``param_importances`` rows, one panel per scope."""
+    scopes = list(dict.fromkeys(frame["scope"]))
+    heights = [max(1.0, 0.28 * (frame["scope"] == s).sum() + 0.7) for s in scopes]
+    fig = _figure(7.5, sum(heights) + 0.3)
+    axes = fig.subplots(len(scopes), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for ax, scope in zip(axes, scopes, strict=True):
+        rows = frame[frame["scope"] == scope].sort_values("importance")
+        ax.barh(rows["param"], rows["importance"], color="tab:blue")
+        ax.set_xlim(0, 1)
+        ax.set_title(f"{scope} ({int(rows['trials'].iloc[0])} trials)", fontsize=9, loc="left")
+        ax.tick_params(labelsize=8)
+    axes[-1].set_xlabel("fANOVA importance (share of the metric's variance)")
+    return fig
+
+
+def _axis(knob: Knob, values: pd.Series) -> tuple[np.ndarray, list[tuple[float, str]]]:
+    """Positions in [0, 1] of a knob's logged values (NaN where it does not apply) and its tick labels."""
+    domain: Domain = knob.domain
+    parsed = [parse_value(domain, v) for v in values]
+    if isinstance(domain, (Categorical, Conditional)):
+        choices = list(domain.choices) if isinstance(domain, Categorical) else list(domain.options)
+        spread = max(1, len(choices) - 1)
+        pos = [choices.index(v) / spread if v is not None else math.nan for v in parsed]
+        return np.array(pos, dtype=float), [(i / spread, str(c)) for i, c in enumerate(choices)]
+    if not isinstance(domain, (Float, Int)):  # searched_knobs never yields a Constant
+        raise TypeError(f"{knob.path}: a constant has no axis")
+    scale = math.log10 if domain.log else float
+    low, high = scale(domain.low), scale(domain.high)
+    pos = [(scale(v) - low) / (high - low) if v is not None else math.nan for v in parsed]
+    # Labels at the ends and the middle, in the knob's own units (the middle of a log axis is the geometric mean).
+    at = [low + f * (high - low) for f in (0.0, 0.5, 1.0)]
+    ticks = [(f, f"{10**v if domain.log else v:.3g}") for f, v in zip((0.0, 0.5, 1.0), at, strict=True)]
+    return np.array(pos, dtype=float), ticks
+
+
+def parallel_coordinates_figure(trials: pd.DataFrame, knobs: list[Knob], metric: str, mode: str = "max") -> Figure:
+    """One vertical axis per searched knob plus the metric; one line per trial, coloured by the metric.
+
+    Trials that ran their planned epochs are solid, stopped-early ones dashed; a line skips the axis
+    of a knob its trial's option does not have (momentum under adamw).
+    """
+    import matplotlib
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.lines import Line2D
+
+    column = rec.best_key(metric)
+    shown = trials[trials["outcome"].isin([rec.COMPLETED, rec.STOPPED]) & trials[column].notna()]
+    shown = shown.sort_values(column, ascending=mode == "max")  # the better a line, the later it is drawn: on top
+    score = shown[column].astype(float).to_numpy()
+    low, high = float(score.min()), float(score.max())
+    span = high - low or 1.0
+    columns: list[np.ndarray] = []
+    tick_sets: list[list[tuple[float, str]]] = []
+    for knob in knobs:
+        pos, ticks = _axis(knob, shown.get(f"params.{knob.param}", pd.Series([None] * len(shown))))
+        columns.append(pos)
+        tick_sets.append(ticks)
+    columns.append((score - low) / span)
+    tick_sets.append([(f, f"{low + f * span:.3g}") for f in (0, 0.5, 1)])
+    names = [k.path for k in knobs] + [column]
+    fig = _figure(min(13.0, max(6.0, 1.1 * len(names) + 2)), 4.4)
+    ax = fig.subplots()
+    # Bright means better either way: reversed colours when lower is better.
+    cmap, norm = matplotlib.colormaps["viridis" if mode == "max" else "viridis_r"], Normalize(low, low + span)
+    for i, outcome in enumerate(shown["outcome"]):
+        colour, ys = cmap(norm(score[i])), [c[i] for c in columns]
+        ax.plot(range(len(ys)), ys, color=colour, ls="--" if outcome == rec.STOPPED else "-", lw=1.4, alpha=0.85)
+        # A knob the trial's option lacks leaves a gap; a faint dotted bridge over it keeps the line
+        # reaching the metric axis without seeming to give that knob a value.
+        known = [(x, y) for x, y in enumerate(ys) if not math.isnan(y)]
+        for (x0, y0), (x1, y1) in itertools.pairwise(known):
+            if x1 - x0 > 1:
+                ax.plot([x0, x1], [y0, y1], color=colour, ls=":", lw=0.9, alpha=0.6)
+    for x, ticks in enumerate(tick_sets):
+        ax.axvline(x, color="black", lw=0.8)
+        for y, text in ticks:
+            ax.text(x + 0.03, y, text, fontsize=7, va="center", ha="left", alpha=0.8)
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+    ax.set_yticks([])
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlim(-0.2, len(names) - 0.6)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=column)
+    proxies = [
+        Line2D([], [], color="gray", ls="-", label="completed"),
+        Line2D([], [], color="gray", ls="--", label="stopped early"),
+    ]
+    if any(k.option is not None for k in knobs):
+        proxies.append(Line2D([], [], color="gray", ls=":", lw=0.9, label="over a knob the trial's option lacks"))
+    ax.legend(handles=proxies, fontsize=7, loc="upper left", bbox_to_anchor=(0, 1.12), ncol=2, frameon=False)
+    return fig
+
+
+def _curve(ax: Axes, points: pd.DataFrame, outcome: str, best: bool) -> None:
+    colour, style = STYLES.get(outcome, OTHER_STYLE)
+    colour = BEST_COLOUR if best else colour
+    points = points.sort_values("step")
+    ax.plot(points["step"], points["value"], color=colour, ls=style, lw=2.2 if best else 1.2, alpha=0.9)
+    if outcome != rec.COMPLETED and len(points):
+        ax.plot(points["step"].iloc[-1], points["value"].iloc[-1], marker="x", color=colour, ms=7, mew=2)
+
+
+def learning_curves_figure(history: pd.DataFrame, trials: pd.DataFrame, metric: str, best_run_id: str | None) -> Figure:
+    """The metric per epoch of every trial (``history``: run_id, step, value), styled by outcome."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(7.5, 4.5)
+    ax = fig.subplots()
+    by_run = dict(tuple(history.groupby("run_id"))) if len(history) else {}
+    outcomes = dict(zip(trials["run_id"], trials["outcome"], strict=True))
+    for run_id, outcome in sorted(outcomes.items(), key=lambda item: item[0] == best_run_id):
+        if run_id in by_run:
+            _curve(ax, by_run[run_id], outcome, run_id == best_run_id)
+    handles = []
+    for outcome in dict.fromkeys(outcomes.values()):
+        colour, style = STYLES.get(outcome, OTHER_STYLE)
+        missing = sum(o == outcome and r not in by_run for r, o in outcomes.items())
+        label = LABELS.get(outcome, f"{outcome or 'unknown'} (x: last epoch it reported)")
+        label += f"; {missing} with no epoch" if missing else ""
+        marker = None if outcome == rec.COMPLETED else "x"
+        handles.append(Line2D([], [], color=colour, ls=style, marker=marker, label=label))
+    if best_run_id is not None:
+        names = dict(zip(trials["run_id"], trials["name"], strict=True))
+        handles.append(Line2D([], [], color=BEST_COLOUR, lw=2.2, label=f"best: {names.get(best_run_id, best_run_id)}"))
+    ax.legend(handles=handles, fontsize=7, loc="best")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def best_so_far_figure(history: pd.DataFrame, metric: str, mode: str, start_ms: float) -> Figure:
+    """Best ``metric`` any trial had reported so far, over wall-clock time and over epochs spent.
+
+    ``history`` holds every trial's per-epoch points (``timestamp`` in ms); each point is one epoch
+    trained, so their count in time order is the compute the search had spent by then.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    points = history.sort_values("timestamp")
+    values = points["value"].astype(float)
+    best = values.cummax() if mode == "max" else values.cummin()
+    seconds = (points["timestamp"].astype(float) - start_ms) / 1000.0
+    minutes = bool(len(seconds)) and float(seconds.max()) > 300
+    elapsed = seconds / 60.0 if minutes else seconds
+    epochs = np.arange(1, len(points) + 1)
+    fig = _figure(10, 3.8)
+    left, right = fig.subplots(1, 2, sharey=True)
+    clock = f"wall-clock {'minutes' if minutes else 'seconds'} since the search started"
+    for ax, x, label in ((left, elapsed, clock), (right, epochs, "epochs trained, all trials together")):
+        ax.scatter(x, values, s=8, color="tab:gray", alpha=0.4, label="one epoch of one trial")
+        ax.step(x, best, where="post", color="tab:blue", lw=2, label=f"best {metric} so far")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.set_ylabel(metric)
+    left.legend(fontsize=7, loc="lower right" if mode == "max" else "upper right")
+    return fig
+
+
+def confusion_matrix_figure(logits: np.ndarray, labels: np.ndarray, class_names: list[str], title: str) -> Figure:
+    """Counts of (true class, predicted class) on the validation split, annotated in each cell."""
+    classes = len(class_names)
+    predicted = logits.argmax(axis=1)
+    counts = np.bincount(labels * classes + predicted, minlength=classes * classes).reshape(classes, classes)
+    size = min(11.0, 2.5 + 0.35 * classes)
+    fig = _figure(size + 1.2, size)
+    ax = fig.subplots()
+    image = ax.imshow(counts, cmap="Blues")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ticks = range(classes)
+    font = 8 if classes <= 20 else 5
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=font)
+    ax.set_yticks(ticks, class_names, fontsize=font)
+    if classes <= 30:  # beyond that the numbers would overlap; the colours still read
+        for (row, col), count in np.ndenumerate(counts):
+            dark = count > counts.max() / 2
+            ax.text(col, row, str(count), ha="center", va="center", fontsize=font, color="white" if dark else "black")
+    accuracy = float(np.trace(counts)) / max(1, int(counts.sum()))
+    ax.set_title(f"{title} (accuracy {accuracy:.3f}, {int(counts.sum())} images)", fontsize=9)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return fig
+
+
+def confident_mistakes(logits: np.ndarray, labels: np.ndarray, limit: int = 16) -> list[tuple[int, int, float]]:
+    """``(index, predicted class, its probability)`` of the wrong predictions, most confident first."""
+    shifted = logits - logits.max(axis=1, keepdims=True)  # softmax without overflow
+    probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    predicted = probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    order = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:limit]
+    return [(int(i), int(predicted[i]), float(probs[i, predicted[i]])) for i in order]
+
+
+def bad_cases_figure(
+    images: np.ndarray, labels: np.ndarray, logits: np.ndarray, class_names: list[str], title: str, limit: int = 16
+) -> Figure | None:
+    """The validation images a trial gets most confidently wrong; None when it gets none wrong."""
+    cases = confident_mistakes(logits, labels, limit)
+    if not cases:
+        return None
+    cols = min(4, len(cases))
+    rows = math.ceil(len(cases) / cols)
+    width = max(4.0, 1.9 * cols)
+    fig = _figure(width, 2.0 * rows + 0.6)
+    fig.suptitle(textwrap.fill(title, int(width * 13)), fontsize=9)  # about 13 characters an inch at 9 pt
+    axes: Any = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (index, predicted, prob) in zip(axes.flat, cases, strict=False):
+        image = images[index]
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
+        true = class_names[int(labels[index])]
+        ax.set_title(f"true {true} / pred {class_names[predicted]} (p={prob:.2f})", fontsize=7)
+    return fig

@@ -1,0 +1,293 @@
+"""A search's report: figures as PNG files plus one self-contained HTML page, logged to the search run.
+
+Runs at the end of every search, so it reads only what is small (run data, metric histories, the
+spec, and the top trials' ``meta.json`` and logits, never weights) and decodes the validation
+images once. Anything missing (no checkpoint, too few trials for fANOVA) becomes a note in the
+report rather than a failure: a finished search must not fail because its report is partial.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from tunefleet.spaces import DataSpec, Domain, SpecError, load_spec
+from tunefleet.spaces import records as rec
+
+from . import _plots as plots
+from ._importance import finished_trials, param_importances, searched_knobs
+from ._runs import open_experiment, ranking, search_run, trials_frame
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from tunefleet.trainables import ImageData
+
+ARTIFACT_PATH = "report"
+HTML_NAME = "report.html"
+DPI = 110
+BAD_CASES = 16  # images per bad-case grid
+BAD_CASES_PREFIX = "bad_cases_top"
+# File names of the figures (each top trial's bad cases: BAD_CASES_PREFIX + rank + ".png").
+IMPORTANCE_PNG, PARALLEL_PNG = "importance.png", "parallel_coordinates.png"
+CURVES_PNG, BEST_SO_FAR_PNG, CONFUSION_PNG = "learning_curves.png", "best_so_far.png", "confusion_matrix.png"
+FIGURE_NAMES = (IMPORTANCE_PNG, PARALLEL_PNG, CURVES_PNG, BEST_SO_FAR_PNG, CONFUSION_PNG)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What ``build_report`` wrote: the PNGs (``files``), the page, and what it had to leave out."""
+
+    out_dir: Path
+    files: list[Path]
+    html: Path
+    search_run_id: str
+    artifact_path: str | None  # where the files are on the search run; None when not logged
+    notes: list[str]
+
+
+@dataclass
+class _Draft:
+    """What the report collects before anything is written: figures in order, tables, notes."""
+
+    figures: list[tuple[str, str, Figure]] = field(default_factory=list)
+    tables: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, name: str, caption: str, figure: Figure | None) -> None:
+        if figure is not None:
+            self.figures.append((name, caption, figure))
+
+
+def _download(uri: str, run: Run, path: str, tmp: Path) -> Path:
+    """One artifact file of ``run``, read from the run's artifact store itself.
+
+    Not ``client.download_artifacts``: MLflow resolves its ``runs:/`` address by also searching the
+    run's logged models, a query per file that costs more than the file (about 0.1 s each).
+    """
+    from mlflow.artifacts import download_artifacts
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    return Path(download_artifacts(artifact_uri=f"{run.info.artifact_uri}/{path}", dst_path=str(tmp), tracking_uri=uri))
+
+
+def _space(uri: str, parent: Run, tmp: Path, draft: _Draft) -> dict[str, Domain] | None:
+    try:
+        return load_spec(_download(uri, parent, rec.SPEC_ARTIFACT, tmp)).space
+    except Exception as err:  # no such artifact (MlflowException), or a spec this version no longer reads
+        draft.notes.append(
+            f"no importance or parallel coordinates: cannot read the search's {rec.SPEC_ARTIFACT}: {err}"
+        )
+        return None
+
+
+def _history(client: MlflowClient, trials: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Every trial's per-epoch ``metric`` points: run_id, step (epoch), value, timestamp (ms).
+
+    Non-finite values (a diverged trial's last epoch) are left out: they cannot be drawn, and a
+    best-so-far must not become NaN."""
+    rows = [
+        (run_id, m.step, m.value, m.timestamp)
+        for run_id in trials["run_id"]
+        for m in client.get_metric_history(run_id, metric)
+        if math.isfinite(m.value)
+    ]
+    return pd.DataFrame(rows, columns=["run_id", "step", "value", "timestamp"])
+
+
+def _search_figures(
+    draft: _Draft,
+    trials: pd.DataFrame,
+    space: dict[str, Domain] | None,
+    history: pd.DataFrame,
+    ranked: tuple[str, str],
+    start_ms: float,
+    best_run_id: str,
+) -> None:
+    """Figures about the search as a whole: importance, parallel coordinates, curves, best so far."""
+    metric, mode = ranked
+    if space is not None:
+        importance = param_importances(trials, space, metric, mode)
+        draft.notes += importance.notes
+        if len(importance.frame):
+            table = importance.frame.to_html(index=False, float_format=lambda v: f"{v:.3f}")
+            draft.tables.append(("Parameter importance (fANOVA)", table))
+            caption = f"fANOVA importance of each searched parameter for best {metric}, per scope of trials"
+            draft.add(IMPORTANCE_PNG, caption, plots.importance_figure(importance.frame))
+        knobs = searched_knobs(space)
+        caption = (
+            f"each trial's searched values, coloured by best {metric}; dashed: stopped early; dotted: not applicable"
+        )
+        draft.add(PARALLEL_PNG, caption, plots.parallel_coordinates_figure(trials, knobs, metric, mode))
+    if not len(history):
+        draft.notes.append(f"no learning curves: no trial logged {metric} per epoch")
+        return
+    caption = f"{metric} per epoch of every trial; dashed with x: stopped early, dotted: failed or interrupted"
+    draft.add(CURVES_PNG, caption, plots.learning_curves_figure(history, trials, metric, best_run_id))
+    caption = f"best {metric} reported so far, over wall-clock time and over epochs spent by all trials"
+    draft.add(BEST_SO_FAR_PNG, caption, plots.best_so_far_figure(history, metric, mode, start_ms))
+
+
+def _checkpoint(client: MlflowClient, uri: str, run_id: str, tmp: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A trial's best-checkpoint metadata and logits, downloading just those two small files."""
+    from tunefleet.trainables import load_logits, read_meta
+
+    run = client.get_run(run_id)
+    meta, logits = (
+        _download(uri, run, f"{rec.CHECKPOINT_ARTIFACT_DIR}/{name}", tmp) for name in (rec.META, rec.LOGITS)
+    )
+    return read_meta(meta.parent), {k: v.numpy() for k, v in load_logits(logits.parent).items()}
+
+
+def _val_images(meta: dict[str, Any], labels: np.ndarray, cache: dict[DataSpec, ImageData]) -> np.ndarray:
+    """The validation images in the order of the trial's logits (decoded once per data spec)."""
+    from tunefleet.trainables import load_data
+
+    spec = DataSpec.model_validate(meta["settings"]["data"])
+    if spec not in cache:
+        cache[spec] = load_data(spec)
+    val = cache[spec].val
+    if not np.array_equal(val.labels, labels):
+        raise ValueError("its validation split is not the one decoded now (has the data changed?)")
+    return val.images
+
+
+def _trial_figures(client: MlflowClient, uri: str, draft: _Draft, best: pd.DataFrame, tmp: Path) -> None:
+    """The best trial's confusion matrix and each top trial's most confident mistakes."""
+    cache: dict[DataSpec, ImageData] = {}
+    for rank, (run_id, name) in enumerate(zip(best["run_id"], best["name"], strict=True), start=1):
+        try:
+            meta, logits = _checkpoint(client, uri, run_id, tmp / run_id)
+            logits_val, labels = logits["val_logits"], logits["val_labels"]
+            classes = [str(c) for c in meta["class_names"]]
+        except Exception as err:  # no checkpoint uploaded, or a damaged one: this trial's figures only
+            draft.notes.append(f"no figures for top {rank} trial {name}: cannot read its checkpoint: {err!r}")
+            continue
+        if rank == 1:
+            title = f"best trial {name}, validation split"
+            matrix = plots.confusion_matrix_figure(logits_val, labels, classes, title)
+            draft.add(CONFUSION_PNG, f"confusion matrix of {title} (rows: true class)", matrix)
+        try:
+            if cache and DataSpec.model_validate(meta["settings"]["data"]) not in cache:
+                draft.notes.append(
+                    f"top {rank} trial {name} trained on other data than the trial above: decoded that too"
+                )
+            images = _val_images(meta, labels, cache)
+        except Exception as err:  # data gone or changed since the search: the other figures still stand
+            draft.notes.append(f"no bad cases for top {rank} trial {name}: cannot load its validation images: {err!r}")
+            continue
+        title = f"top {rank}: {name}, most confident mistakes on the validation split"
+        figure = plots.bad_cases_figure(images, labels, logits_val, classes, title, BAD_CASES)
+        if figure is None:
+            draft.notes.append(f"no bad cases for top {rank} trial {name}: it gets every validation image right")
+        caption = f"top {rank} trial {name}: the validation images it gets most confidently wrong (up to {BAD_CASES})"
+        draft.add(f"{BAD_CASES_PREFIX}{rank}.png", caption, figure)
+
+
+def _top_table(best: pd.DataFrame, space: dict[str, Domain] | None, metric: str) -> str:
+    params = [f"params.{k.param}" for k in searched_knobs(space)] if space is not None else []
+    columns = ["name", "outcome", rec.best_key(metric), rec.BEST_EPOCH, rec.EPOCHS_TRAINED, *params]
+    table = best[[c for c in columns if c in best]].rename(columns=lambda c: c.removeprefix("params."))
+    return str(table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
+
+
+def _html(title: str, summary: str, draft: _Draft, images: list[bytes]) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}",
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}",
+        "img{max-width:100%}figure{margin:1.5em 0}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>",
+    ]
+    parts += [f"<h2>{html.escape(heading)}</h2>{table}" for heading, table in draft.tables]
+    for (_, caption, _), data in zip(draft.figures, images, strict=True):
+        uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        parts.append(f"<figure><img src='{uri}' alt='{html.escape(caption)}'>")
+        parts.append(f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in draft.notes) or "<li>none: every figure was drawn</li>"
+    parts.append(f"<h2>Notes</h2><ul>{notes}</ul></body></html>")
+    return "\n".join(parts)
+
+
+def _render(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    figure.clear()  # free its artists now: a search may build many reports in one process
+    return buffer.getvalue()
+
+
+def _collect(client: MlflowClient, uri: str, parent: Run, trials: pd.DataFrame, best: pd.DataFrame) -> _Draft:
+    """Read what the report needs (into a scratch folder, deleted after) and draw every figure."""
+    metric, mode = ranking(parent)
+    draft = _Draft()
+    with tempfile.TemporaryDirectory(prefix="tunefleet-report-") as tmp:
+        space = _space(uri, parent, Path(tmp), draft)
+        history = _history(client, trials, metric)
+        start_ms = float(parent.info.start_time or history["timestamp"].min())
+        _search_figures(draft, trials, space, history, (metric, mode), start_ms, str(best["run_id"].iloc[0]))
+        _trial_figures(client, uri, draft, best, Path(tmp))
+    draft.tables.insert(0, (f"Top {len(best)} finished trials", _top_table(best, space, metric)))
+    return draft
+
+
+def _write(draft: _Draft, out_dir: Path, title: str, summary: str) -> tuple[list[Path], Path]:
+    """The PNGs and the page, in ``out_dir``; figures of an earlier report there that this one lacks
+    are removed, so the folder never shows a figure the page does not."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = [_render(figure) for _, _, figure in draft.figures]
+    files = [out_dir / name for name, _, _ in draft.figures]
+    stale = [*(out_dir / name for name in FIGURE_NAMES), *out_dir.glob(f"{BAD_CASES_PREFIX}*.png")]
+    for path in set(stale) - set(files):
+        path.unlink(missing_ok=True)
+    for path, data in zip(files, images, strict=True):
+        path.write_bytes(data)
+    page = out_dir / HTML_NAME
+    page.write_text(_html(title, summary, draft, images), encoding="utf-8")
+    return files, page
+
+
+def build_report(
+    uri: str, experiment: str, out_dir: Path, search_run_id: str | None = None, top: int = 3, log_artifacts: bool = True
+) -> Report:
+    """Write a search's figures (PNG) and ``report.html`` into ``out_dir`` and log them to the search run.
+
+    Args:
+        uri, experiment: The tracking store and experiment of the search.
+        search_run_id: The search run; the experiment's latest search when None.
+        top: How many of the best finished trials get a bad-case grid.
+        log_artifacts: Also log the files under ``report/`` on the search run (the MLflow UI shows them).
+
+    Raises:
+        SpecError: No such store, experiment or search run, or a search without a finished trial
+            (then nothing is written).
+    """
+    if top < 1:
+        raise SpecError("--top", f"needs at least 1 trial, got {top}")
+    client, found = open_experiment(uri, experiment)
+    parent = search_run(client, found, search_run_id)
+    run_id, (metric, mode) = parent.info.run_id, ranking(parent)
+    trials = trials_frame(client, parent)
+    finished = finished_trials(trials, metric)
+    if not len(finished):
+        why = f"search {run_id} of {experiment!r} has no finished trials ({len(trials)} trials); nothing to report"
+        raise SpecError("experiment", why)
+    best = finished.sort_values(rec.best_key(metric), ascending=mode == "min", kind="stable").head(top)
+    draft = _collect(client, uri, parent, trials, best)
+    counts = ", ".join(f"{n} {o or 'unknown'}" for o, n in trials["outcome"].value_counts().items())
+    summary = f"search run {run_id}, ranked by {metric} ({mode}); {len(trials)} trials: {counts}"
+    files, page = _write(draft, out_dir, f"tunefleet report: {experiment}", summary)
+    if log_artifacts:
+        for path in [*files, page]:  # only our files: out_dir may hold other things
+            client.log_artifact(run_id, str(path), artifact_path=ARTIFACT_PATH)
+    return Report(out_dir, files, page, run_id, ARTIFACT_PATH if log_artifacts else None, list(draft.notes))

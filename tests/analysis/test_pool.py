@@ -1,0 +1,99 @@
+"""Which trials may be ensembled together: a trial without a checkpoint, or with other classes or
+another input size, is left out by name (never mixed in silently); too few left is one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tunefleet.analysis import export_ensemble
+from tunefleet.spaces import SpecError
+from tunefleet.spaces import records as rec
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def real_checkpoint(searched, tmp_path_factory) -> Path:
+    """The best checkpoint of the shared real search, as a local folder."""
+    client = MlflowClient(tracking_uri=searched.uri)
+    exp = client.get_experiment_by_name("small")
+    runs = client.search_runs([exp.experiment_id], rec.trials_filter(_search_id(client, exp.experiment_id)))
+    best = max(runs, key=lambda r: r.data.metrics[rec.best_key("val_acc")])
+    dst = tmp_path_factory.mktemp("ckpt")
+    return Path(client.download_artifacts(best.info.run_id, rec.CHECKPOINT_ARTIFACT_DIR, str(dst)))
+
+
+def _search_id(client: MlflowClient, experiment_id: str) -> str:
+    (search,) = client.search_runs([experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_SEARCH}'")
+    return str(search.info.run_id)
+
+
+def _variant(source: Path, folder: Path, **meta_changes: object) -> Path:
+    """A copy of ``source`` whose meta.json says something else (meta.json is not in its own checksums)."""
+    shutil.copytree(source, folder)
+    meta = json.loads((folder / rec.META).read_text())
+    (folder / rec.META).write_text(json.dumps(meta | meta_changes))
+    return folder
+
+
+def _search(tmp_path: Path, trials: list[tuple[str, Path | None, str]]) -> str:
+    """A search run with trial runs (name, checkpoint folder or None, outcome), ranked in list order."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("pool", artifact_location=(tmp_path / "artifacts").as_uri())
+    parent = client.create_run(exp, tags={rec.ROLE_TAG: rec.ROLE_SEARCH}, run_name="search").info.run_id
+    client.log_param(parent, rec.SEARCH_METRIC_PARAM, "val_acc")
+    client.log_param(parent, rec.SEARCH_MODE_PARAM, "max")
+    for rank, (name, checkpoint, outcome) in enumerate(trials):
+        tags = {rec.ROLE_TAG: rec.ROLE_TRIAL, rec.PARENT_RUN_TAG: parent, rec.OUTCOME_TAG: outcome}
+        run_id = client.create_run(exp, tags=tags, run_name=name).info.run_id
+        client.log_metric(run_id, rec.best_key("val_acc"), 0.9 - rank / 10)
+        if checkpoint is not None:
+            client.log_artifacts(run_id, str(checkpoint), rec.CHECKPOINT_ARTIFACT_DIR)
+        client.set_terminated(run_id, rec.OUTCOME_STATUS[outcome])
+    client.set_terminated(parent, "FINISHED")
+    return uri
+
+
+def test_members_that_cannot_be_mixed_are_left_out_by_name(real_checkpoint, tmp_path):
+    other_classes = _variant(real_checkpoint, tmp_path / "b", class_names=[f"c{i}" for i in range(10)])
+    bigger = _variant(real_checkpoint, tmp_path / "d", image_size=32)
+    uri = _search(
+        tmp_path,
+        [
+            ("alpha", real_checkpoint, rec.COMPLETED),
+            ("beta", other_classes, rec.COMPLETED),
+            ("gamma", None, rec.COMPLETED),
+            ("delta", bigger, rec.COMPLETED),
+            ("eps", real_checkpoint, rec.COMPLETED),
+        ],
+    )
+    said: list[str] = []
+    card = export_ensemble(uri, "pool", 2, tmp_path / "out", method="mean", say=said.append).card
+    assert [m["name"] for m in card["members"]] == ["alpha", "eps"]
+    assert said == [
+        "left out trial beta: its class_names differs from the best trial's",
+        "left out trial gamma: it has no best checkpoint in MLflow",
+        "left out trial delta: its image_size differs from the best trial's",
+    ]
+    with pytest.raises(SpecError, match=r"^--top-k: .*only 2 .*beta: its class_names.*gamma: no checkpoint.*delta"):
+        export_ensemble(uri, "pool", 3, tmp_path / "none", method="mean", say=said.append)
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_search_without_finished_trials_is_refused_by_export_and_report(tmp_path):
+    from tunefleet.analysis import build_report
+
+    uri = _search(tmp_path, [("alpha", None, rec.STOPPED), ("beta", None, rec.FAILED)])
+    for make in (
+        lambda: export_ensemble(uri, "pool", 1, tmp_path / "out"),
+        lambda: build_report(uri, "pool", tmp_path / "out", log_artifacts=False),
+    ):
+        with pytest.raises(SpecError, match=r"^experiment: .*no finished trials"):
+            make()
+        assert not (tmp_path / "out").exists()

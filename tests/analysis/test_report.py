@@ -1,0 +1,198 @@
+"""The search report: figures from made-up data, then a whole report from a real search in MLflow."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow.artifacts
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tunefleet.analysis._plots import (
+    bad_cases_figure,
+    confident_mistakes,
+    confusion_matrix_figure,
+    learning_curves_figure,
+)
+from tunefleet.analysis._report import (
+    ARTIFACT_PATH,
+    BAD_CASES_PREFIX,
+    CONFUSION_PNG,
+    CURVES_PNG,
+    FIGURE_NAMES,
+    HTML_NAME,
+    build_report,
+)
+from tunefleet.spaces import SpecError
+from tunefleet.spaces import records as rec
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Four trials, every one run to the end (fifo), with a conditional knob: a report with every figure.
+SPEC = {
+    "name": "small",
+    "data": {"kind": "digits", "image_size": 16},
+    "model": "test_resnet",
+    "space": {
+        "lr": {"loguniform": [0.01, 0.08]},
+        "batch_size": {"choice": [32, 64]},
+        "optimizer": {"choice": {"sgd": {"momentum": {"uniform": [0.85, 0.95]}}, "adamw": {}}},
+    },
+    "search": {"searcher": "optuna", "scheduler": "fifo", "num_samples": 4, "max_epochs": 3, "seed": 0},
+}
+
+
+def test_confident_mistakes_are_wrong_predictions_most_confident_first():
+    logits = np.array([[5.0, 0.0], [0.0, 1.0], [0.0, 9.0], [3.0, 0.0], [0.0, 0.1]])
+    labels = np.array([0, 0, 0, 1, 1])
+    cases = confident_mistakes(logits, labels)
+    assert [index for index, _, _ in cases] == [2, 3, 1]  # index 0 and 4 are right
+    assert [pred for _, pred, _ in cases] == [1, 0, 1]
+    assert cases[0][2] == pytest.approx(1 / (1 + np.exp(-9.0)))
+    assert len(confident_mistakes(logits, labels, limit=1)) == 1
+
+
+def test_bad_cases_are_titled_and_shown_in_gray_or_absent_when_all_right():
+    images = np.random.default_rng(0).integers(0, 255, size=(20, 8, 8), dtype=np.uint8)
+    labels = np.arange(20) % 2
+    logits = np.zeros((20, 2))
+    logits[np.arange(20), 1 - labels] = 3.0  # every prediction wrong
+    figure = bad_cases_figure(images, labels, logits, ["cat", "dog"], "t01")
+    assert figure is not None
+    titled = [ax for ax in figure.axes if ax.get_title()]
+    assert len(titled) == 16  # at most 16, though 20 are wrong
+    assert titled[0].get_title() == "true cat / pred dog (p=0.95)"
+    assert titled[0].images[0].get_cmap().name == "gray"
+    logits = -logits  # now every prediction right
+    assert bad_cases_figure(images, labels, logits, ["cat", "dog"], "t01") is None
+
+
+def test_confusion_matrix_counts_each_true_and_predicted_pair():
+    logits = np.eye(3)[[0, 1, 2, 2, 1]]
+    labels = np.array([0, 1, 2, 1, 1])
+    figure = confusion_matrix_figure(logits, labels, ["a", "b", "c"], "best")
+    counts = figure.axes[0].images[0].get_array()
+    assert np.array_equal(counts, [[1, 0, 0], [0, 2, 1], [0, 0, 1]])
+    assert "accuracy 0.800" in figure.axes[0].get_title()
+
+
+def test_learning_curves_mark_stopped_and_failed_trials():
+    trials = pd.DataFrame(
+        {"run_id": ["a", "b", "c", "d"], "name": ["t1", "t2", "t3", "t4"],
+         "outcome": [rec.COMPLETED, rec.STOPPED, rec.FAILED, rec.FAILED]}
+    )  # fmt: skip
+    history = pd.DataFrame(
+        {"run_id": ["a"] * 4 + ["b"] * 2 + ["c"], "step": [1, 2, 3, 4, 1, 2, 1], "value": np.linspace(0.1, 0.9, 7)}
+    )
+    ax = learning_curves_figure(history, trials, "val_acc", best_run_id="a").axes[0]
+    styles = {(line.get_linestyle(), line.get_marker()) for line in ax.lines}
+    assert ("--", "None") in styles and (":", "None") in styles  # stopped dashed, failed dotted
+    assert sum(line.get_marker() == "x" for line in ax.lines) == 2  # last point of b and c
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert any("stopped early" in text for text in legend)
+    assert any(text.startswith("failed") and "1 with no epoch" in text for text in legend)
+    assert "best: t1" in legend
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory) -> str:
+    """One real search (the tunefleet CLI, local Ray) shared by the tests below; its tracking URI."""
+    where = tmp_path_factory.mktemp("search")
+    (where / "spec.yaml").write_text(yaml.safe_dump(SPEC))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tunefleet.search.cli", "search", "spec.yaml"],
+        cwd=where, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return f"sqlite:///{where / 'mlflow.db'}"
+
+
+@pytest.mark.slow
+def test_report_of_a_real_search_has_every_figure_in_png_html_and_mlflow(searched, tmp_path):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / f"{BAD_CASES_PREFIX}9.png").write_bytes(PNG_MAGIC)  # from an earlier, bigger report
+    (out / "mine.txt").write_text("not the report's")
+    report = build_report(searched, "small", out)
+    names = {path.name for path in report.files}
+    expected = {*FIGURE_NAMES, *(f"{BAD_CASES_PREFIX}{i}.png" for i in (1, 2, 3))}
+    # a trial that gets every validation image right has no bad cases, and says so
+    right = {
+        f"{BAD_CASES_PREFIX}{i}.png"
+        for i in (1, 2, 3)
+        if any(f"top {i} trial" in n and "right" in n for n in report.notes)
+    }
+    assert names == expected - right
+    assert {p.name for p in out.iterdir()} == names | {HTML_NAME, "mine.txt"}  # stale figure gone, other files kept
+    page = report.html.read_text()
+    for path in report.files:
+        data = path.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) < 400_000
+        assert base64.b64encode(data).decode() in page  # embedded: the one file works anywhere
+    assert report.html == out / HTML_NAME and report.search_run_id in page
+    assert "Parameter importance" in page and "all finished trials" in page and "Top 3 finished trials" in page
+    client = MlflowClient(tracking_uri=searched)
+    logged = {Path(a.path).name for a in client.list_artifacts(report.search_run_id, ARTIFACT_PATH)}
+    assert logged == names | {HTML_NAME} and report.artifact_path == ARTIFACT_PATH
+    assert client.get_run(report.search_run_id).data.tags[rec.ROLE_TAG] == rec.ROLE_SEARCH
+
+
+@pytest.mark.slow
+def test_a_missing_checkpoint_is_a_note_not_a_failure(searched, tmp_path, monkeypatch):
+    real = mlflow.artifacts.download_artifacts
+
+    def no_logits(*args, **kwargs):
+        if kwargs["artifact_uri"].endswith(rec.LOGITS):
+            raise OSError(f"{kwargs['artifact_uri']}: gone")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", no_logits)
+    report = build_report(searched, "small", tmp_path / "r", top=2, log_artifacts=False)
+    names = {path.name for path in report.files}
+    assert CURVES_PNG in names and not {CONFUSION_PNG, f"{BAD_CASES_PREFIX}1.png"} & names
+    assert sum("cannot read its checkpoint" in note for note in report.notes) == 2
+    assert report.artifact_path is None
+
+
+@pytest.mark.slow
+def test_unknown_experiment_or_search_run_writes_nothing(searched, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(SpecError, match="no experiment 'nope'"):
+        build_report(searched, "nope", out)
+    with pytest.raises(SpecError, match="not a search run"):
+        build_report(searched, "small", out, search_run_id=_a_trial_run(searched))
+    assert not out.exists()
+
+
+def _a_trial_run(uri: str) -> str:
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("small")
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_TRIAL}'")
+    return str(runs[0].info.run_id)
+
+
+def test_search_without_finished_trials_is_refused_before_writing(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("broken", artifact_location=str(tmp_path / "artifacts"))
+    parent = client.create_run(experiment, tags={rec.ROLE_TAG: rec.ROLE_SEARCH}).info.run_id
+    client.log_param(parent, rec.SEARCH_METRIC_PARAM, "val_acc")
+    client.log_param(parent, rec.SEARCH_MODE_PARAM, "max")
+    for outcome in (rec.FAILED, rec.STOPPED):
+        tags = {rec.ROLE_TAG: rec.ROLE_TRIAL, rec.PARENT_RUN_TAG: parent, rec.OUTCOME_TAG: outcome}
+        trial = client.create_run(experiment, tags=tags).info.run_id
+        client.log_metric(trial, rec.best_key("val_acc"), 0.5)
+        client.set_terminated(trial, rec.OUTCOME_STATUS[outcome])
+    out = tmp_path / "out"
+    with pytest.raises(SpecError, match="no finished trials") as err:
+        build_report(uri, "broken", out)
+    assert err.value.path == "experiment"
+    assert not out.exists()
+    assert client.list_artifacts(parent) == []
