@@ -34,7 +34,7 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.modules | $(BIN)/python
 
 demo: $(VENV)/.installed-run
 	$(BIN)/tunefleet search $(SPEC)
-	$(BIN)/tunefleet export $(EXPERIMENT) --top-k 3 --out exports/$(EXPERIMENT)
+	$(BIN)/tunefleet export $(EXPERIMENT) --top-k 3 --out exports/$(EXPERIMENT) --register
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
@@ -71,4 +71,4 @@ bench-smoke: $(VENV)/.installed-dev $(VENV)/.installed-bench
 	$(BIN)/python -m pytest tests/benchmarks -q
 
 clean:
-	rm -rf mlflow.db mlruns tunefleet-runs exports build
+	rm -rf mlflow.db mlruns tunefleet-runs exports reports build

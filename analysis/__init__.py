@@ -1,39 +1,82 @@
 """Reading a search back from MLflow: trial tables, the report that explains it, ensembles of its
 best trials fit on validation predictions, ONNX export, the Model Registry and prediction."""
 
-from ._combine import COMBINERS, METHODS, Combination, fit_combination
-from ._ensemble import ENSEMBLES, Normalized, SoftmaxAverage, Stacked, WeightedAverage, batched, ensemble_module
-from ._export import ExportResult, export_ensemble
-from ._metrics import classifier_metrics
-from ._onnx import export_onnx, onnx_outputs
-from ._predict import ExportedModel, Predictions, load_exported, predict
-from ._register import Registered, check_model_name, register_model
-from ._report import Report, build_report
-from ._runs import (
-    TRIAL_COLUMNS,
-    finished_trials,
-    open_experiment,
-    ranking,
-    run_url,
-    search_run,
-    top_trials,
-    trials_frame,
-)
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads on first use
+    from ._combine import COMBINERS, METHODS, Combination, fit_combination
+    from ._ensemble import ENSEMBLES, Normalized, SoftmaxAverage, Stacked, WeightedAverage, batched, ensemble_module
+    from ._export import ExportResult, export_ensemble
+    from ._metrics import classifier_metrics
+    from ._onnx import export_onnx, onnx_outputs
+    from ._predict import ExportedModel, Predictions, load_exported, predict
+    from ._register import Registered, check_model_name, register_model
+    from ._report import Report, build_report
+    from ._runs import (
+        TRIAL_COLUMNS,
+        finished_trials,
+        open_experiment,
+        ranking,
+        run_url,
+        search_run,
+        top_trials,
+        trials_frame,
+    )
+
+# Name -> module, loaded on first use (Ray Tune's lazy tables): ``tunefleet trials`` needs MLflow
+# and pandas, not torch, timm and onnxruntime, and answers seconds sooner for it.
+_LAZY = {
+    "batched": "._ensemble",
+    "build_report": "._report",
+    "check_model_name": "._register",
+    "classifier_metrics": "._metrics",
+    "Combination": "._combine",
+    "COMBINERS": "._combine",
+    "ensemble_module": "._ensemble",
+    "ENSEMBLES": "._ensemble",
+    "export_ensemble": "._export",
+    "export_onnx": "._onnx",
+    "ExportedModel": "._predict",
+    "ExportResult": "._export",
+    "finished_trials": "._runs",
+    "fit_combination": "._combine",
+    "load_exported": "._predict",
+    "METHODS": "._combine",
+    "Normalized": "._ensemble",
+    "onnx_outputs": "._onnx",
+    "open_experiment": "._runs",
+    "predict": "._predict",
+    "Predictions": "._predict",
+    "ranking": "._runs",
+    "register_model": "._register",
+    "Registered": "._register",
+    "Report": "._report",
+    "run_url": "._runs",
+    "search_run": "._runs",
+    "SoftmaxAverage": "._ensemble",
+    "Stacked": "._ensemble",
+    "top_trials": "._runs",
+    "TRIAL_COLUMNS": "._runs",
+    "trials_frame": "._runs",
+    "WeightedAverage": "._ensemble",
+}
 __all__ = [
     "COMBINERS",
-    "ENSEMBLES",
-    "METHODS",
-    "TRIAL_COLUMNS",
     "Combination",
+    "ENSEMBLES",
     "ExportResult",
     "ExportedModel",
+    "METHODS",
     "Normalized",
     "Predictions",
     "Registered",
     "Report",
     "SoftmaxAverage",
     "Stacked",
+    "TRIAL_COLUMNS",
     "WeightedAverage",
     "batched",
     "build_report",
@@ -55,3 +98,12 @@ __all__ = [
     "top_trials",
     "trials_frame",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -45,7 +45,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
 
-def _member_card(member: Member, weight: float, metric: str, y_test: np.ndarray, classes: list[str]) -> dict[str, Any]:
+def _member_card(
+    member: Member, weight: float | None, metric: str, y_test: np.ndarray, classes: list[str]
+) -> dict[str, Any]:
     return {
         "run_id": member.run_id,
         "name": member.name,
@@ -57,15 +59,13 @@ def _member_card(member: Member, weight: float, metric: str, y_test: np.ndarray,
     }
 
 
-def _weights(combination: Combination, pool: int) -> list[float]:
-    """Each candidate's share of the ensemble (0 for one left out); stacking weighs all it uses alike."""
-    weights = [0.0] * pool
-    shares = (
-        combination.weights
-        if combination.weights is not None
-        else [1 / len(combination.members)] * len(combination.members)
-    )
-    for index, share in zip(combination.members, shares, strict=True):
+def _weights(combination: Combination, pool: int) -> list[float | None]:
+    """Each candidate's share of the averaged probabilities (0 for one left out); None for the
+    members of a stack, whose logits all feed one learned linear layer."""
+    if combination.weights is None:
+        return [None if i in combination.members else 0.0 for i in range(pool)]
+    weights: list[float | None] = [0.0] * pool
+    for index, share in zip(combination.members, combination.weights, strict=True):
         weights[index] = float(share)
     return weights
 

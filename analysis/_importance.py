@@ -113,7 +113,7 @@ def _distribution(domain: Domain) -> Any:
     return od.CategoricalDistribution(list(domain.options))
 
 
-def finished_trials(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
+def _finished(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Trials that ran their planned epochs and recorded the metric, in a stable order.
 
     Stopped-early trials are left out: their best value is from fewer epochs, so it would credit
@@ -170,7 +170,7 @@ def param_importances(trials: pd.DataFrame, space: dict[str, Domain], metric: st
         scopes were skipped and why.
     """
     knobs = searched_knobs(space)
-    done = finished_trials(trials, metric)
+    done = _finished(trials, metric)
     if not knobs:
         return Importance(pd.DataFrame(columns=COLUMNS), ("the space varies no parameter: no importance to compute",))
     if len(done) < MIN_TRIALS:

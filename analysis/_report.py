@@ -26,15 +26,15 @@ from tunefleet.spaces import DataSpec, Domain, SpecError, load_spec
 from tunefleet.spaces import records as rec
 
 from . import _plots as plots
-from ._importance import finished_trials, param_importances, searched_knobs
-from ._runs import open_experiment, ranking, search_run, trials_frame
+from ._importance import param_importances, searched_knobs
+from ._runs import finished_trials, open_experiment, ranking, search_run, trials_frame
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from tunefleet.trainables import ImageData
 
-ARTIFACT_PATH = "report"
+ARTIFACT_PATH = rec.REPORT_ARTIFACT_DIR
 HTML_NAME = "report.html"
 DPI = 110
 BAD_CASES = 16  # images per bad-case grid
@@ -53,6 +53,7 @@ class Report:
     files: list[Path]
     html: Path
     search_run_id: str
+    experiment_id: str
     artifact_path: str | None  # where the files are on the search run; None when not logged
     notes: list[str]
 
@@ -278,11 +279,7 @@ def build_report(
     parent = search_run(client, found, search_run_id)
     run_id, (metric, mode) = parent.info.run_id, ranking(parent)
     trials = trials_frame(client, parent)
-    finished = finished_trials(trials, metric)
-    if not len(finished):
-        why = f"search {run_id} of {experiment!r} has no finished trials ({len(trials)} trials); nothing to report"
-        raise SpecError("experiment", why)
-    best = finished.sort_values(rec.best_key(metric), ascending=mode == "min", kind="stable").head(top)
+    best = finished_trials(trials, metric, mode).head(top)  # a SpecError when there is none
     draft = _collect(client, uri, parent, trials, best)
     counts = ", ".join(f"{n} {o or 'unknown'}" for o, n in trials["outcome"].value_counts().items())
     summary = f"search run {run_id}, ranked by {metric} ({mode}); {len(trials)} trials: {counts}"
@@ -290,4 +287,6 @@ def build_report(
     if log_artifacts:
         for path in [*files, page]:  # only our files: out_dir may hold other things
             client.log_artifact(run_id, str(path), artifact_path=ARTIFACT_PATH)
-    return Report(out_dir, files, page, run_id, ARTIFACT_PATH if log_artifacts else None, list(draft.notes))
+    return Report(
+        out_dir, files, page, run_id, found.experiment_id, ARTIFACT_PATH if log_artifacts else None, list(draft.notes)
+    )

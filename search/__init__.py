@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from ._cluster import check_trial_fits, workers_that_fit
     from ._experiment import Plan, optuna_sampler, planned_trials, preflight, run_experiment
     from ._ledger import TrialLedger, TrialRecord
+    from ._options import tracking_uri
     from ._ray import start_ray
-    from ._search_run import finish_search_run, start_search_run, tracking_uri
+    from ._search_run import finish_search_run, start_search_run
     from ._tracking import MlflowTrialCallback
 
 _EXPORTS = {
@@ -32,7 +33,7 @@ _EXPORTS = {
     "MlflowTrialCallback": "._tracking",
     "finish_search_run": "._search_run",
     "start_search_run": "._search_run",
-    "tracking_uri": "._search_run",
+    "tracking_uri": "._options",
 }
 __all__ = [
     "MlflowTrialCallback",

@@ -12,8 +12,10 @@ import typer
 from rich.table import Table
 
 from tunefleet.spaces import SpecError
+from tunefleet.spaces import records as rec
 
 from ._options import REPORTS_DIR, SearchRun, TrackingUri
+from ._options import tracking_uri as resolve_uri
 
 # `--register` alone names the model after the experiment; `--register NAME` names it. Typer
 # has no option with an optional value, so ``optional_values`` fills in this placeholder.
@@ -80,8 +82,6 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
         """Ensemble the best trials of a search; write OUT/ensemble.onnx and OUT/card.json."""
         from tunefleet.analysis import METHODS, check_model_name, export_ensemble, register_model, run_url
 
-        from ._search_run import tracking_uri as resolve_uri
-
         uri = resolve_uri(tracking_uri)
         name = experiment if register_as == _FROM_EXPERIMENT else register_as
         try:
@@ -101,13 +101,13 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
         console.print(
             f"ensemble test accuracy {card['ensemble']['acc']:.4f} · ONNX matches PyTorch (max abs diff {diff:.1e})"
         )
-        console.print(f"wrote {out / 'ensemble.onnx'} and {out / 'card.json'}", highlight=False)
+        console.print(f"wrote {out / rec.ONNX_FILE} and {out / rec.CARD_FILE}", highlight=False)
+        url = run_url(uri, card["experiment_id"], card["search_run_id"])
+        if url:
+            console.print(f"search run: {url}", highlight=False, soft_wrap=True)
         if name is not None:
-            done = register_model(uri, name, out / "ensemble.onnx", card, result.example)
+            done = register_model(uri, name, out / rec.ONNX_FILE, card, result.example)
             console.print(f"registered {done.uri} (export run {done.run_id})", highlight=False)
-            url = run_url(uri, card["experiment_id"], done.run_id)
-            if url:
-                console.print(f"export run: {url}", highlight=False, soft_wrap=True)
 
     @app.command()
     def report(
@@ -118,8 +118,6 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
     ) -> None:
         """Explain a search: importance, parallel coordinates, curves, confusion, bad cases (PNG + HTML)."""
         from tunefleet.analysis import build_report, run_url
-
-        from ._search_run import tracking_uri as resolve_uri
 
         uri = resolve_uri(tracking_uri)
         folder = out or REPORTS_DIR / experiment
@@ -132,7 +130,7 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
             console.print(f"note: {note}", highlight=False)
         console.print(f"wrote {len(done.files)} figures and {done.html}", highlight=False)
         console.print(f"logged as artifacts {done.artifact_path}/ of search run {done.search_run_id}", highlight=False)
-        url = run_url(uri, done.experiment_id, done.search_run_id) if done.experiment_id else None
+        url = run_url(uri, done.experiment_id, done.search_run_id)
         if url:
             console.print(f"search run: {url}", highlight=False, soft_wrap=True)
 
@@ -145,8 +143,6 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
     ) -> None:
         """Class and probability per image, through onnxruntime, prepared as the model's card says."""
         from tunefleet.analysis import predict as run_predict
-
-        from ._search_run import tracking_uri as resolve_uri
 
         try:
             if fmt not in ("table", "csv"):

@@ -7,7 +7,6 @@ open and close the search run around it and define what goes into each record (n
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -21,11 +20,6 @@ from tunefleet.trainables import scaled_lr
 
 from ._ledger import TrialLedger
 from ._store import LogBatch, Op, SetTerminated, apply_op
-
-
-def tracking_uri(cli_value: str | None, spec_value: str | None = None) -> str:
-    """``--tracking-uri``, else the spec's, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
-    return cli_value or spec_value or os.environ.get("MLFLOW_TRACKING_URI") or rec.DEFAULT_TRACKING_URI
 
 
 def start_search_run(

@@ -18,6 +18,7 @@ from tunefleet.spaces import SpecError
 from tunefleet.spaces import records as rec
 
 from ._options import SearchRun, TrackingUri
+from ._options import tracking_uri as resolve_uri
 
 FORMATS = ("table", "csv", "json")
 # Shown in the table after the fixed columns: at most this many searched params (those that vary;
@@ -115,7 +116,6 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
         from tunefleet.analysis import search_run as find_search
 
         from ._liveness import resume_command, search_state
-        from ._search_run import tracking_uri as resolve_uri
 
         try:
             if fmt not in FORMATS:

@@ -19,6 +19,7 @@ from tunefleet.spaces import SpecError, load_spec
 from ._analysis_cli import optional_values
 from ._analysis_cli import register as register_analysis_commands
 from ._options import SearchRun, TrackingUri
+from ._options import tracking_uri as resolve_uri
 from ._replay_cli import register as register_replay_command
 from ._service_cli import register as register_service_commands
 from ._spaces_cli import app as spaces_app
@@ -83,7 +84,6 @@ def search(
         }
         parsed = load_spec(spec, overrides)
         from ._experiment import preflight
-        from ._search_run import tracking_uri as resolve_uri
 
         plan = preflight(parsed)
         uri = resolve_uri(tracking_uri, parsed.tracking.uri)
@@ -113,7 +113,6 @@ def resume(
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start Ray here")] = None,
 ) -> None:
     """Continue an interrupted search (driver killed, Ctrl-C, reboot, `tunefleet stop`) where it stopped."""
-    from ._search_run import tracking_uri as resolve_uri
 
     try:
         uri = resolve_uri(tracking_uri)

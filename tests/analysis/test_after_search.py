@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import mlflow
@@ -178,10 +179,19 @@ def test_export_register_and_predict_reproduce_the_cards_test_accuracy(searched,
         (["predict", "nowhere", "."], "MODEL"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2_with_nothing_written(searched, args, field):
+def test_bad_input_is_one_line_and_exit_2_with_nothing_written(searched, args, field, monkeypatch, capsys):
+    """The CLI's own entry point, in this process (the same code path as the command, without
+    paying its start-up per case)."""
+    from tunefleet.search.cli import main
+
+    monkeypatch.chdir(searched.folder)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     before = sorted(p.relative_to(searched.folder) for p in searched.folder.rglob("*") if "mlflow.db" not in p.name)
-    result = searched.cli(*args, "--out", "never") if args[0] in ("export",) else searched.cli(*args)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr.startswith(f"error: {field}") and result.stderr.count("\n") == 1, result.stderr
+    monkeypatch.setattr(sys, "argv", ["tunefleet", *args, *(["--out", "never"] if args[0] == "export" else [])])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    stderr = capsys.readouterr().err
+    assert exited.value.code == 2, stderr
+    assert stderr.startswith(f"error: {field}") and stderr.count("\n") == 1, stderr
     after = sorted(p.relative_to(searched.folder) for p in searched.folder.rglob("*") if "mlflow.db" not in p.name)
     assert after == before

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow.artifacts
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
 from tunefleet.analysis._plots import (
@@ -34,18 +30,6 @@ from tunefleet.spaces import SpecError
 from tunefleet.spaces import records as rec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# Four trials, every one run to the end (fifo), with a conditional knob: a report with every figure.
-SPEC = {
-    "name": "small",
-    "data": {"kind": "digits", "image_size": 16},
-    "model": "test_resnet",
-    "space": {
-        "lr": {"loguniform": [0.01, 0.08]},
-        "batch_size": {"choice": [32, 64]},
-        "optimizer": {"choice": {"sgd": {"momentum": {"uniform": [0.85, 0.95]}}, "adamw": {}}},
-    },
-    "search": {"searcher": "optuna", "scheduler": "fifo", "num_samples": 4, "max_epochs": 3, "seed": 0},
-}
 
 
 def test_confident_mistakes_are_wrong_predictions_most_confident_first():
@@ -100,27 +84,13 @@ def test_learning_curves_mark_stopped_and_failed_trials():
     assert "best: t1" in legend
 
 
-@pytest.fixture(scope="module")
-def searched(tmp_path_factory) -> str:
-    """One real search (the tunefleet CLI, local Ray) shared by the tests below; its tracking URI."""
-    where = tmp_path_factory.mktemp("search")
-    (where / "spec.yaml").write_text(yaml.safe_dump(SPEC))
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    done = subprocess.run(
-        [sys.executable, "-m", "tunefleet.search.cli", "search", "spec.yaml"],
-        cwd=where, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    return f"sqlite:///{where / 'mlflow.db'}"
-
-
 @pytest.mark.slow
 def test_report_of_a_real_search_has_every_figure_in_png_html_and_mlflow(searched, tmp_path):
     out = tmp_path / "report"
     out.mkdir()
     (out / f"{BAD_CASES_PREFIX}9.png").write_bytes(PNG_MAGIC)  # from an earlier, bigger report
     (out / "mine.txt").write_text("not the report's")
-    report = build_report(searched, "small", out)
+    report = build_report(searched.uri, "small", out)
     names = {path.name for path in report.files}
     expected = {*FIGURE_NAMES, *(f"{BAD_CASES_PREFIX}{i}.png" for i in (1, 2, 3))}
     # a trial that gets every validation image right has no bad cases, and says so
@@ -138,7 +108,7 @@ def test_report_of_a_real_search_has_every_figure_in_png_html_and_mlflow(searche
         assert base64.b64encode(data).decode() in page  # embedded: the one file works anywhere
     assert report.html == out / HTML_NAME and report.search_run_id in page
     assert "Parameter importance" in page and "all finished trials" in page and "Top 3 finished trials" in page
-    client = MlflowClient(tracking_uri=searched)
+    client = MlflowClient(tracking_uri=searched.uri)
     logged = {Path(a.path).name for a in client.list_artifacts(report.search_run_id, ARTIFACT_PATH)}
     assert logged == names | {HTML_NAME} and report.artifact_path == ARTIFACT_PATH
     assert client.get_run(report.search_run_id).data.tags[rec.ROLE_TAG] == rec.ROLE_SEARCH
@@ -154,7 +124,7 @@ def test_a_missing_checkpoint_is_a_note_not_a_failure(searched, tmp_path, monkey
         return real(*args, **kwargs)
 
     monkeypatch.setattr(mlflow.artifacts, "download_artifacts", no_logits)
-    report = build_report(searched, "small", tmp_path / "r", top=2, log_artifacts=False)
+    report = build_report(searched.uri, "small", tmp_path / "r", top=2, log_artifacts=False)
     names = {path.name for path in report.files}
     assert CURVES_PNG in names and not {CONFUSION_PNG, f"{BAD_CASES_PREFIX}1.png"} & names
     assert sum("cannot read its checkpoint" in note for note in report.notes) == 2
@@ -165,9 +135,9 @@ def test_a_missing_checkpoint_is_a_note_not_a_failure(searched, tmp_path, monkey
 def test_unknown_experiment_or_search_run_writes_nothing(searched, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(SpecError, match="no experiment 'nope'"):
-        build_report(searched, "nope", out)
+        build_report(searched.uri, "nope", out)
     with pytest.raises(SpecError, match="not a search run"):
-        build_report(searched, "small", out, search_run_id=_a_trial_run(searched))
+        build_report(searched.uri, "small", out, search_run_id=_a_trial_run(searched.uri))
     assert not out.exists()
 
 
