@@ -49,9 +49,8 @@ def export_table(card: dict[str, Any]) -> Table:
     for col in ("member", "weight", card["metric"], *(f"test_{s}" for s in scores)):
         table.add_column(col, justify="left" if col == "member" else "right")
     for m in card["members"]:
-        table.add_row(
-            m["name"], f"{m['weight']:.3f}", _score(m.get(card["metric"])), *(_score(m["test"].get(s)) for s in scores)
-        )
+        weight = "stacked" if m["weight"] is None else f"{m['weight']:.3f}"  # a stack weighs logits, not members
+        table.add_row(m["name"], weight, _score(m.get(card["metric"])), *(_score(m["test"].get(s)) for s in scores))
     ens = card["ensemble"]
     table.add_row("[bold]ensemble[/]", "", "", *(f"[bold]{_score(ens.get(s))}[/]" for s in scores))
     return table

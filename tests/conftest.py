@@ -6,6 +6,8 @@ import copy
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +45,15 @@ def write_spec(tmp_path: Path):
     return write
 
 
-@pytest.fixture
-def cli(tmp_path: Path):
-    """Run ``tunefleet ARGS`` as a user would, with ``tmp_path`` as the working directory."""
+def cli_in(folder: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``tunefleet ARGS`` as a user would, with ``folder`` as the working directory."""
 
     def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         env["COLUMNS"] = "160"
         return subprocess.run(
             [sys.executable, "-m", "tunefleet.search.cli", *args],
-            cwd=tmp_path,
+            cwd=folder,
             env=env,
             capture_output=True,
             text=True,
@@ -60,6 +61,34 @@ def cli(tmp_path: Path):
         )
 
     return run
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    """``cli_in(tmp_path)``: each test's searches and files in its own folder."""
+    return cli_in(tmp_path)
+
+
+@dataclass(frozen=True)
+class Searched:
+    folder: Path  # the search's working directory (mlflow.db, reports/ are here)
+    uri: str
+    output: str  # what the search printed
+    cli: Callable[..., subprocess.CompletedProcess[str]]  # ``tunefleet ARGS`` in ``folder``
+
+
+@pytest.fixture(scope="session")
+def searched(tmp_path_factory) -> Searched:
+    """One real, short search (``SMALL_SPEC``: four trials, all run to the end, with SGD's
+    conditional momentum) for every test that only reads a search back or adds exports to it."""
+    folder = tmp_path_factory.mktemp("searched")
+    spec = copy.deepcopy(SMALL_SPEC)
+    spec["search"]["max_epochs"] = 3
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+    run = cli_in(folder)
+    result = run("search", "spec.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return Searched(folder, f"sqlite:///{folder / 'mlflow.db'}", result.stdout, run)
 
 
 # Image folders generated on the fly: colour-coded classes, uneven sizes.
