@@ -22,7 +22,6 @@ if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads o
         ranking,
         run_url,
         search_run,
-        top_trials,
         trials_frame,
     )
 
@@ -58,7 +57,6 @@ _LAZY = {
     "search_run": "._runs",
     "SoftmaxAverage": "._ensemble",
     "Stacked": "._ensemble",
-    "top_trials": "._runs",
     "TRIAL_COLUMNS": "._runs",
     "trials_frame": "._runs",
     "WeightedAverage": "._ensemble",
@@ -95,7 +93,6 @@ __all__ = [
     "register_model",
     "run_url",
     "search_run",
-    "top_trials",
     "trials_frame",
 ]
 

@@ -108,14 +108,6 @@ def finished_trials(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame
     return finished.sort_values(column, ascending=mode == "min", kind="stable")
 
 
-def top_trials(frame: pd.DataFrame, metric: str, mode: str, k: int) -> pd.DataFrame:
-    """The ``k`` best finished trials, best first."""
-    finished = finished_trials(frame, metric, mode)
-    if k < 1 or k > len(finished):
-        raise SpecError("--top-k", f"asked for {k} trials but the search has {len(finished)} finished trials")
-    return finished.head(k)
-
-
 def ranking(parent: Run) -> tuple[str, str]:
     """The metric a search ranked its trials by, and its mode, as the search run recorded them."""
     params = parent.data.params
