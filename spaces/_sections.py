@@ -30,6 +30,7 @@ from .records import METRIC_MODES
 FIELD_ERROR = "tunefleet_field"
 Mode = Literal["max", "min"]
 DataKind = Literal["digits", "imagefolder"]
+DataCache = Literal["auto", "memory", "stream"]
 # A URL scheme (two letters or more, so that a Windows drive ``C:/`` is not one) and ``://``.
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://")
 # Ray Tune keeps every trial in the driver's memory and rewrites all of them into the experiment
@@ -68,6 +69,23 @@ class DataSpec(Section):
     color: Literal["auto", "rgb", "grayscale"] = Field(
         "auto", description="auto: 1 channel when every image is grayscale, else RGB"
     )
+    cache: DataCache = Field(
+        "auto",
+        description="memory: every image decoded once per trial process and kept; stream: read from disk each "
+        "epoch by loader workers; auto: memory when the decoded images fit in data.cache_budget_gb",
+    )
+    cache_budget_gb: float = Field(
+        2.0,
+        gt=0,
+        description="GiB of decoded images (image_size^2 x channels bytes each) one trial process may keep in "
+        "memory; auto streams above it, and cache: memory is refused above it",
+    )
+    loader_workers: int | None = Field(
+        None,
+        ge=0,
+        description="DataLoader worker processes per trial worker (0: load in the training process); "
+        "unset: one per CPU the worker reserves beyond the first, at least one",
+    )
 
     def with_absolute_root(self) -> DataSpec:
         """The same data with ``root`` made absolute: trials run in folders of their own, and a
@@ -91,6 +109,8 @@ class DataSpec(Section):
             raise _field_error("root", "imagefolder data needs a root folder")
         if self.kind != "imagefolder" and self.root:
             raise _field_error("root", f"only imagefolder data has a root; data.kind is {self.kind!r}")
+        if self.cache == "stream" and self.kind != "imagefolder":
+            raise _field_error("cache", f"stream reads image files; {self.kind} data is bundled in memory")
         if self.val_fraction + self.test_fraction >= 0.9:
             raise _field_error(
                 "test_fraction",

@@ -90,7 +90,16 @@ EPOCH_METRICS = (
     "epoch_time_s",
     "per_worker_batch",  # PER_WORKER_BATCH_KEY: lower after an out-of-memory retry
     "grad_accum_steps",  # GRAD_ACCUM_KEY
+    "unreadable_images",  # UNREADABLE
+    "setup_s",  # SETUP_TIME: first epoch a trial (or its resumption) trains only
 )
+# Images that could not be read in the epoch (streamed files that broke after the scan): skipped.
+UNREADABLE = "unreadable_images"
+# Seconds from the trial starting (or resuming) to its first training batch: data, model build,
+# optimizer, loader start. Every trial pays it; short ASHA trials feel it most.
+SETUP_TIME = "setup_s"
+# The search run's params: which data path the trials use (memory or stream) and its size.
+DATA_CACHE_PARAM, DATA_DECODED_GIB_PARAM = "data.cache_chosen", "data.decoded_gib"
 # Where the trial runs, in every report (strings, not metrics): the driver turns them into tags.
 NODE_ID_KEY, HOSTNAME_KEY, GPU_IDS_KEY = "node_id", "hostname", "gpu_ids"
 # Only reports whose search metric improved (they carry a new best checkpoint) hold test metrics.

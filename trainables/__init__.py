@@ -1,8 +1,9 @@
-"""What runs inside one trial: data, timm model, optimizer, schedule, loss, augmentation, loop,
-checkpoints and per-epoch reports. Imports ``tunefleet.spaces`` (to resolve a recipe, and the
-record names in ``tunefleet.spaces.records``), never ``tunefleet.search``."""
+"""What runs inside one trial: data (in memory or streamed: ``_data``, ``_feed``), timm model,
+optimizer, schedule, loss, augmentation, loop, checkpoints and per-epoch reports. Imports
+``tunefleet.spaces`` (to resolve a recipe, and the record names in ``tunefleet.spaces.records``),
+never ``tunefleet.search``."""
 
-from ._augment import GaussianNoise, create_transforms
+from ._augment import BatchAugment, GaussianNoise, Transforms, create_transforms
 from ._checkpoint import (
     CheckpointWriteError,
     CorruptCheckpoint,
@@ -15,7 +16,8 @@ from ._checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
-from ._data import DATASETS, eval_tensors, load_data
+from ._data import DATASETS, DataPlan, load_data, open_data, plan_data
+from ._feed import DataFeed, loader_workers
 from ._folder import FolderScan, scan_folder
 from ._loop import TrialOutOfMemory, classification_metrics, predict
 from ._loss import LOSSES, FocalLoss, create_loss, create_mixup
@@ -23,13 +25,22 @@ from ._model import build_model, create_model, freeze_stages, normalization, sca
 from ._optim import OPTIMIZERS, create_optimizer
 from ._schedule import SCHEDULES, create_scheduler
 from ._settings import TrialSettings
-from ._splits import RESIZE, ImageData, Split, stratified_split
+from ._splits import RESIZE, FileSplit, ImageData, Split, read_image, stratified_split
 from ._trial import run_trial
 from ._tune import tune_trainable
 from ._upload import CheckpointUploader, RunLink
 
 __all__ = [
     "RESIZE",
+    "BatchAugment",
+    "DataFeed",
+    "DataPlan",
+    "FileSplit",
+    "Transforms",
+    "loader_workers",
+    "open_data",
+    "plan_data",
+    "read_image",
     "CheckpointUploader",
     "CheckpointWriteError",
     "CorruptCheckpoint",
@@ -56,7 +67,6 @@ __all__ = [
     "create_optimizer",
     "create_scheduler",
     "create_transforms",
-    "eval_tensors",
     "load_data",
     "load_logits",
     "load_model",

@@ -1,19 +1,25 @@
 """The augmentation factory: a recipe's ``augmentation`` group and ``auto_augment`` family ->
-train and eval transforms over timm's ``create_transform``.
+train and eval transforms over timm's ``create_transform``, in timm's prefetcher form.
+
+Per sample (in the loader workers), images stay uint8: geometry and colour ops, then timm's
+``MaybePILToTensor``. Per batch, on the training device: timm's ``PrefetchLoader`` normalizes
+(``_feed.py``), then ``BatchAugment`` adds Gaussian noise and timm's random erasing. Moving
+uint8 between processes costs a quarter of float32, and on a GPU the arithmetic leaves the CPU.
 
 Its own module because the train pipeline is assembled from timm's three stages with our own
-steps between them (rotation before, auto-augment and jitter amid, noise after normalizing),
+steps between them (rotation before, auto-augment and jitter amid, noise before erasing),
 and that ordering is the one thing here that needs care.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from timm.data import create_transform
 from timm.data.auto_augment import rand_augment_choices, rand_augment_transform
+from timm.data.random_erasing import RandomErasing
 from torchvision import transforms as T
 
 
@@ -28,6 +34,42 @@ class GaussianNoise:
 
     def __repr__(self) -> str:
         return f"GaussianNoise(std={self.std})"
+
+
+class BatchAugment:
+    """The train steps that come after normalizing, on a whole batch on its device: noise, then
+    timm's random erasing (so erased patches stay clean pixel noise)."""
+
+    def __init__(self, noise_std: float, re_prob: float, device: torch.device) -> None:
+        self.noise = GaussianNoise(noise_std) if noise_std > 0 else None
+        self.erasing = RandomErasing(re_prob, mode="pixel", device=device) if re_prob > 0 else None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.noise is not None:
+            x = self.noise(x)
+        if self.erasing is not None:
+            x = self.erasing(x)
+        return x
+
+    @property
+    def active(self) -> bool:
+        return self.noise is not None or self.erasing is not None
+
+
+@dataclass(frozen=True)
+class Transforms:
+    """Per-sample transforms (PIL at ``image_size`` -> uint8 tensor) and the normalization and
+    batch steps that follow them on the device."""
+
+    train: T.Compose
+    evaluate: T.Compose
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    noise_std: float
+    re_prob: float
+
+    def batch_augment(self, device: torch.device) -> BatchAugment:
+        return BatchAugment(self.noise_std, self.re_prob, device)
 
 
 # timm's "Posterize" ops reach 0 bits at the ends of the magnitude range, which Pillow >= 11
@@ -74,17 +116,18 @@ def _photometric(recipe: dict[str, Any], image_size: int, in_chans: int, mean: t
 
 def create_transforms(
     recipe: dict[str, Any], image_size: int, in_chans: int, mean: tuple[float, ...], std: tuple[float, ...]
-) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+) -> Transforms:
     """timm's train and eval transforms for PIL images already at ``image_size`` ("L" or "RGB").
 
-    Train: rotation, timm's random-resized crop and flips, auto-augment, colour jitter
-    (saturation skipped for 1 channel), tensor + normalize, Gaussian noise, random erasing.
-    Eval: tensor + normalize only (``crop_pct=1``: images are stored at the model's size).
+    Train, per sample: rotation, timm's random-resized crop and flips, auto-augment, colour
+    jitter (saturation skipped for 1 channel), uint8 tensor; per batch: normalize, Gaussian
+    noise, random erasing. Eval: uint8 tensor, then normalize (``crop_pct=1``: images are stored
+    at the model's size).
     """
     aug = recipe["augmentation"]
     common: dict[str, Any] = {"input_size": (in_chans, image_size, image_size), "mean": mean, "std": std}
     # timm's three stages: primary (crop, flips), secondary (its own colour ops: none, since its
-    # jitter is off and it gets no auto_augment) and final (tensor, normalize, random erasing).
+    # jitter is off and it gets no auto_augment) and final (with the prefetcher: to uint8 tensor).
     primary, secondary, final = create_transform(
         is_training=True,
         separate=True,
@@ -92,25 +135,19 @@ def create_transforms(
         hflip=0.5 if aug["hflip"] else 0.0,
         vflip=0.5 if aug["vflip"] else 0.0,
         color_jitter=None,  # type: ignore[arg-type]  # None turns timm's off; ours is in _photometric
-        re_prob=aug["re_prob"],
-        re_mode="pixel",
         interpolation="bilinear",
+        use_prefetcher=True,
         **common,
     )
-    # timm appends random erasing last, and only when re_prob > 0. Noise goes before it, so
-    # erased patches stay clean pixel noise rather than getting our noise added on top.
-    to_tensor = list(final.transforms)
-    erasing = [to_tensor.pop()] if aug["re_prob"] > 0 else []
-    noise = [GaussianNoise(aug["noise_std"])] if aug["noise_std"] > 0 else []
     train = T.Compose(
         _rotation(aug, in_chans, mean)
         + list(primary.transforms)
         + list(secondary.transforms)
         + _photometric(recipe, image_size, in_chans, mean)
-        + to_tensor
-        + noise
-        + erasing
+        + list(final.transforms)
     )
     # crop_pct=1: images are stored at the model's size, so evaluation must not crop their borders.
-    evaluate = create_transform(is_training=False, crop_pct=1.0, interpolation="bilinear", **common)
-    return train, evaluate
+    evaluate = create_transform(
+        is_training=False, crop_pct=1.0, interpolation="bilinear", use_prefetcher=True, **common
+    )
+    return Transforms(train, evaluate, tuple(mean), tuple(std), float(aug["noise_std"]), float(aug["re_prob"]))

@@ -12,13 +12,16 @@ from tunefleet.spaces import DataSpec
 
 from ._splits import ImageData, Split, resize, stratified_split
 
+# load_digits() holds this many images; known without importing scikit-learn (slow), to plan.
+DIGITS_IMAGES = 1797
+
 
 def resize_all(images: list[np.ndarray] | np.ndarray, size: int) -> np.ndarray:
     """Resize uint8 images (all of one mode) to ``size`` x ``size`` and stack them."""
     return np.stack([np.asarray(resize(Image.fromarray(im), size)) for im in images])
 
 
-def decode_digits(source: DataSpec) -> ImageData:
+def decode_digits(source: DataSpec) -> ImageData[Split]:
     """The 1797 digits at ``source.image_size``, split per ``source`` (seeded, stratified)."""
     from sklearn.datasets import load_digits  # scikit-learn is slow to import: only when digits are used
 

@@ -1,9 +1,10 @@
 """Image folders: ``root/<class>/*.png|jpg`` or ``root/train|val|test/<class>/...``.
 
 Scanning (listing files, reading headers, optionally verifying each file) is cheap and runs
-before a search starts, so a bad folder is refused up front with the field named. Decoding
-happens once per worker process; a file that cannot be read is skipped and counted, never a
-crash in the middle of a search.
+before a search starts, so a bad folder is refused up front with the field named. The split is
+made on the file list (``folder_splits``), so a streamed and a decoded folder hold the same
+images in the same order; decoding (``decode_folder``) happens once per trial process. A file
+that cannot be read is skipped and counted, never a crash in the middle of a search.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from PIL import Image
 
 from tunefleet.spaces import DataSpec, SpecError
 
-from ._splits import ImageData, Split, resize, stratified_split
+from ._splits import FileSplit, ImageData, Split, stratified_split
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 SPLITS = ("train", "val", "test")
@@ -125,45 +126,53 @@ def _check_classes(scan: FolderScan) -> None:
             )
 
 
-def _decode(path: Path, mode: str, size: int) -> np.ndarray | None:
+def folder_splits(source: DataSpec, scan: FolderScan | None = None) -> ImageData[FileSplit]:
+    """The folder's files split per ``source`` (seeded, stratified), nothing decoded yet;
+    ``scan``: the folder's, if already listed."""
+    scan = scan or scan_folder(source.root, verify=False)
+    grayscale = scan.grayscale if source.color == "auto" else source.color == "grayscale"
+    mode = "L" if grayscale else "RGB"
+    listed = {
+        split: (tuple(str(p) for p, _ in pairs), np.array([y for _, y in pairs], dtype=np.int64))
+        for split, pairs in scan.files.items()
+    }
+    pool_key = "train" if "train" in listed else "all"
+    files, labels = listed[pool_key]
+    val_frac = source.val_fraction if "val" not in listed else 0.0
+    test_frac = source.test_fraction if "test" not in listed else 0.0
+    carved = _carve(labels, source.split_seed, val_frac, test_frac)
+    # Splits on disk are used as they are; missing ones are carved from train (or the one folder).
+    train, val, test = (
+        listed[name] if name in listed else (tuple(files[i] for i in idx), labels[idx])
+        for name, idx in zip(("train", "val", "test"), carved, strict=True)
+    )
+    train_split, val_split, test_split = (FileSplit(f, y, mode, source.image_size) for f, y in (train, val, test))
+    return ImageData(train_split, val_split, test_split, class_names=scan.class_names, skipped=len(scan.unreadable))
+
+
+def _pixels(split: FileSplit, i: int) -> np.ndarray | None:
     try:
-        with Image.open(path) as im:
-            return np.asarray(resize(im.convert(mode), size))
-    except Exception:
+        return np.asarray(split.image(i))
+    except Exception:  # any decoder error: the file is skipped and counted, never a crash
         return None
 
 
-def decode_folder(source: DataSpec) -> ImageData:
-    """Decode every image at ``source.image_size`` and split it per ``source`` (seeded, stratified)."""
-    scan = scan_folder(source.root, verify=False)
-    grayscale = scan.grayscale if source.color == "auto" else source.color == "grayscale"
-    mode = "L" if grayscale else "RGB"
-    workers = min(8, os.cpu_count() or 1)
-    decoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    skipped = len(scan.unreadable)
-    with ThreadPoolExecutor(workers) as pool:
-        for split, pairs in scan.files.items():
-            arrays = list(pool.map(lambda pair: _decode(pair[0], mode, source.image_size), pairs))
-            kept = [(a, pairs[i][1]) for i, a in enumerate(arrays) if a is not None]
-            skipped += len(pairs) - len(kept)
-            shape = (0, source.image_size, source.image_size) + (() if grayscale else (3,))
-            images = np.stack([a for a, _ in kept]) if kept else np.zeros(shape, np.uint8)
-            decoded[split] = (images, np.array([y for _, y in kept], dtype=np.int64))
-    splits = _assign_splits(decoded, source)
-    return ImageData(*splits, class_names=scan.class_names, skipped=skipped)
+def decode_split(split: FileSplit) -> tuple[Split, int]:
+    """Every file of ``split`` decoded into memory (threads: PIL releases the GIL); the decoded
+    split and how many files could not be read."""
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        arrays = list(pool.map(lambda i: _pixels(split, i), range(len(split))))
+    kept = [(i, a) for i, a in enumerate(arrays) if a is not None]
+    shape = (0, split.size, split.size) + (() if split.mode == "L" else (3,))
+    images = np.stack([a for _, a in kept]) if kept else np.zeros(shape, np.uint8)
+    return Split(images, split.labels[[i for i, _ in kept]]), len(split) - len(kept)
 
 
-def _assign_splits(decoded: dict[str, tuple[np.ndarray, np.ndarray]], source: DataSpec) -> tuple[Split, Split, Split]:
-    """Splits on disk are used as they are; missing ones are carved from train (or the one folder)."""
-    pool_key = "train" if "train" in decoded else "all"
-    images, labels = decoded[pool_key]
-    val_frac = source.val_fraction if "val" not in decoded else 0.0
-    test_frac = source.test_fraction if "test" not in decoded else 0.0
-    train_idx, val_idx, test_idx = _carve(labels, source.split_seed, val_frac, test_frac)
-    train = Split(images[train_idx], labels[train_idx])
-    val = Split(*decoded["val"]) if "val" in decoded else Split(images[val_idx], labels[val_idx])
-    test = Split(*decoded["test"]) if "test" in decoded else Split(images[test_idx], labels[test_idx])
-    return train, val, test
+def decode_folder(source: DataSpec, scan: FolderScan | None = None) -> ImageData[Split]:
+    """Every image of the folder decoded at ``source.image_size``, split as ``folder_splits``."""
+    streamed = folder_splits(source, scan)
+    (train, a), (val, b), (test, c) = (decode_split(s) for s in (streamed.train, streamed.val, streamed.test))
+    return ImageData(train, val, test, class_names=streamed.class_names, skipped=streamed.skipped + a + b + c)
 
 
 def _carve(labels: np.ndarray, seed: int, val_frac: float, test_frac: float) -> tuple[np.ndarray, ...]:

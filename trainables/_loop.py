@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 
 class TrialOutOfMemory(RuntimeError):
@@ -101,6 +100,8 @@ class TrainParts:
 def _chunks(parts: TrainParts, x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One batch as ``parts.accumulate`` micro-batches, each moved to the device only when its
     turn comes (mixup mixes the whole batch, before it is split)."""
+    if parts.mixup is not None and len(x) % 2:  # an unreadable file left it odd; mixup pairs images
+        x, y = x[:-1], y[:-1]
     if parts.mixup is not None and parts.accumulate > 1:
         x, y = parts.mixup(x, y)
     for xs, ys in zip(torch.tensor_split(x, parts.accumulate), torch.tensor_split(y, parts.accumulate), strict=True):
@@ -133,15 +134,19 @@ def _step(parts: TrainParts, x: torch.Tensor, y: torch.Tensor, epoch: int, step:
     return total / len(x)
 
 
-def train_epoch(parts: TrainParts, loader: DataLoader[Any], epoch: int, steps: int) -> tuple[float, int]:
-    """One pass over ``loader`` (one optimizer step per batch, over ``parts.accumulate``
+def train_epoch(
+    parts: TrainParts, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], epoch: int, steps: int
+) -> tuple[float, int]:
+    """One pass over ``batches`` (one optimizer step per batch, over ``parts.accumulate``
     micro-batches); returns (mean train loss over all workers, images seen by this worker)."""
     parts.model.train()
     # On a GPU, reading the loss every step would stall the pipeline; check it every few steps.
     check_every = 16 if parts.device.type == "cuda" else 1
     total = torch.zeros((), dtype=torch.float64, device=parts.device)
     seen = 0
-    for step, (x, y) in enumerate(loader):
+    for step, (x, y) in enumerate(batches):
+        if len(x) == 0 or (parts.mixup is not None and len(x) < 2):  # its files were unreadable
+            continue
         total += _step(parts, x, y, epoch, step) * len(x)
         seen += len(x)
         if (step + 1) % check_every == 0 or step + 1 == steps:
@@ -161,14 +166,22 @@ def train_epoch(parts: TrainParts, loader: DataLoader[Any], epoch: int, steps: i
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 512) -> torch.Tensor:
-    """Logits for ``x`` in eval mode, without autograd, in float32 on the CPU."""
+def predict(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (float32, on the CPU) and labels of every batch, in eval mode without autograd."""
     model.eval()
-    out = []
-    for i in range(0, len(x), batch):
+    logits, labels = [], []
+    for x, y in batches:
+        x = x.to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out.append(model(x[i : i + batch].to(device)).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0)
+            logits.append(model(x).float().cpu())
+        labels.append(y.cpu())
+    if not logits:
+        return torch.zeros(0), torch.zeros(0, dtype=torch.int64)
+    return torch.cat(logits), torch.cat(labels)
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, prefix: str = "val") -> dict[str, float]:

@@ -7,7 +7,8 @@ benchmarks run a trial in-process.
 
 Each epoch's randomness (shuffle order, augmentation, mixup) is seeded from ``(seed, epoch,
 rank)``, so a trial resumed from its ``last/`` checkpoint continues exactly as if it had not
-stopped.
+stopped. Data comes through ``_feed.DataFeed`` on the path ``_data.plan_data`` chose (memory or
+stream); the first epoch reports ``setup_s``, the seconds from the call to the first batch.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from tunefleet.spaces.records import (
     BEST,
@@ -36,6 +36,8 @@ from tunefleet.spaces.records import (
     IS_LAST,
     LAST,
     PER_WORKER_BATCH_KEY,
+    SETUP_TIME,
+    UNREADABLE,
 )
 
 from ._augment import create_transforms
@@ -48,7 +50,8 @@ from ._checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
-from ._data import TransformedSplit, eval_tensors, load_data
+from ._data import open_data
+from ._feed import DataFeed, epoch_seed, loader_workers
 from ._loop import Precision, TrainParts, classification_metrics, predict, train_epoch
 from ._loss import create_loss, create_mixup
 from ._model import build_model, normalization, scaled_lr
@@ -75,32 +78,21 @@ class Workers:
         return Workers()
 
 
-def _seed_epoch(seed: int, epoch: int, rank: int) -> torch.Generator:
-    """Seed every RNG the epoch uses (timm transforms draw from ``random`` and torch)."""
-    value = (seed * 1_000_003 + epoch * 1009 + rank) % 2**31
+def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Seed the training process's RNGs for the epoch: mixup, dropout, noise and erasing draw
+    from them (each sample's augmentation has a seed of its own; see ``_feed``)."""
+    value = epoch_seed(seed, epoch, rank)
     random.seed(value)
     np.random.seed(value)
     torch.manual_seed(value)
-    return torch.Generator().manual_seed(value)
 
 
-def _loader(train_set: TransformedSplit, batch: int, epoch: int, settings: TrialSettings, workers: Workers,
-            drop_last: bool, pin: bool) -> DataLoader[Any]:  # fmt: skip
-    generator = _seed_epoch(settings.search.seed, epoch, workers.rank)
-    sampler: Any
-    if workers.world > 1:
-        sampler = DistributedSampler(
-            train_set,
-            num_replicas=workers.world,
-            rank=workers.rank,
-            shuffle=True,
-            seed=settings.search.seed,
-            drop_last=True,
-        )
-        sampler.set_epoch(epoch)
-    else:
-        sampler = RandomSampler(train_set, generator=generator)
-    return DataLoader(train_set, batch_size=batch, sampler=sampler, drop_last=drop_last, pin_memory=pin)
+def _first_batch_timed(batches: Iterable[Any], started: float, times: dict[str, float]) -> Iterator[Any]:
+    """``batches`` as they are, noting in ``times[SETUP_TIME]`` when the first one arrived."""
+    for i, item in enumerate(batches):
+        if i == 0:
+            times[SETUP_TIME] = time.perf_counter() - started
+        yield item
 
 
 def _patience(recipe: dict[str, Any], settings: TrialSettings) -> int | None:
@@ -132,26 +124,28 @@ def run_trial(
         accumulate: Micro-batches per optimizer step (``batch_size / accumulate`` images each),
             after running out of memory; a checkpoint that accumulated more keeps its own.
     """
+    started = time.perf_counter()
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.search.seed)
     workers = Workers.current()
     device = torch.device(settings.device)
-    data = load_data(settings.data)
+    data, plan = open_data(settings.data)
     model = build_model(recipe, data.num_classes, data.in_chans)
     mean, std = normalization(model, data.in_chans)
-    train_tf, eval_tf = create_transforms(recipe, settings.data.image_size, data.in_chans, mean, std)
-    x_val, y_val = eval_tensors(data.val, eval_tf)
-    x_test, y_test = eval_tensors(data.test, eval_tf)
+    transforms = create_transforms(recipe, settings.data.image_size, data.in_chans, mean, std)
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     mixup = create_mixup(recipe, data.num_classes)
-    train_set = TransformedSplit(data.train, train_tf)
     batch = int(recipe["batch_size"])
-    per_worker = len(train_set) // workers.world
+    per_worker = len(data.train) // workers.world
     steps = per_worker // batch if mixup is not None else math.ceil(per_worker / batch)
     if steps < 1:
         raise ValueError(f"batch_size {batch} is larger than the {per_worker} training images per worker")
+    loaders = loader_workers(settings.data, settings.resources)
+    feed = DataFeed(
+        data, transforms, device, workers=loaders, seed=settings.search.seed, rank=workers.rank, world=workers.world
+    )
     lr = scaled_lr(float(recipe["lr"]), workers.world, settings.resources.lr_scaling)
     optimizer = create_optimizer(model, recipe, lr)
     scheduler = create_scheduler(optimizer, recipe, settings.search.max_epochs, steps)
@@ -210,16 +204,23 @@ def run_trial(
         EFFECTIVE_BATCH_SIZE: batch * workers.world,
         EFFECTIVE_LR: lr,
         "data_skipped": data.skipped,
+        "data_cache": plan.cache,
+        "loader_workers": loaders,
     }
     patience = _patience(recipe, settings)
+    times: dict[str, float] = {}
     try:
         for epoch in range(start_epoch, settings.search.max_epochs + 1):
             start = time.perf_counter()
             micro = math.ceil(batch / parts.accumulate)  # the images per forward pass, after out-of-memory retries
-            loader = _loader(train_set, batch, epoch, settings, workers, mixup is not None, device.type == "cuda")
-            train_loss, seen = train_epoch(parts, loader, epoch, steps)
+            unreadable = feed.unreadable
+            _seed_epoch(settings.search.seed, epoch, workers.rank)
+            batches = feed.train(epoch, batch, drop_last=mixup is not None)
+            if epoch == start_epoch:
+                batches = _first_batch_timed(batches, started, times)
+            train_loss, seen = train_epoch(parts, batches, epoch, steps)
             train_time = time.perf_counter() - start
-            val_logits = predict(model, x_val, device)
+            val_logits, y_val = predict(model, feed.evaluate("val", 2 * micro), device)
             val = classification_metrics(val_logits, y_val)
             scheduler.step(epoch, metric=val["val_loss"])
             metrics = {"epoch": float(epoch), "train_loss": train_loss, **val}
@@ -228,6 +229,7 @@ def run_trial(
             metrics["images_per_s"] = seen / train_time
             metrics["epoch_time_s"] = time.perf_counter() - start
             metrics[PER_WORKER_BATCH_KEY], metrics[GRAD_ACCUM_KEY] = float(micro), float(parts.accumulate)
+            metrics |= {k: times.pop(k) for k in list(times)}  # setup_s, in the first epoch this call trains
             improved = sign * metrics[settings.search.metric] > best
             if improved:
                 best, best_epoch = sign * metrics[settings.search.metric], epoch
@@ -236,8 +238,13 @@ def run_trial(
             metrics[IS_LAST] = float(last)
             save = improved or last or epoch % settings.checkpoint_every == 0
             if improved:
-                test_logits = predict(model, x_test, device)
+                test_logits, y_test = predict(model, feed.evaluate("test", 2 * micro), device)
                 metrics.update(classification_metrics(test_logits, y_test, prefix="test"))
+            metrics[UNREADABLE] = float(feed.unreadable - unreadable)
+            if metrics[UNREADABLE]:
+                logging.getLogger(__name__).warning(
+                    "epoch %d: %d unreadable image(s) skipped", epoch, int(metrics[UNREADABLE])
+                )
             history.append(metrics)
             if save and workers.rank == 0:
                 meta = {**meta_base, "epoch": epoch, "metrics": metrics, HISTORY_KEY: history}
@@ -259,4 +266,5 @@ def run_trial(
             if last:
                 return
     finally:
+        feed.close()
         shutil.rmtree(staging, ignore_errors=True)
