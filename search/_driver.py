@@ -59,7 +59,8 @@ def _cluster_nodes() -> list[dict[str, float]]:
     return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")] + autoscaler_node_shapes()
 
 
-def _header(spec: SearchSpec, plan: Plan, console: Console) -> None:
+def print_plan(spec: SearchSpec, plan: Plan, console: Console) -> None:
+    """What the search will run: trials, searcher, scheduler, data and its path (memory or stream)."""
     s, res = spec.search, spec.resources
     planned = f"grid of {plan.trials} points" if s.searcher == "grid" else f"{plan.trials} trials"
     console.print(
@@ -71,28 +72,34 @@ def _header(spec: SearchSpec, plan: Plan, console: Console) -> None:
         if res.workers_per_trial > 1
         else ""
     )
-    console.print(f"data: {plan.data} at {spec.data.image_size} px{workers}", markup=False, highlight=False)
+    data = f"data: {plan.data} at {spec.data.image_size} px, {plan.cache.describe()}{workers}"
+    console.print(data, markup=False, highlight=False)
 
 
-def _open_search_run(client: MlflowClient, spec: SearchSpec, tune_path: str, resume: Resumable | None) -> str:
+def _open_search_run(
+    client: MlflowClient, spec: SearchSpec, plan: Plan, tune_path: str, resume: Resumable | None
+) -> str:
     """A new search run, or the resumed one reopened; tagged with this driver and the Tune state."""
     tags = driver_tags() | {rec.TUNE_PATH_TAG: tune_path}
     if resume is None:
-        return start_search_run(client, spec, os.environ.get(JOB_ENV), tags)
+        chosen = {rec.DATA_CACHE_PARAM: plan.cache.cache, rec.DATA_DECODED_GIB_PARAM: f"{plan.cache.decoded_gib:.3f}"}
+        return start_search_run(client, spec, os.environ.get(JOB_ENV), tags, chosen)
     client.update_run(resume.run_id, status="RUNNING")
     for key, value in tags.items():
         client.set_tag(resume.run_id, key, value)
     return resume.run_id
 
 
-def _open(spec: SearchSpec, client: MlflowClient, address: str | None, tune_path: str, resume: Resumable | None) -> str:
+def _open(
+    spec: SearchSpec, plan: Plan, client: MlflowClient, address: str | None, tune_path: str, resume: Resumable | None
+) -> str:
     """Open the search run while Ray starts (a new SQLite schema takes seconds); refuse a trial
     shape no node holds. ray.init stays on the main thread, where it installs signal handlers."""
     joining = bool(address or os.environ.get("RAY_ADDRESS"))
     if not joining:
         check_trial_fits(spec.resources, _local_nodes())
     with ThreadPoolExecutor(1) as pool:
-        parent = pool.submit(_open_search_run, client, spec, tune_path, resume)
+        parent = pool.submit(_open_search_run, client, spec, plan, tune_path, resume)
         try:
             start_ray(address, dashboard=spec.resources.workers_per_trial > 1)
             if joining:
@@ -120,13 +127,13 @@ def run_search(
 ) -> int:
     """Run the search (or continue ``resume``) to its end; returns the exit code (0, 1 every
     trial failed, 130 interrupted)."""
-    _header(spec, plan, console)
+    print_plan(spec, plan, console)
     _sigterm_as_interrupt()
     open_store(uri)  # a new SQLite file: created once, safely, even by searches starting together
     client = MlflowClient(tracking_uri=uri)
     name = experiment_name(spec)
     tune_path = resume.tune_path if resume else experiment_path(storage, name)
-    parent_id = _open(spec, client, address, tune_path, resume)
+    parent_id = _open(spec, plan, client, address, tune_path, resume)
     s = spec.search
     on_server = uri.startswith(SERVER_SCHEMES)
     ledger = TrialLedger(s.metric, s.mode)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tunefleet.spaces import (
     GRID_KEY,
@@ -24,6 +24,9 @@ from tunefleet.spaces import (
     tune_domains,
 )
 from tunefleet.trainables import RunLink, TrialSettings, tune_trainable
+
+if TYPE_CHECKING:
+    from tunefleet.trainables import DataPlan
 
 
 def _model_names(spec: SearchSpec) -> list[Any]:
@@ -49,13 +52,16 @@ def check_models(spec: SearchSpec) -> None:
                 raise SpecError("space.finetune.pretrained", f"timm has no pretrained weights for {name!r}")
 
 
-def check_data(spec: SearchSpec) -> str:
-    """The data must be there and trainable; returns a one-line description of it."""
-    if spec.data.kind != "imagefolder":
-        return spec.data.kind
-    from tunefleet.trainables import scan_folder
+def check_data(spec: SearchSpec) -> tuple[str, DataPlan]:
+    """The data must be there, trainable, and fit the path asked for (``data.cache``); returns a
+    one-line description of it and the path its trials will take."""
+    from tunefleet.trainables import plan_data, scan_folder
 
-    return scan_folder(spec.data.with_absolute_root().root).describe()
+    data = spec.data.with_absolute_root()
+    if data.kind != "imagefolder":
+        return data.kind, plan_data(data)
+    scan = scan_folder(data.root)
+    return scan.describe(), plan_data(data, scan)
 
 
 def check_input_size(spec: SearchSpec, in_chans: int = 3, num_classes: int = 2) -> None:
@@ -77,15 +83,16 @@ def check_input_size(spec: SearchSpec, in_chans: int = 3, num_classes: int = 2) 
 class Plan(NamedTuple):
     trials: int
     data: str  # one line describing the data found
+    cache: DataPlan  # memory or stream, and why
 
 
 def preflight(spec: SearchSpec) -> Plan:
     """Everything checkable before Ray starts: names, grid size, data, input size vs. models."""
     check_models(spec)
     total = planned_trials(spec)
-    data = check_data(spec)
+    data, cache = check_data(spec)
     check_input_size(spec)
-    return Plan(total, data)
+    return Plan(total, data, cache)
 
 
 def planned_trials(spec: SearchSpec) -> int:

@@ -23,9 +23,14 @@ from ._store import LogBatch, Op, SetTerminated, apply_op
 
 
 def start_search_run(
-    client: MlflowClient, spec: SearchSpec, job_id: str | None = None, tags: dict[str, str] | None = None
+    client: MlflowClient,
+    spec: SearchSpec,
+    job_id: str | None = None,
+    tags: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
 ) -> str:
-    """Create (or reuse) the experiment and open the parent run (with ``tags``); return its id."""
+    """Create (or reuse) the experiment and open the parent run (with ``tags``, and ``params``
+    besides the spec's); return its id."""
     experiment = client.get_experiment_by_name(spec.tracking.experiment)
     if experiment is None:
         try:
@@ -49,8 +54,8 @@ def start_search_run(
             **(tags or {}),
         },
     )
-    params = [Param(k, str(v)) for k, v in spec.params().items()]
-    client.log_batch(run.info.run_id, params=params)
+    logged = [Param(k, str(v)) for k, v in (spec.params() | (params or {})).items()]
+    client.log_batch(run.info.run_id, params=logged)
     client.log_text(run.info.run_id, spec.to_yaml(), rec.SPEC_ARTIFACT)
     return str(run.info.run_id)
 

@@ -75,6 +75,9 @@ def search(
     storage: Annotated[
         str, typer.Option(help="Ray Tune's state and checkpoints: a path (shared by every node) or s3://, gs://")
     ] = "tunefleet-runs",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="check SPEC and print the plan (trials, data, data path); start nothing")
+    ] = False,
 ) -> None:
     """Run a hyperparameter search described by SPEC and record it in MLflow."""
     try:
@@ -86,6 +89,11 @@ def search(
         from ._experiment import preflight
 
         plan = preflight(parsed)
+        if dry_run:
+            from ._driver import print_plan
+
+            print_plan(parsed, plan, console)
+            return
         uri = resolve_uri(tracking_uri, parsed.tracking.uri)
         _check_store(uri)
         from ._driver import run_search

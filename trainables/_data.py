@@ -32,6 +32,10 @@ from ._splits import FileSplit, ImageData, Split
 GIB = 2**30
 
 
+def _size(n: int) -> str:
+    return f"{n / GIB:.2f} GiB" if n >= GIB / 10 else f"{n / 2**20:.1f} MiB"
+
+
 @dataclass(frozen=True)
 class DataPlan:
     """Which path feeds a search's trials, and the numbers it was chosen by."""
@@ -39,11 +43,15 @@ class DataPlan:
     cache: Literal["memory", "stream"]
     images: int
     decoded_bytes: int  # the whole dataset decoded at image_size: what ``memory`` keeps per process
-    budget_bytes: int
+    budget_gb: float  # data.cache_budget_gb
     asked: str  # the spec's data.cache (auto, memory or stream)
 
+    @property
+    def decoded_gib(self) -> float:
+        return self.decoded_bytes / GIB
+
     def describe(self) -> str:
-        size = f"{self.decoded_bytes / GIB:.2f} GiB decoded, budget {self.budget_bytes / GIB:g} GiB"
+        size = f"{_size(self.decoded_bytes)} decoded, budget {self.budget_gb:g} GiB"
         how = "cached in memory" if self.cache == "memory" else "streamed from disk"
         return f"{how} ({size}; data.cache: {self.asked})"
 
@@ -58,16 +66,17 @@ def plan_data(source: DataSpec, scan: FolderScan | None = None) -> DataPlan:
         images, grayscale = DIGITS_IMAGES, True
     channels = 1 if (grayscale if source.color == "auto" else source.color == "grayscale") else 3
     decoded = images * source.image_size**2 * channels
-    budget = int(source.cache_budget_gb * GIB)
+    budget = source.cache_budget_gb * GIB
     if source.cache == "memory" and decoded > budget:
         raise SpecError(
             "data.cache",
-            f"memory needs about {decoded / GIB:.1f} GiB for {images} images at {source.image_size}x"
+            f"memory needs about {_size(decoded)} for {images} images at {source.image_size}x"
             f"{source.image_size}x{channels}, over data.cache_budget_gb={source.cache_budget_gb:g}; "
             "use cache: stream (or auto), or raise the budget",
         )
     fits: Literal["memory", "stream"] = "memory" if decoded <= budget else "stream"
-    return DataPlan(fits if source.cache == "auto" else source.cache, images, decoded, budget, source.cache)
+    chosen = fits if source.cache == "auto" else source.cache
+    return DataPlan(chosen, images, decoded, source.cache_budget_gb, source.cache)
 
 
 @functools.lru_cache(maxsize=4)

@@ -141,9 +141,9 @@ def folder_splits(source: DataSpec, scan: FolderScan | None = None) -> ImageData
     val_frac = source.val_fraction if "val" not in listed else 0.0
     test_frac = source.test_fraction if "test" not in listed else 0.0
     carved = _carve(labels, source.split_seed, val_frac, test_frac)
-    # Splits on disk are used as they are; missing ones are carved from train (or the one folder).
+    # val/ and test/ on disk are used as they are; missing ones are carved from train (or the one folder).
     train, val, test = (
-        listed[name] if name in listed else (tuple(files[i] for i in idx), labels[idx])
+        listed[name] if name in listed and name != "train" else (tuple(files[i] for i in idx), labels[idx])
         for name, idx in zip(("train", "val", "test"), carved, strict=True)
     )
     train_split, val_split, test_split = (FileSplit(f, y, mode, source.image_size) for f, y in (train, val, test))

@@ -18,6 +18,8 @@ CASES = {
     "negative time budget": (("search", "time_budget", -60), "search.time_budget"),
     "negative max_failures": (("search", "max_failures", -1), "search.max_failures"),
     "zero trial_timeout": (("search", "trial_timeout", "0s"), "search.trial_timeout"),
+    "streaming bundled digits": (("data", "cache", "stream"), "data.cache"),
+    "unknown data path": (("data", "cache", "disk"), "data.cache"),
 }
 
 
@@ -38,6 +40,20 @@ def test_search_refuses_bad_spec(case, cli, write_spec, small_spec, tmp_path):
     (section, key, value), field = CASES[case]
     (small_spec[section] if section else small_spec)[key] = value
     _assert_refused(cli("search", str(write_spec(small_spec))), field, tmp_path)
+
+
+def test_search_refuses_a_folder_too_large_for_memory(cli, write_spec, small_spec, tmp_path, image_folder):
+    root = image_folder(tmp_path / "images", {"cat": 20, "dog": 20})
+    data = {"kind": "imagefolder", "root": str(root), "image_size": 64, "cache": "memory", "cache_budget_gb": 0.0001}
+    result = cli("search", str(write_spec({**small_spec, "data": data})))
+    _assert_refused(result, "data.cache", tmp_path)
+    # the estimate (40 RGB images at 64x64: 480 KiB) and the budget, in the one line
+    assert "about 0.5 MiB for 40 images at 64x64x3, over data.cache_budget_gb=0.0001" in result.stderr
+    data["cache"] = "auto"  # the same folder streams instead
+    assert (
+        "streamed from disk (0.5 MiB decoded, budget 0.0001 GiB; data.cache: auto)"
+        in cli("search", str(write_spec({**small_spec, "data": data})), "--dry-run").stdout
+    )
 
 
 def test_search_refuses_missing_and_malformed_files(cli, write_spec, tmp_path):

@@ -54,8 +54,11 @@ def test_every_sampled_config_of_a_builtin_space_trains_a_step(name):
         torch.manual_seed(i)
         model = build_model(recipe, data.num_classes, data.in_chans)
         mean, std = normalization(model, data.in_chans)
-        train_tf, _ = create_transforms(recipe, 16, data.in_chans, mean, std)
-        x = torch.stack([train_tf(im) for im in images])
+        transforms = create_transforms(recipe, 16, data.in_chans, mean, std)
+        pixels = torch.stack([transforms.train(im) for im in images]).float()
+        # What timm's PrefetchLoader does to a uint8 batch, then noise and erasing.
+        x = (pixels - 255 * torch.tensor(mean).view(1, -1, 1, 1)) / (255 * torch.tensor(std).view(1, -1, 1, 1))
+        x = transforms.batch_augment(torch.device("cpu"))(x)
         y = labels
         assert x.shape == (BATCH, 1, 16, 16)
         mixup = create_mixup(recipe, data.num_classes)

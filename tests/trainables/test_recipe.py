@@ -253,31 +253,39 @@ def test_heavy_augmentation_runs_on_grayscale_and_colour(in_chans, policy):
     values = {**HEAVY, "auto_augment": policy}
     values = {k: v for k, v in values.items() if not k.startswith("auto_augment.") or policy == "rand"}
     mean, std = (0.5,) * in_chans, (0.25,) * in_chans
-    train_tf, eval_tf = create_transforms(resolve(values), 16, in_chans, mean, std)
-    names = [type(t).__name__ for t in train_tf.transforms]
+    transforms = create_transforms(resolve(values), 16, in_chans, mean, std)
+    names = [type(t).__name__ for t in transforms.train.transforms]
     expected = ["RandomRotation", "RandomResizedCropAndInterpolation", "RandomHorizontalFlip", "RandomVerticalFlip"]
     assert names[:4] == expected
     assert ("RandAugment" in names) == (policy != "none")
-    assert names[-3:] == ["Normalize", "GaussianNoise", "RandomErasing"] and "ColorJitter" in names
-    jitter = next(t for t in train_tf.transforms if type(t).__name__ == "ColorJitter")
+    # Per sample: PIL ops, then uint8 (timm's prefetcher form); noise and erasing come per batch.
+    assert names[-1] == "MaybePILToTensor" and "ColorJitter" in names
+    jitter = next(t for t in transforms.train.transforms if type(t).__name__ == "ColorJitter")
     assert (jitter.saturation is None) == (in_chans == 1)  # saturation means nothing for gray images
     torch.manual_seed(0)
     img = _image(in_chans)
-    outs = [train_tf(img) for _ in range(60)]  # many draws: every op and magnitude gets a turn
-    assert all(o.shape == (in_chans, 16, 16) and o.dtype == torch.float32 for o in outs)
+    outs = [transforms.train(img) for _ in range(60)]  # many draws: every op and magnitude gets a turn
+    assert all(o.shape == (in_chans, 16, 16) and o.dtype == torch.uint8 for o in outs)
     assert not torch.equal(outs[0], outs[1])
-    assert torch.equal(eval_tf(img), eval_tf(img))
+    augment = transforms.batch_augment(torch.device("cpu"))
+    assert augment.noise is not None and augment.erasing is not None
+    batch = torch.zeros(60, in_chans, 16, 16)
+    erased = augment(batch.clone())
+    # Every image gets noise; erased patches are N(0, 1) pixel noise, far wider than noise_std=0.1.
+    assert (erased != 0).float().mean() > 0.99
+    assert (erased.flatten(1).std(1) > 0.3).any() and (erased.flatten(1).std(1) < 0.15).any()
+    assert torch.equal(transforms.evaluate(img), transforms.evaluate(img))
 
 
 def test_transforms_follow_the_augmentation_knobs():
     model = create_model("test_resnet", num_classes=10, in_chans=1)
     mean, std = normalization(model, 1)
     assert len(mean) == 1 and len(std) == 1
-    train_tf, eval_tf = create_transforms(resolve({"augmentation.hflip": True}), 16, 1, mean, std)
-    names = [type(t).__name__ for t in train_tf.transforms]
+    transforms = create_transforms(resolve({"augmentation.hflip": True}), 16, 1, mean, std)
+    names = [type(t).__name__ for t in transforms.train.transforms]
     assert "RandomHorizontalFlip" in names and "ColorJitter" not in names and "RandomRotation" not in names
-    assert "RandAugment" not in names and "GaussianNoise" not in names and "RandomErasing" not in names
+    assert "RandAugment" not in names and not transforms.batch_augment(torch.device("cpu")).active
     img = Image.fromarray(load_data("digits", 16, 0).val.images[0])
-    out = eval_tf(img)
+    out = transforms.evaluate(img)
     assert out.shape == (1, 16, 16)
-    assert torch.equal(out, eval_tf(img))
+    assert torch.equal(out, transforms.evaluate(img)) and torch.equal(out[0], torch.from_numpy(np.asarray(img)))

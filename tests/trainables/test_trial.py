@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from tunefleet.spaces import DataSpec, SearchSettings, resolve
-from tunefleet.spaces.records import BEST, EPOCH_METRICS, LAST
+from tunefleet.spaces.records import BEST, EPOCH_METRICS, LAST, SETUP_TIME, UNREADABLE
 from tunefleet.trainables import (
     TrialSettings,
     classification_metrics,
@@ -42,8 +42,11 @@ def test_trial_reports_every_epoch_with_best_and_last_checkpoints(tmp_path):
     reports = _collect(tmp_path, resolve({"lr": 0.05, "batch_size": 64}), settings)
     assert [int(m["epoch"]) for m, _ in reports] == [1, 2, 3]
     assert [m["is_last"] for m, _ in reports] == [0.0, 0.0, 1.0]
+    # set-up time is the first epoch's: from the call to the first batch
+    assert [SETUP_TIME in m for m, _ in reports] == [True, False, False]
+    assert 0 < reports[0][0][SETUP_TIME] < 60
     for m, directory in reports:
-        assert set(EPOCH_METRICS) <= set(m)
+        assert set(EPOCH_METRICS) - {SETUP_TIME} <= set(m) and m[UNREADABLE] == 0
         assert read_meta(directory / LAST)["epoch"] == int(m["epoch"])  # last/ is always this epoch
     best_metrics = max((m for m, _ in reports), key=lambda m: m["val_acc"])
     final = reports[-1][1]
