@@ -62,6 +62,9 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/scheduling.py
 	$(BIN)/python benchmarks/early_stopping.py
 	$(BIN)/python benchmarks/search_quality.py
+	$(BIN)/python benchmarks/data_paths.py throughput
+	$(BIN)/python benchmarks/data_paths.py memory
+	$(BIN)/python benchmarks/trial_setup.py
 
 bench-quality: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/search_quality.py

@@ -108,3 +108,29 @@ def test_compare_peers_runs_every_runner() -> None:
     assert [r["peer"] for r in rows] == ["tunefleet (asha)", "optuna_plain"]
     assert all(int(r["epochs_trained"]) >= 2 for r in rows)
     assert "target <= 1.3x optuna_plain" in out
+
+
+@pytest.mark.slow
+def test_data_paths_throughput_runs_all_three_arms() -> None:
+    rows, out = run_script(
+        "data_paths.py", "throughput", "--images", "200", "--model", "test_resnet", "--size", "32", "--repeats", "1",
+        "--epochs", "2",
+    )  # fmt: skip
+    assert len(rows) == 1 and all(rows[0][arm] > 0 for arm in ("timm", "memory", "stream"))
+    assert "| round | bare timm img/s |" in out and "target >= 0.95x" in out
+
+
+@pytest.mark.slow
+def test_data_paths_memory_streams_both_sizes() -> None:
+    rows, out = run_script("data_paths.py", "memory", "--images", "150", "--contrast")
+    assert [(r["images"], r["cache"]) for r in rows] == [(150, "stream"), (150, "memory"), (300, "stream")]
+    assert all(r["peak_total_mib"] >= r["peak_main_mib"] > 0 for r in rows)
+    assert "target < 10 % when the folder doubles" in out
+
+
+@pytest.mark.slow
+def test_trial_setup_times_both_workloads() -> None:
+    rows, out = run_script("trial_setup.py", "--repeats", "1", "--images", "120")
+    assert [r["workload"] for r in rows] == ["digits", "folder"]
+    assert all(r["warm"] > 0 and r["cold"] > 0 for r in rows)
+    assert "| workload | cold s" in out
