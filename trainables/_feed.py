@@ -131,11 +131,18 @@ class _Counted:
     def __init__(self, loader: DataLoader[Any]) -> None:
         self.loader: DataLoader[Any] | None = loader
         self.unreadable = 0
+        self.primed: Iterator[Any] | None = None
+
+    def prime(self) -> None:
+        """Start the next pass now: the workers begin on its first batches."""
+        if self.loader is not None:
+            self.primed = iter(self.loader)
 
     def __iter__(self) -> Iterator[Batch]:
         if self.loader is None:
             raise RuntimeError("the data feed is closed")
-        for x, y, unreadable in self.loader:
+        batches, self.primed = self.primed or iter(self.loader), None
+        for x, y, unreadable in batches:
             self.unreadable += unreadable
             yield x, y
 
@@ -180,15 +187,25 @@ class DataFeed:
             device=device,
         )
         self.augment = transforms.batch_augment(device)
+        self.primed_epoch = 0
 
     @property
     def unreadable(self) -> int:
         """Images that could not be read so far (each pass counts them again)."""
         return self.counted.unreadable
 
+    def prime(self, epoch: int, batch: int, drop_last: bool) -> None:
+        """Have the workers start on ``epoch`` now (the trial goes on setting up meanwhile); the
+        next ``train`` call must ask for the same epoch."""
+        self.passes.train(len(self.splits["train"]), epoch, batch, drop_last)
+        self.counted.prime()
+        self.primed_epoch = epoch
+
     def train(self, epoch: int, batch: int, drop_last: bool) -> Iterator[Batch]:
         """One epoch's batches, augmented: the order and every draw seeded from (seed, epoch, rank)."""
-        self.passes.train(len(self.splits["train"]), epoch, batch, drop_last)
+        if self.counted.primed is None or self.primed_epoch != epoch:
+            self.counted.primed = None
+            self.passes.train(len(self.splits["train"]), epoch, batch, drop_last)
         for x, y in self._batches():
             yield (self.augment(x) if self.augment.active else x), y
 

@@ -20,12 +20,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from tunefleet.spaces.records import (
     BEST,
@@ -102,6 +103,81 @@ def _patience(recipe: dict[str, Any], settings: TrialSettings) -> int | None:
     return int(value) if value else None
 
 
+@dataclass
+class _Progress:
+    """Where training stands; a checkpoint's training state restores it."""
+
+    start_epoch: int = 1
+    best: float = -math.inf  # the search metric's best, signed so that higher is better
+    best_epoch: int = 0
+    # Every epoch's metrics so far travel in each checkpoint's meta.json, so a resumed search can
+    # record epochs whose reports were lost with a killed driver.
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _resume_point(resume_from: Path | None) -> tuple[Path | None, dict[str, Any] | None]:
+    """last/ if it verifies, else last.prev/ (one epoch back; the lost epoch is retrained exactly),
+    else a fresh start: a corrupt file costs at most an epoch, never the trial."""
+    source = resumable_checkpoint(resume_from) if resume_from is not None else None
+    # verified; refuses anything that would run code
+    return source, (load_training_state(source) if source is not None else None)
+
+
+def _restore(source: Path, state: dict[str, Any], model: nn.Module, parts: TrainParts, staging: Path) -> _Progress:
+    """Weights, optimizer, scheduler, loss scaling and progress from ``source``; it is staged as
+    last/ (so the first checkpoint written keeps it as last.prev/), with its trial's best/."""
+    load_weights(source, model)
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.scheduler.load_state_dict(state["scheduler"])
+    parts.precision.load_state_dict(state.get("scaler"))
+    parts.accumulate = max(parts.accumulate, int(state.get("accumulate", 1)))
+    start = int(state["epoch"]) + 1
+    history = [m for m in read_meta(source).get(HISTORY_KEY, []) if m["epoch"] < start]
+    shutil.copytree(source, staging / LAST)
+    best_dir = source.parent / BEST
+    try:
+        verify_checkpoint(best_dir)
+        shutil.copytree(best_dir, staging / BEST)
+    except CorruptCheckpoint as err:  # only an epoch that beats the recorded best writes a new one
+        if best_dir.exists():
+            logging.getLogger(__name__).warning("not keeping the best checkpoint: %s", err)
+    return _Progress(start, float(state["best"]), int(state["best_epoch"]), history)
+
+
+def _train_parts(
+    recipe: dict[str, Any], settings: TrialSettings, model: nn.Module, lr: float, workers: Workers, steps: int
+) -> TrainParts:
+    """The model on its device (DDP-wrapped with several workers), optimizer, schedule, loss."""
+    device = torch.device(settings.device)
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = create_optimizer(model, recipe, lr)
+    parts = TrainParts(
+        model=model,
+        optimizer=optimizer,
+        scheduler=create_scheduler(optimizer, recipe, settings.search.max_epochs, steps),
+        criterion=create_loss(recipe),
+        mixup=None,
+        precision=Precision.create(settings.amp, device),
+        clip_grad=float(recipe.get("regularization", {}).get("clip_grad", 0.0) or 0.0),
+        device=device,
+    )
+    if workers.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        parts.model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return parts
+
+
+def _steps(train_images: int, batch: int, world: int, drop_last: bool) -> int:
+    per_worker = train_images // world
+    steps = per_worker // batch if drop_last else math.ceil(per_worker / batch)
+    if steps < 1:
+        raise ValueError(f"batch_size {batch} is larger than the {per_worker} training images per worker")
+    return steps
+
+
 def run_trial(
     recipe: dict[str, Any],
     settings: TrialSettings,
@@ -128,143 +204,127 @@ def run_trial(
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.search.seed)
     workers = Workers.current()
-    device = torch.device(settings.device)
     data, plan = open_data(settings.data)
+    source, state = _resume_point(resume_from)
     model = build_model(recipe, data.num_classes, data.in_chans)
     mean, std = normalization(model, data.in_chans)
     transforms = create_transforms(recipe, settings.data.image_size, data.in_chans, mean, std)
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
     mixup = create_mixup(recipe, data.num_classes)
     batch = int(recipe["batch_size"])
-    per_worker = len(data.train) // workers.world
-    steps = per_worker // batch if mixup is not None else math.ceil(per_worker / batch)
-    if steps < 1:
-        raise ValueError(f"batch_size {batch} is larger than the {per_worker} training images per worker")
+    steps = _steps(len(data.train), batch, workers.world, drop_last=mixup is not None)
     loaders = loader_workers(settings.data, settings.resources)
+    device = torch.device(settings.device)
     feed = DataFeed(
         data, transforms, device, workers=loaders, seed=settings.search.seed, rank=workers.rank, world=workers.world
     )
-    lr = scaled_lr(float(recipe["lr"]), workers.world, settings.resources.lr_scaling)
-    optimizer = create_optimizer(model, recipe, lr)
-    scheduler = create_scheduler(optimizer, recipe, settings.search.max_epochs, steps)
-    parts = TrainParts(
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        criterion=create_loss(recipe),
-        mixup=mixup,
-        precision=Precision.create(settings.amp, device),
-        clip_grad=float(recipe.get("regularization", {}).get("clip_grad", 0.0) or 0.0),
-        device=device,
-        accumulate=accumulate,
-    )
-    if workers.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        parts.model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    sign = 1.0 if settings.search.mode == "max" else -1.0
-    best, best_epoch, start_epoch = -math.inf, 0, 1
-    # Every epoch's metrics so far travel in each checkpoint's meta.json, so a resumed search can
-    # record epochs whose reports were lost with a killed driver.
-    history: list[dict[str, float]] = []
+    # The loader workers start on the first epoch's batches while the model moves to the device
+    # (CUDA starts), the optimizer is built and a checkpoint loads.
+    feed.prime(int(state["epoch"]) + 1 if state else 1, batch, drop_last=mixup is not None)
     staging = Path(tempfile.mkdtemp(prefix="tunefleet-ckpt-"))
-    # last/ if it verifies, else last.prev/ (one epoch back; the lost epoch is retrained exactly),
-    # else a fresh start: a corrupt file costs at most an epoch, never the trial.
-    source = resumable_checkpoint(resume_from) if resume_from is not None else None
-    if resume_from is not None and source is not None:
-        state = load_training_state(source)  # verified; refuses anything that would run code
-        load_weights(source, model)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        parts.precision.load_state_dict(state.get("scaler"))
-        best, best_epoch, start_epoch = state["best"], state["best_epoch"], state["epoch"] + 1
-        history = [m for m in read_meta(source).get(HISTORY_KEY, []) if m["epoch"] < start_epoch]
-        parts.accumulate = max(accumulate, int(state.get("accumulate", 1)))
-        # Staged as last/ so the first checkpoint written keeps it as last.prev/.
-        shutil.copytree(source, staging / LAST)
-        best_dir = Path(resume_from) / BEST
-        try:
-            verify_checkpoint(best_dir)
-            shutil.copytree(best_dir, staging / BEST)
-        except CorruptCheckpoint as err:  # only an epoch that beats the recorded best writes a new one
-            if best_dir.exists():
-                logging.getLogger(__name__).warning("not keeping the best checkpoint: %s", err)
-    meta_base = {
-        "model": recipe["model"],
-        "class_names": list(data.class_names),
-        "in_chans": data.in_chans,
-        "image_size": settings.data.image_size,
-        "mean": list(mean),
-        "std": list(std),
-        "recipe": recipe,
-        "settings": settings.to_dict(),
-        "workers": workers.world,
-        EFFECTIVE_BATCH_SIZE: batch * workers.world,
-        EFFECTIVE_LR: lr,
-        "data_skipped": data.skipped,
-        "data_cache": plan.cache,
-        "loader_workers": loaders,
-    }
-    patience = _patience(recipe, settings)
-    times: dict[str, float] = {}
     try:
-        for epoch in range(start_epoch, settings.search.max_epochs + 1):
-            start = time.perf_counter()
-            micro = math.ceil(batch / parts.accumulate)  # the images per forward pass, after out-of-memory retries
-            unreadable = feed.unreadable
-            _seed_epoch(settings.search.seed, epoch, workers.rank)
-            batches = feed.train(epoch, batch, drop_last=mixup is not None)
-            if epoch == start_epoch:
-                batches = _first_batch_timed(batches, started, times)
-            train_loss, seen = train_epoch(parts, batches, epoch, steps)
-            train_time = time.perf_counter() - start
-            val_logits, y_val = predict(model, feed.evaluate("val", 2 * micro), device)
-            val = classification_metrics(val_logits, y_val)
-            scheduler.step(epoch, metric=val["val_loss"])
-            metrics = {"epoch": float(epoch), "train_loss": train_loss, **val}
-            # The largest group LR: with layer-wise decay the first group is the stem's, scaled down.
-            metrics["lr"] = max(float(group["lr"]) for group in optimizer.param_groups)
-            metrics["images_per_s"] = seen / train_time
-            metrics["epoch_time_s"] = time.perf_counter() - start
-            metrics[PER_WORKER_BATCH_KEY], metrics[GRAD_ACCUM_KEY] = float(micro), float(parts.accumulate)
-            metrics |= {k: times.pop(k) for k in list(times)}  # setup_s, in the first epoch this call trains
-            improved = sign * metrics[settings.search.metric] > best
-            if improved:
-                best, best_epoch = sign * metrics[settings.search.metric], epoch
-            stop_early = patience is not None and epoch - best_epoch >= patience
-            last = epoch == settings.search.max_epochs or stop_early
-            metrics[IS_LAST] = float(last)
-            save = improved or last or epoch % settings.checkpoint_every == 0
-            if improved:
-                test_logits, y_test = predict(model, feed.evaluate("test", 2 * micro), device)
-                metrics.update(classification_metrics(test_logits, y_test, prefix="test"))
-            metrics[UNREADABLE] = float(feed.unreadable - unreadable)
-            if metrics[UNREADABLE]:
-                logging.getLogger(__name__).warning(
-                    "epoch %d: %d unreadable image(s) skipped", epoch, int(metrics[UNREADABLE])
-                )
-            history.append(metrics)
-            if save and workers.rank == 0:
-                meta = {**meta_base, "epoch": epoch, "metrics": metrics, HISTORY_KEY: history}
-                if improved:
-                    logits = {"val_logits": val_logits, "val_labels": y_val}
-                    logits |= {"test_logits": test_logits, "test_labels": y_test}
-                    save_checkpoint(staging / BEST, model, meta, logits)
-                training_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-                training_state |= {"scaler": parts.precision.state_dict()}
-                training_state |= {
-                    "epoch": epoch,
-                    "best": best,
-                    "best_epoch": best_epoch,
-                    "accumulate": parts.accumulate,
-                }
-                # The epoch before stays as last.prev/, to resume from should last/ turn out corrupt.
-                save_checkpoint(staging / LAST, model, meta, training_state=training_state, keep_previous=True)
-            report(metrics, staging if save and workers.rank == 0 else None)
-            if last:
-                return
+        lr = scaled_lr(float(recipe["lr"]), workers.world, settings.resources.lr_scaling)
+        parts = _train_parts(recipe, settings, model, lr, workers, steps)
+        parts.mixup, parts.accumulate = mixup, accumulate
+        progress = _restore(source, state, model, parts, staging) if source and state else _Progress()
+        meta_base = {
+            "model": recipe["model"],
+            "class_names": list(data.class_names),
+            "in_chans": data.in_chans,
+            "image_size": settings.data.image_size,
+            "mean": list(mean),
+            "std": list(std),
+            "recipe": recipe,
+            "settings": settings.to_dict(),
+            "workers": workers.world,
+            EFFECTIVE_BATCH_SIZE: batch * workers.world,
+            EFFECTIVE_LR: lr,
+            "data_skipped": data.skipped,
+            "data_cache": plan.cache,
+            "loader_workers": loaders,
+        }
+        loop = _Loop(settings, parts, model, feed, workers, batch, steps, _patience(recipe, settings), started)
+        _train(loop, progress, staging, meta_base, report)
     finally:
         feed.close()
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@dataclass
+class _Loop:
+    """What every epoch of one trial uses."""
+
+    settings: TrialSettings
+    parts: TrainParts
+    model: nn.Module  # unwrapped (parts.model may be its DDP wrapper)
+    feed: DataFeed
+    workers: Workers
+    batch: int
+    steps: int
+    patience: int | None
+    started: float  # when run_trial was called: set-up time counts from here
+
+
+def _train(loop: _Loop, progress: _Progress, staging: Path, meta_base: dict[str, Any], report: Report) -> None:
+    settings, parts = loop.settings, loop.parts
+    sign = 1.0 if settings.search.mode == "max" else -1.0
+    for epoch in range(progress.start_epoch, settings.search.max_epochs + 1):
+        metrics, logits = _epoch(loop, epoch, first=epoch == progress.start_epoch)
+        improved = sign * metrics[settings.search.metric] > progress.best
+        if improved:
+            progress.best, progress.best_epoch = sign * metrics[settings.search.metric], epoch
+            logits |= _test(loop, metrics)
+        if metrics[UNREADABLE]:
+            logging.getLogger(__name__).warning("epoch %d: %d unreadable image(s) skipped", epoch, metrics[UNREADABLE])
+        stop_early = loop.patience is not None and epoch - progress.best_epoch >= loop.patience
+        last = epoch == settings.search.max_epochs or stop_early
+        metrics[IS_LAST] = float(last)
+        progress.history.append(metrics)
+        save = (improved or last or epoch % settings.checkpoint_every == 0) and loop.workers.rank == 0
+        if save:
+            meta = {**meta_base, "epoch": epoch, "metrics": metrics, HISTORY_KEY: progress.history}
+            if improved:
+                save_checkpoint(staging / BEST, loop.model, meta, logits)
+            training_state = {"optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict()}
+            training_state |= {"scaler": parts.precision.state_dict(), "epoch": epoch, "best": progress.best}
+            training_state |= {"best_epoch": progress.best_epoch, "accumulate": parts.accumulate}
+            # The epoch before stays as last.prev/, to resume from should last/ turn out corrupt.
+            save_checkpoint(staging / LAST, loop.model, meta, training_state=training_state, keep_previous=True)
+        report(metrics, staging if save else None)
+        if last:
+            return
+
+
+def _epoch(loop: _Loop, epoch: int, first: bool) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Train one epoch and validate: the epoch's metrics, and the val logits and labels."""
+    parts, feed = loop.parts, loop.feed
+    start = time.perf_counter()
+    micro = math.ceil(loop.batch / parts.accumulate)  # the images per forward pass, after out-of-memory retries
+    unreadable = feed.unreadable
+    _seed_epoch(loop.settings.search.seed, epoch, loop.workers.rank)
+    batches: Iterable[Any] = feed.train(epoch, loop.batch, drop_last=parts.mixup is not None)
+    times: dict[str, float] = {}
+    if first:
+        batches = _first_batch_timed(batches, loop.started, times)
+    train_loss, seen = train_epoch(parts, batches, epoch, loop.steps)
+    train_time = time.perf_counter() - start
+    val_logits, y_val = predict(loop.model, feed.evaluate("val", 2 * micro), parts.device)
+    val = classification_metrics(val_logits, y_val)
+    parts.scheduler.step(epoch, metric=val["val_loss"])
+    metrics = {"epoch": float(epoch), "train_loss": train_loss, **val, **times}
+    # The largest group LR: with layer-wise decay the first group is the stem's, scaled down.
+    metrics["lr"] = max(float(group["lr"]) for group in parts.optimizer.param_groups)
+    metrics["images_per_s"] = seen / train_time
+    metrics["epoch_time_s"] = time.perf_counter() - start
+    metrics[PER_WORKER_BATCH_KEY], metrics[GRAD_ACCUM_KEY] = float(micro), float(parts.accumulate)
+    metrics[UNREADABLE] = float(feed.unreadable - unreadable)
+    return metrics, {"val_logits": val_logits, "val_labels": y_val}
+
+
+def _test(loop: _Loop, metrics: dict[str, float]) -> dict[str, torch.Tensor]:
+    """Test metrics into ``metrics`` (and its unreadable count); the test logits and labels."""
+    unreadable = loop.feed.unreadable
+    batch = 2 * math.ceil(loop.batch / loop.parts.accumulate)
+    logits, labels = predict(loop.model, loop.feed.evaluate("test", batch), loop.parts.device)
+    metrics.update(classification_metrics(logits, labels, prefix="test"))
+    metrics[UNREADABLE] += loop.feed.unreadable - unreadable
+    return {"test_logits": logits, "test_labels": labels}
