@@ -1,4 +1,4 @@
-"""Per-trial set-up: seconds from ``run_trial`` being called to its first optimizer step done.
+"""Per-trial set-up: seconds from ``run_trial`` being called to its first optimizer step starting.
 
 That is what every trial pays before it learns anything (data, model build, optimizer, eval
 data, loader start, first batch); ASHA's short trials pay it in full. Two workloads:
@@ -9,8 +9,8 @@ data, loader start, first batch); ASHA's short trials pay it in full. Two worklo
 Each repetition runs in a fresh process and times two trials back to back: ``cold`` (the
 process's first trial: it also decodes or scans the data) and ``warm`` (the next trial in the
 same process, as when Ray reuses a trial's actor: data cached). The first step is found by
-wrapping ``tunefleet.trainables._loop._step`` (the code under test is not changed); the trial is
-stopped right after it.
+wrapping ``tunefleet.trainables._loop._step`` (the code under test is not changed): the clock
+stops when it is first called, with the first batch in hand; the trial is stopped there.
 
     python benchmarks/trial_setup.py [--repeats 3] [--images 4000] [--no-write]
 """
@@ -42,15 +42,14 @@ def _time_to_first_step(recipe: dict[str, Any], data: dict[str, Any]) -> float:
     real_step = loop._step
 
     def first_step(*args: Any, **kwargs: Any) -> Any:
-        real_step(*args, **kwargs)
-        raise _FirstStep
+        raise _FirstStep(time.perf_counter())
 
     loop._step = first_step
     start = time.perf_counter()
     try:
         run_trial(recipe, TrialSettings(data=DataSpec(**data)), lambda metrics, ckpt: None)
-    except _FirstStep:
-        return time.perf_counter() - start
+    except _FirstStep as stop:
+        return float(stop.args[0]) - start
     finally:
         loop._step = real_step
     raise RuntimeError("the trial ended without a training step")
@@ -100,7 +99,7 @@ def main() -> None:
         print(json.dumps({"workload": name, "label": args.label, **row}))
     lines = [
         heading(
-            f"per-trial set-up before the first step{f' ({args.label})' if args.label else ''}",
+            f"per-trial set-up before the first training step{f' ({args.label})' if args.label else ''}",
             f"test_resnet, batch 64, median of {args.repeats} fresh processes; folder: {args.images} JPEGs at 64 px",
         ),
         "| workload | cold s (first trial in a process) | warm s (next trial, data cached) |",
