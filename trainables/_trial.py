@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +43,7 @@ from tunefleet.spaces.records import (
 
 from ._augment import create_transforms
 from ._checkpoint import (
-    CorruptCheckpoint,
-    load_training_state,
-    load_weights,
-    read_meta,
-    resumable_checkpoint,
     save_checkpoint,
-    verify_checkpoint,
 )
 from ._data import open_data
 from ._feed import DataFeed, epoch_seed, loader_workers
@@ -57,6 +51,7 @@ from ._loop import Precision, TrainParts, classification_metrics, predict, train
 from ._loss import create_loss, create_mixup
 from ._model import build_model, normalization, scaled_lr
 from ._optim import create_optimizer
+from ._restore import Progress, restore, resume_point
 from ._schedule import create_scheduler
 from ._settings import TrialSettings
 
@@ -101,47 +96,6 @@ def _patience(recipe: dict[str, Any], settings: TrialSettings) -> int | None:
         return settings.patience
     value = recipe.get("regularization", {}).get("patience", 0)
     return int(value) if value else None
-
-
-@dataclass
-class _Progress:
-    """Where training stands; a checkpoint's training state restores it."""
-
-    start_epoch: int = 1
-    best: float = -math.inf  # the search metric's best, signed so that higher is better
-    best_epoch: int = 0
-    # Every epoch's metrics so far travel in each checkpoint's meta.json, so a resumed search can
-    # record epochs whose reports were lost with a killed driver.
-    history: list[dict[str, float]] = field(default_factory=list)
-
-
-def _resume_point(resume_from: Path | None) -> tuple[Path | None, dict[str, Any] | None]:
-    """last/ if it verifies, else last.prev/ (one epoch back; the lost epoch is retrained exactly),
-    else a fresh start: a corrupt file costs at most an epoch, never the trial."""
-    source = resumable_checkpoint(resume_from) if resume_from is not None else None
-    # verified; refuses anything that would run code
-    return source, (load_training_state(source) if source is not None else None)
-
-
-def _restore(source: Path, state: dict[str, Any], model: nn.Module, parts: TrainParts, staging: Path) -> _Progress:
-    """Weights, optimizer, scheduler, loss scaling and progress from ``source``; it is staged as
-    last/ (so the first checkpoint written keeps it as last.prev/), with its trial's best/."""
-    load_weights(source, model)
-    parts.optimizer.load_state_dict(state["optimizer"])
-    parts.scheduler.load_state_dict(state["scheduler"])
-    parts.precision.load_state_dict(state.get("scaler"))
-    parts.accumulate = max(parts.accumulate, int(state.get("accumulate", 1)))
-    start = int(state["epoch"]) + 1
-    history = [m for m in read_meta(source).get(HISTORY_KEY, []) if m["epoch"] < start]
-    shutil.copytree(source, staging / LAST)
-    best_dir = source.parent / BEST
-    try:
-        verify_checkpoint(best_dir)
-        shutil.copytree(best_dir, staging / BEST)
-    except CorruptCheckpoint as err:  # only an epoch that beats the recorded best writes a new one
-        if best_dir.exists():
-            logging.getLogger(__name__).warning("not keeping the best checkpoint: %s", err)
-    return _Progress(start, float(state["best"]), int(state["best_epoch"]), history)
 
 
 def _train_parts(
@@ -205,7 +159,7 @@ def run_trial(
     torch.manual_seed(settings.search.seed)
     workers = Workers.current()
     data, plan = open_data(settings.data)
-    source, state = _resume_point(resume_from)
+    source, state = resume_point(resume_from)
     model = build_model(recipe, data.num_classes, data.in_chans)
     mean, std = normalization(model, data.in_chans)
     transforms = create_transforms(recipe, settings.data.image_size, data.in_chans, mean, std)
@@ -225,7 +179,7 @@ def run_trial(
         lr = scaled_lr(float(recipe["lr"]), workers.world, settings.resources.lr_scaling)
         parts = _train_parts(recipe, settings, model, lr, workers, steps)
         parts.mixup, parts.accumulate = mixup, accumulate
-        progress = _restore(source, state, model, parts, staging) if source and state else _Progress()
+        progress = restore(source, state, model, parts, staging) if source and state else Progress()
         meta_base = {
             "model": recipe["model"],
             "class_names": list(data.class_names),
@@ -264,7 +218,7 @@ class _Loop:
     started: float  # when run_trial was called: set-up time counts from here
 
 
-def _train(loop: _Loop, progress: _Progress, staging: Path, meta_base: dict[str, Any], report: Report) -> None:
+def _train(loop: _Loop, progress: Progress, staging: Path, meta_base: dict[str, Any], report: Report) -> None:
     settings, parts = loop.settings, loop.parts
     sign = 1.0 if settings.search.mode == "max" else -1.0
     for epoch in range(progress.start_epoch, settings.search.max_epochs + 1):
