@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from timm.data.loader import PrefetchLoader, fast_collate
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from tunefleet.spaces import DataSpec, Resources
 
@@ -50,18 +50,21 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
 
 @contextlib.contextmanager
 def _seeded(seed: int) -> Iterator[None]:
-    """Python's, NumPy's and torch's CPU generators seeded for one sample, restored after (with no
-    loader workers this runs in the training process, whose own random streams must not move)."""
-    saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    """Python's, NumPy's and torch's CPU generators seeded for one sample. In a loader worker
+    that is all; with no workers this runs in the training process, whose own random streams are
+    put back after (saving NumPy's state costs more than the rest, so only there)."""
+    in_worker = get_worker_info() is not None
+    saved = None if in_worker else (random.getstate(), np.random.get_state(), torch.get_rng_state())
     random.seed(seed)
     np.random.seed(seed)
     torch.default_generator.manual_seed(seed)
     try:
         yield
     finally:
-        random.setstate(saved[0])
-        np.random.set_state(saved[1])
-        torch.set_rng_state(saved[2])
+        if saved is not None:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.set_rng_state(saved[2])
 
 
 class _Samples(Dataset[tuple[torch.Tensor, int] | None]):
