@@ -6,10 +6,12 @@ The scripts run as ``python benchmarks/NAME.py`` (this folder is then first on `
 from __future__ import annotations
 
 import copy
+import json
 import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -127,3 +129,14 @@ def recorder() -> Any:
             self.rows.append({"t": time.perf_counter(), "trial": trial.trial_id, **result})
 
     return Recorder()
+
+
+def in_fresh_process(script: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Run ``script --child PAYLOAD`` in a new interpreter (nothing imported or cached carries
+    over between measurements) and return the JSON object its last line prints."""
+    out = subprocess.run(
+        [sys.executable, script, "--child", json.dumps(payload)], capture_output=True, text=True, check=False
+    )
+    if out.returncode:
+        raise RuntimeError(f"{Path(script).name} {payload} failed:\n{out.stderr[-3000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import append, heading, median, verdict
+from _common import append, heading, in_fresh_process, median, verdict
 from _images import write_jpeg_folder
 
 SCALE_MIN, RE_PROB, LR = 0.6, 0.25, 0.05
@@ -162,15 +160,6 @@ def child(arm: dict[str, Any]) -> None:
     print(json.dumps({"rates": rates}))
 
 
-def _in_child(arm: dict[str, Any]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(arm)], capture_output=True, text=True, check=False
-    )
-    if out.returncode:
-        raise RuntimeError(f"{arm} failed:\n{out.stderr[-3000:]}")
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
-
-
 def throughput(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="tf-thru-") as tmp:
         root = Path(tmp) / "images"
@@ -182,7 +171,7 @@ def throughput(args: argparse.Namespace) -> None:
         for _ in range(args.repeats):
             row = {}
             for arm in ("timm", "memory", "stream"):
-                rates = _in_child({**base, "arm": arm})["rates"][1:]  # epoch 1 starts the workers
+                rates = in_fresh_process(__file__, {**base, "arm": arm})["rates"][1:]  # epoch 1 starts the workers
                 row[arm] = median(rates)
             rounds.append(row)
             print(json.dumps(row), flush=True)
@@ -215,7 +204,11 @@ def memory(args: argparse.Namespace) -> None:
         for n in (args.images, 2 * args.images):
             root = write_jpeg_folder(Path(tmp) / f"images-{n}", n, size=128, classes=10)
             for cache in ("stream", "memory") if n == args.images and args.contrast else ("stream",):
-                row = {"images": n, "cache": cache, **_in_child({"kind": "memory", "root": str(root), "cache": cache})}
+                row = {
+                    "images": n,
+                    "cache": cache,
+                    **in_fresh_process(__file__, {"kind": "memory", "root": str(root), "cache": cache}),
+                }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     small, large = (r for r in rows if r["cache"] == "stream")

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import append, heading, median
+from _common import append, heading, in_fresh_process, median
 from _images import write_jpeg_folder
 
 
@@ -66,12 +64,7 @@ def child(data: dict[str, Any]) -> None:
 
 
 def _measure(data: dict[str, Any], repeats: int) -> dict[str, float]:
-    runs = []
-    for _ in range(repeats):
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", json.dumps(data)], capture_output=True, text=True, check=True
-        ).stdout
-        runs.append(json.loads(out.strip().splitlines()[-1]))
+    runs = [in_fresh_process(__file__, data) for _ in range(repeats)]
     return {arm: median([r[arm] for r in runs]) for arm in ("cold", "warm")}
 
 
