@@ -198,8 +198,8 @@ class DataFeed:
         return self.counted.unreadable
 
     def prime(self, epoch: int, batch: int, drop_last: bool) -> None:
-        """Have the workers start on ``epoch`` now (the trial goes on setting up meanwhile); the
-        next ``train`` call must ask for the same epoch."""
+        """Have the workers start on ``epoch`` now, while the trial goes on setting up; the next
+        ``train(epoch)`` takes those batches (any other pass asked for first discards them)."""
         self.passes.train(len(self.splits["train"]), epoch, batch, drop_last)
         self.counted.prime()
         self.primed_epoch = epoch
@@ -214,6 +214,7 @@ class DataFeed:
 
     def evaluate(self, split: str, batch: int) -> Iterator[Batch]:
         """``split`` ("val" or "test") in order, in batches, without augmentation."""
+        self.counted.primed = None
         self.passes.evaluate(split, len(self.splits[split]), batch)
         return self._batches()
 
