@@ -24,7 +24,7 @@ from torchvision import transforms as T
 
 
 class GaussianNoise:
-    """Adds N(0, std^2) noise to a normalized image tensor (a class, so DataLoader workers can pickle it)."""
+    """Adds N(0, std^2) noise to a normalized image or batch, on whatever device it is on."""
 
     def __init__(self, std: float) -> None:
         self.std = std
