@@ -19,7 +19,7 @@ def _runs(tmp_path, experiment: str):
     assert exp is not None
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get(rec.ROLE_TAG) == rec.ROLE_SEARCH]
-    children = [r for r in runs if r.data.tags.get(rec.PARENT_RUN_TAG)]
+    children = [r for r in runs if r.data.tags.get(rec.ROLE_TAG) == rec.ROLE_TRIAL]  # not export runs
     return client, parents, children
 
 
