@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads o
     from ._ensemble import ENSEMBLES, Normalized, SoftmaxAverage, Stacked, WeightedAverage, batched, ensemble_module
     from ._export import ExportResult, export_ensemble
     from ._metrics import classifier_metrics
-    from ._onnx import export_onnx, onnx_outputs
+    from ._onnx import export_onnx, onnx_session
     from ._predict import ExportedModel, Predictions, load_exported, predict
     from ._register import Registered, check_model_name, register_model
     from ._report import Report, build_report
@@ -45,7 +45,7 @@ _LAZY = {
     "load_exported": "._predict",
     "METHODS": "._combine",
     "Normalized": "._ensemble",
-    "onnx_outputs": "._onnx",
+    "onnx_session": "._onnx",
     "open_experiment": "._runs",
     "predict": "._predict",
     "Predictions": "._predict",
@@ -86,7 +86,7 @@ __all__ = [
     "finished_trials",
     "fit_combination",
     "load_exported",
-    "onnx_outputs",
+    "onnx_session",
     "open_experiment",
     "predict",
     "ranking",

@@ -25,10 +25,10 @@ from tunefleet.spaces import records as rec
 from tunefleet.trainables import RESIZE
 
 from ._combine import Combination, fit_combination
-from ._ensemble import batched, ensemble_module
+from ._ensemble import ensemble_module
 from ._members import EvalData, Member, load_pool
 from ._metrics import classifier_metrics
-from ._onnx import OPSET, export_onnx, onnx_outputs
+from ._onnx import OPSET, export_onnx, onnx_session
 from ._runs import finished_trials, open_experiment, ranking, search_run, trials_frame
 
 PARITY_TOL = 1e-4
@@ -71,8 +71,11 @@ def _weights(combination: Combination, pool: int) -> list[float | None]:
 
 
 def _check_parity(module: torch.nn.Module, data: EvalData, path: Path) -> tuple[np.ndarray, float]:
-    probs = batched(module, data.x_test).numpy()
-    diff = float(np.abs(onnx_outputs(path, data.x_test) - probs).max())
+    """The ensemble's test probabilities from PyTorch, after checking onnxruntime gives them too
+    (both run on each test batch as it is read)."""
+    run_onnx = onnx_session(path)
+    both = data.over_test(lambda x: np.stack([module(x).numpy(), run_onnx(x)], axis=1))
+    probs, diff = both[:, 0], float(np.abs(both[:, 1] - both[:, 0]).max())
     if diff >= PARITY_TOL:
         raise RuntimeError(f"ONNX output differs from PyTorch by {diff:.2e} (tolerance {PARITY_TOL:.0e})")
     return probs, diff
@@ -93,6 +96,7 @@ def _card(
 ) -> dict[str, Any]:
     meta, metric = members[0].meta, header["metric"]
     classes = list(meta["class_names"])
+    assert data.y_test is not None, "the members were scored on the test split first"
     weights = _weights(combination, len(members))
     return header | {
         "method": combination.method,
@@ -132,13 +136,15 @@ def export_ensemble(
         raise SpecError("--top-k", f"asked for {top_k} trials but the search has {len(ranked)} finished trials")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
+    data: EvalData | None = None
     try:
         members, data = load_pool(client, ranked, top_k, staging / "members", say)
         val_logits = np.stack([m.val_logits for m in members])
         combination = fit_combination(method, val_logits, data.y_val)
         module = ensemble_module(combination, [m.module for m in members]).eval()
         onnx_path = staging / rec.ONNX_FILE
-        export_onnx(module, data.x_test[:2], onnx_path)
+        example = data.example()
+        export_onnx(module, example, onnx_path)
         probs, diff = _check_parity(module, data, onnx_path)
         header = {
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -156,6 +162,8 @@ def export_ensemble(
         out.mkdir(parents=True, exist_ok=True)
         for path in staging.iterdir():  # the graph, any external-data file beside it, the card
             os.replace(path, out / path.name)
-        return ExportResult(out=out, card=card, example=data.x_test[:2].numpy())
+        return ExportResult(out=out, card=card, example=example.numpy())
     finally:
+        if data is not None:
+            data.feed.close()
         shutil.rmtree(staging, ignore_errors=True)

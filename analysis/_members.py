@@ -9,6 +9,8 @@ a pool is never a silent mix.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +22,26 @@ from mlflow.tracking import MlflowClient
 
 from tunefleet.spaces import DataSpec, SpecError
 from tunefleet.spaces import records as rec
-from tunefleet.trainables import CorruptCheckpoint, load_data, load_logits, load_model, verify_checkpoint
+from tunefleet.trainables import (
+    CorruptCheckpoint,
+    DataFeed,
+    FileSplit,
+    ImageData,
+    Split,
+    load_logits,
+    load_model,
+    open_data,
+    unit_transforms,
+    verify_checkpoint,
+)
 
-from ._ensemble import Normalized, batched
+from ._ensemble import Normalized
 
 # A rebuilt member must reproduce the test logits its trial recorded to this tolerance.
 REPRODUCE_TOL = 1e-3
 # What members of one ensemble must share: the graph takes one input and names one set of classes.
 SHARED = ("image_size", "in_chans", "class_names")
+CPU = torch.device("cpu")
 
 
 @dataclass
@@ -40,22 +54,46 @@ class Member:
     test_logits: np.ndarray  # recomputed here, and checked against the saved ones
 
 
-@dataclass
+# Test images per batch while scoring members and the ensemble: memory holds one batch of images.
+EVAL_BATCH = 256
+
+
 class EvalData:
-    x_val: torch.Tensor  # [0, 1] images as the exported graph takes them
-    y_val: np.ndarray
-    x_test: torch.Tensor
-    y_test: np.ndarray
+    """The splits members are scored on, read the way the search's data path kept them (decoded
+    once, or streamed from disk a batch at a time by loader workers): no tensor ever holds a whole
+    split, so an export works on any folder its search could train on."""
 
+    def __init__(self, data: ImageData[Split] | ImageData[FileSplit], workers: int) -> None:
+        self.y_val = data.val.labels
+        self.y_test: np.ndarray | None = None  # the labels of the test images read (unreadable ones drop out)
+        self.feed = DataFeed(data, unit_transforms(data.train.size, data.in_chans), CPU, workers=workers, seed=0)
 
-def _as_input(images: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(images).float() / 255.0
-    return (x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)).contiguous()
+    @torch.inference_mode()
+    def over_test(self, fn: Callable[[torch.Tensor], np.ndarray]) -> np.ndarray:
+        """``fn`` of each test batch ([0, 1] images, as the exported graph takes them), concatenated
+        in order; every pass must read the same images."""
+        outputs, labels = [], []
+        for x, y in self.feed.evaluate("test", EVAL_BATCH):
+            outputs.append(fn(x))
+            labels.append(y.numpy())
+        read = np.concatenate(labels)
+        if self.y_test is not None and not np.array_equal(read, self.y_test):
+            raise RuntimeError("the test split read differently between two passes (are its files changing?)")
+        self.y_test = read
+        return np.concatenate(outputs)
+
+    def example(self) -> torch.Tensor:
+        """The first two test images, as the graph takes them (its trace input and input example)."""
+        x, _ = next(iter(self.feed.evaluate("test", 2)))
+        return x
 
 
 def eval_data(meta: dict[str, Any]) -> EvalData:
-    data = load_data(DataSpec.model_validate(meta["settings"]["data"]))
-    return EvalData(_as_input(data.val.images), data.val.labels, _as_input(data.test.images), data.test.labels)
+    """The data a trial's ``meta.json`` names, on the path its search chose (``open_data``)."""
+    data, plan = open_data(DataSpec.model_validate(meta["settings"]["data"]))
+    # Loader workers only pay off when each image is read and resized from disk.
+    workers = 0 if plan.cache == "memory" else max(1, (os.cpu_count() or 2) - 1)
+    return EvalData(data, workers)
 
 
 def _download(client: MlflowClient, run_id: str, staging: Path) -> Path | None:
@@ -85,11 +123,14 @@ def _load(client: MlflowClient, row: Any, local: Path, data: EvalData | None) ->
     if not np.array_equal(saved["val_labels"].numpy(), data.y_val):
         raise SpecError(f"trial {row.name}", "its saved validation labels differ from the data it names; not exporting")
     module = Normalized(model, meta["mean"], meta["std"]).eval()
-    test_logits = batched(module, data.x_test)
-    drift = float((test_logits - saved["test_logits"]).abs().max())
+    test_logits = data.over_test(lambda x: module(x).numpy())
+    recorded = len(saved["test_logits"])
+    if len(test_logits) != recorded:
+        raise RuntimeError(f"trial {row.name} recorded logits for {recorded} test images; {len(test_logits)} read now")
+    drift = float(np.abs(test_logits - saved["test_logits"].numpy()).max())
     if drift > REPRODUCE_TOL:
         raise RuntimeError(f"trial {row.name} does not reproduce its recorded test logits (max diff {drift:.2e})")
-    member = Member(row.run_id, row.name, module, meta, saved["val_logits"].numpy(), test_logits.numpy())
+    member = Member(row.run_id, row.name, module, meta, saved["val_logits"].numpy(), test_logits)
     return member, data
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,15 @@ def export_onnx(module: nn.Module, sample: torch.Tensor, path: Path) -> None:
     program.save(str(path))
 
 
-def onnx_outputs(path: Path, x: torch.Tensor) -> np.ndarray:
-    """Run the ONNX model on CPU in onnxruntime."""
+def onnx_session(path: Path) -> Callable[[torch.Tensor], np.ndarray]:
+    """The ONNX model at ``path`` as a function, run on CPU in onnxruntime (one session for every call)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    return np.asarray(out)
+    name = session.get_inputs()[0].name
+
+    def run(x: torch.Tensor) -> np.ndarray:
+        (out,) = session.run(None, {name: x.numpy()})
+        return np.asarray(out)
+
+    return run

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import textwrap
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -243,8 +243,14 @@ def confident_mistakes(logits: np.ndarray, labels: np.ndarray, limit: int = 16) 
     return [(int(i), int(predicted[i]), float(probs[i, predicted[i]])) for i in order]
 
 
+class Images(Protocol):
+    """Images by index, as uint8 arrays ([H, W] or [H, W, 3]): an array, or a split read lazily."""
+
+    def __getitem__(self, index: int, /) -> np.ndarray: ...
+
+
 def bad_cases_figure(
-    images: np.ndarray, labels: np.ndarray, logits: np.ndarray, class_names: list[str], title: str, limit: int = 16
+    images: Images, labels: np.ndarray, logits: np.ndarray, class_names: list[str], title: str, limit: int = 16
 ) -> Figure | None:
     """The validation images a trial gets most confidently wrong; None when it gets none wrong."""
     cases = confident_mistakes(logits, labels, limit)

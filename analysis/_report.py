@@ -32,7 +32,7 @@ from ._runs import finished_trials, open_experiment, ranking, search_run, trials
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from tunefleet.trainables import ImageData
+    from tunefleet.trainables import FileSplit, ImageData, Split
 
 ARTIFACT_PATH = rec.REPORT_ARTIFACT_DIR
 HTML_NAME = "report.html"
@@ -151,17 +151,29 @@ def _checkpoint(client: MlflowClient, uri: str, run_id: str, tmp: Path) -> tuple
     return read_meta(meta.parent), {k: v.numpy() for k, v in load_logits(logits.parent).items()}
 
 
-def _val_images(meta: dict[str, Any], labels: np.ndarray, cache: dict[DataSpec, ImageData]) -> np.ndarray:
-    """The validation images in the order of the trial's logits (decoded once per data spec)."""
-    from tunefleet.trainables import load_data
+class _SplitImages:
+    """A split's images as uint8 arrays, each read when indexed: a bad-case grid needs a few
+    images, never a decoded split (a streamed search's folder may not fit in memory)."""
+
+    def __init__(self, split: Split | FileSplit) -> None:
+        self.split = split
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return np.asarray(self.split.image(index))
+
+
+def _val_images(meta: dict[str, Any], labels: np.ndarray, cache: dict[DataSpec, ImageData]) -> _SplitImages:
+    """The validation images in the order of the trial's logits (opened once per data spec, on
+    the path its search chose)."""
+    from tunefleet.trainables import open_data
 
     spec = DataSpec.model_validate(meta["settings"]["data"])
     if spec not in cache:
-        cache[spec] = load_data(spec)
+        cache[spec] = open_data(spec)[0]
     val = cache[spec].val
     if not np.array_equal(val.labels, labels):
-        raise ValueError("its validation split is not the one decoded now (has the data changed?)")
-    return val.images
+        raise ValueError("its validation split is not the one opened now (has the data changed?)")
+    return _SplitImages(val)
 
 
 def _trial_figures(client: MlflowClient, uri: str, draft: _Draft, best: pd.DataFrame, tmp: Path) -> None:
@@ -182,7 +194,7 @@ def _trial_figures(client: MlflowClient, uri: str, draft: _Draft, best: pd.DataF
         try:
             if cache and DataSpec.model_validate(meta["settings"]["data"]) not in cache:
                 draft.notes.append(
-                    f"top {rank} trial {name} trained on other data than the trial above: decoded that too"
+                    f"top {rank} trial {name} trained on other data than the trial above: opened that too"
                 )
             images = _val_images(meta, labels, cache)
         except Exception as err:  # data gone or changed since the search: the other figures still stand

@@ -12,6 +12,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,31 @@ def in_fresh_process(script: str, payload: dict[str, Any]) -> dict[str, Any]:
     if out.returncode:
         raise RuntimeError(f"{Path(script).name} {payload} failed:\n{out.stderr[-3000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+class PeakRss:
+    """Samples the RSS of this process plus its children (loader workers) every 0.1 s."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.me = psutil.Process()
+        self.peak_total = self.peak_main = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while self.running:
+            try:
+                main = self.me.memory_info().rss
+                total = main + sum(c.memory_info().rss for c in self.me.children(recursive=True))
+            except Exception:  # a worker exiting between listing and reading
+                continue
+            self.peak_main, self.peak_total = max(self.peak_main, main), max(self.peak_total, total)
+            time.sleep(0.1)
+
+    def stop(self) -> dict[str, float]:
+        self.running = False
+        self.thread.join()
+        return {"peak_main_mib": self.peak_main / 2**20, "peak_total_mib": self.peak_total / 2**20}

@@ -24,12 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import append, heading, in_fresh_process, median, verdict
+from _common import PeakRss, append, heading, in_fresh_process, median, verdict
 from _images import write_jpeg_folder
 
 SCALE_MIN, RE_PROB, LR = 0.6, 0.25, 0.05
@@ -108,34 +107,6 @@ def _tunefleet(arm: dict[str, Any], cache: str) -> list[float]:
     return [m["images_per_s"] for m in reports]
 
 
-class _PeakRss:
-    """Samples the RSS of this process plus its children (loader workers) every 0.1 s."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self.me = psutil.Process()
-        self.peak_total = self.peak_main = 0
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-
-    def _sample(self) -> None:
-        while self.running:
-            try:
-                main = self.me.memory_info().rss
-                total = main + sum(c.memory_info().rss for c in self.me.children(recursive=True))
-            except Exception:  # a worker exiting between listing and reading
-                continue
-            self.peak_main, self.peak_total = max(self.peak_main, main), max(self.peak_total, total)
-            time.sleep(0.1)
-
-    def stop(self) -> dict[str, float]:
-        self.running = False
-        self.thread.join()
-        return {"peak_main_mib": self.peak_main / 2**20, "peak_total_mib": self.peak_total / 2**20}
-
-
 def _memory_arm(arm: dict[str, Any]) -> dict[str, float]:
     from tunefleet.spaces import DataSpec, Resources, SearchSettings, resolve
     from tunefleet.trainables import TrialSettings, run_trial
@@ -145,7 +116,7 @@ def _memory_arm(arm: dict[str, Any]) -> dict[str, float]:
     settings = TrialSettings(
         data=data, resources=Resources(cpus_per_worker=2), search=SearchSettings(max_epochs=1, grace_period=1)
     )
-    peak = _PeakRss()
+    peak = PeakRss()
     start = time.perf_counter()
     reports: list[dict[str, float]] = []
     run_trial(recipe, settings, lambda metrics, checkpoint: reports.append(metrics))

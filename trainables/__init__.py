@@ -3,7 +3,7 @@ optimizer, schedule, loss, augmentation, loop, checkpoints and per-epoch reports
 ``tunefleet.spaces`` (to resolve a recipe, and the record names in ``tunefleet.spaces.records``),
 never ``tunefleet.search``."""
 
-from ._augment import BatchAugment, GaussianNoise, Transforms, create_transforms
+from ._augment import BatchAugment, GaussianNoise, Transforms, create_transforms, unit_transforms
 from ._checkpoint import (
     CheckpointWriteError,
     CorruptCheckpoint,
@@ -80,5 +80,6 @@ __all__ = [
     "scaled_lr",
     "stratified_split",
     "tune_trainable",
+    "unit_transforms",
     "verify_checkpoint",
 ]

@@ -146,8 +146,26 @@ def create_transforms(
         + _photometric(recipe, image_size, in_chans, mean)
         + list(final.transforms)
     )
-    # crop_pct=1: images are stored at the model's size, so evaluation must not crop their borders.
-    evaluate = create_transform(
-        is_training=False, crop_pct=1.0, interpolation="bilinear", use_prefetcher=True, **common
-    )
+    evaluate = _eval_transform(image_size, in_chans, mean, std)
     return Transforms(train, evaluate, tuple(mean), tuple(std), float(aug["noise_std"]), float(aug["re_prob"]))
+
+
+def _eval_transform(image_size: int, in_chans: int, mean: tuple[float, ...], std: tuple[float, ...]) -> T.Compose:
+    # crop_pct=1: images are stored at the model's size, so evaluation must not crop their borders.
+    return create_transform(
+        input_size=(in_chans, image_size, image_size),
+        is_training=False,
+        crop_pct=1.0,
+        interpolation="bilinear",
+        use_prefetcher=True,
+        mean=mean,
+        std=std,
+    )
+
+
+def unit_transforms(image_size: int, in_chans: int) -> Transforms:
+    """Evaluation only, to images scaled to [0, 1] (mean 0, std 1: the prefetcher only divides by
+    255): the input an exported graph takes, which normalizes inside itself."""
+    zeros, ones = (0.0,) * in_chans, (1.0,) * in_chans
+    evaluate = _eval_transform(image_size, in_chans, zeros, ones)
+    return Transforms(evaluate, evaluate, zeros, ones, noise_std=0.0, re_prob=0.0)

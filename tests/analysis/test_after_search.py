@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from tunefleet.analysis import METHODS, export_ensemble, onnx_outputs
+from tunefleet.analysis import METHODS, export_ensemble, onnx_session
 from tunefleet.spaces import records as rec
 from tunefleet.trainables import ImageData, Split, load_data
 
@@ -89,7 +89,7 @@ def test_every_method_exports_one_graph_that_matches_onnxruntime(searched, metho
     card = result.card
     assert card["onnx"]["max_abs_diff_vs_torch"] < 1e-4
     data = load_data("digits", 16, 0)
-    probs = onnx_outputs(tmp_path / method / rec.ONNX_FILE, _inputs(data.test.images))
+    probs = onnx_session(tmp_path / method / rec.ONNX_FILE)(_inputs(data.test.images))
     assert float((probs.argmax(1) == data.test.labels).mean()) == pytest.approx(card["ensemble"]["acc"], abs=1e-9)
     assert {"acc", "top5_acc", "precision", "recall", "f1", "roc_auc", "ece", "confusion_matrix"} <= set(
         card["ensemble"]
@@ -104,8 +104,8 @@ def test_auto_chooses_without_reading_the_test_split(searched, tmp_path, monkeyp
     first = export_ensemble(searched.uri, "small", 3, tmp_path / "a", method="auto", say=lambda _: None).card
     import tunefleet.analysis._members as members
 
-    real = members.load_data
-    monkeypatch.setattr(members, "load_data", lambda spec: _without_test_labels(real(spec)))
+    real = members.open_data
+    monkeypatch.setattr(members, "open_data", lambda spec: (_without_test_labels(real(spec)[0]), real(spec)[1]))
     again = export_ensemble(searched.uri, "small", 3, tmp_path / "b", method="auto", say=lambda _: None).card
     assert again["ensemble"]["acc"] < first["ensemble"]["acc"] - 0.3  # the test split did change...
     assert again["combination"] == first["combination"] and again["method"] == first["method"]  # ...the choice did not

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tunefleet.analysis import Normalized, SoftmaxAverage, batched, export_onnx, onnx_outputs
+from tunefleet.analysis import Normalized, SoftmaxAverage, batched, export_onnx, onnx_session
 from tunefleet.analysis._combine import Combination, fit_combination
 from tunefleet.analysis._ensemble import WeightedAverage, ensemble_module
 from tunefleet.spaces import SpecError
@@ -47,7 +47,7 @@ def test_onnx_export_matches_pytorch_with_a_dynamic_batch(tmp_path):
     export_onnx(ens, torch.rand(2, 1, 16, 16), path)
     for batch in (1, 7):
         x = torch.rand(batch, 1, 16, 16)
-        diff = np.abs(onnx_outputs(path, x) - batched(ens, x).numpy()).max()
+        diff = np.abs(onnx_session(path)(x) - batched(ens, x).numpy()).max()
         assert diff < 1e-4
 
 
@@ -108,4 +108,4 @@ def test_combination_onnx_export_matches_pytorch_with_a_dynamic_batch(tmp_path, 
     export_onnx(module, torch.rand(2, 1, 16, 16), path)
     for batch in (1, 7):
         x = torch.rand(batch, 1, 16, 16)
-        assert np.abs(onnx_outputs(path, x) - batched(module, x).numpy()).max() < 1e-4
+        assert np.abs(onnx_session(path)(x) - batched(module, x).numpy()).max() < 1e-4

@@ -1,5 +1,6 @@
 """Which trials may be ensembled together: a trial without a checkpoint, or with other classes or
-another input size, is left out by name (never mixed in silently); too few left is one line, exit 2."""
+another input size, is left out by name (never mixed in silently); too few left is one line, exit 2.
+And trials of a streamed search export without decoding their folder."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
-from tunefleet.analysis import export_ensemble
-from tunefleet.spaces import SpecError
+from tunefleet.analysis import Normalized, export_ensemble, onnx_session
+from tunefleet.analysis._members import EvalData, eval_data
+from tunefleet.spaces import DataSpec, SearchSettings, SpecError, resolve
 from tunefleet.spaces import records as rec
+from tunefleet.trainables import FileSplit, TrialSettings, load_model, open_data, read_meta, run_trial
 
 pytestmark = pytest.mark.slow
 
@@ -93,3 +98,50 @@ def test_a_search_without_finished_trials_is_refused_by_export(tmp_path):
     ):
         export_ensemble(uri, "pool", 1, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def streamed_checkpoint(tmp_path, image_folder) -> Path:
+    """The best checkpoint of a two-epoch trial on an image folder streamed from disk."""
+    root = image_folder(tmp_path / "images", {"cat": 20, "dog": 20, "fox": 20})
+    data = DataSpec(kind="imagefolder", root=str(root), image_size=20, cache="stream", loader_workers=1)
+    settings = TrialSettings(data=data, search=SearchSettings(max_epochs=2, grace_period=1))
+    best = tmp_path / "best"
+
+    def keep_best(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        if checkpoint_dir is not None and rec.TEST_ACC in metrics:  # a new best: its test logits are saved
+            shutil.rmtree(best, ignore_errors=True)
+            shutil.copytree(checkpoint_dir / rec.BEST, best)
+
+    run_trial(resolve({"lr": 0.05, "batch_size": 16}), settings, keep_best)
+    return best
+
+
+def test_a_streamed_search_exports_from_files_a_batch_at_a_time(streamed_checkpoint, tmp_path):
+    """Scoring reads the test files through loader workers (no decoded split), gives the logits
+    the memory path gives bit for bit, and the export's ONNX graph reproduces the card on them."""
+    meta = read_meta(streamed_checkpoint)
+    assert meta["settings"]["data"]["cache"] == "stream"
+    streamed = eval_data(meta)
+    assert isinstance(streamed.feed.splits["test"], FileSplit)
+    memory_spec = DataSpec.model_validate(meta["settings"]["data"] | {"cache": "memory"})
+    decoded = EvalData(open_data(memory_spec)[0], workers=0)
+    model, _ = load_model(streamed_checkpoint)
+    module = Normalized(model, meta["mean"], meta["std"]).eval()
+    logits = streamed.over_test(lambda x: module(x).numpy())
+    assert np.array_equal(logits, decoded.over_test(lambda x: module(x).numpy()))
+    assert np.array_equal(streamed.y_test, decoded.y_test) and len(logits) == len(streamed.y_test) == 12
+    streamed.feed.close()
+    decoded.feed.close()
+
+    uri = _search(
+        tmp_path, [("alpha", streamed_checkpoint, rec.COMPLETED), ("beta", streamed_checkpoint, rec.COMPLETED)]
+    )
+    card = export_ensemble(uri, "pool", 2, tmp_path / "out", method="mean", say=print).card
+    labels = decoded.y_test
+    member_acc = float((logits.argmax(1) == labels).mean())
+    assert card["members"][0]["test"]["acc"] == pytest.approx(member_acc, abs=1e-9)
+    images = np.stack([np.asarray(decoded.feed.splits["test"].image(i)) for i in range(len(labels))])
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    probs = onnx_session(tmp_path / "out" / rec.ONNX_FILE)(x)
+    assert float((probs.argmax(1) == labels).mean()) == pytest.approx(card["ensemble"]["acc"], abs=1e-9)
