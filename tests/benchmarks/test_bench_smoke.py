@@ -134,3 +134,16 @@ def test_trial_setup_times_both_workloads() -> None:
     assert [r["workload"] for r in rows] == ["digits", "folder"]
     assert all(r["warm"] > 0 and r["cold"] > 0 for r in rows)
     assert "| workload | cold s" in out
+
+
+@pytest.mark.slow
+def test_export_scoring_scores_the_whole_test_split_on_every_arm() -> None:
+    rows, out = run_script("export_scoring.py", "--images", "150")
+    assert [(r["images"], r["arm"]) for r in rows] == [
+        (150, "decoded"),
+        (150, "memory"),
+        (150, "stream"),
+        (300, "stream"),
+    ]
+    assert [r["scored"] for r in rows] == [30, 30, 30, 60]  # 20 % of each folder, every image
+    assert "target < 10 % when the folder doubles (stream)" in out
