@@ -65,6 +65,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/data_paths.py throughput
 	$(BIN)/python benchmarks/data_paths.py memory
 	$(BIN)/python benchmarks/trial_setup.py
+	$(BIN)/python benchmarks/export_scoring.py
 
 bench-quality: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/search_quality.py
