@@ -5,6 +5,7 @@ The scripts run as ``python benchmarks/NAME.py`` (this folder is then first on `
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import os
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +132,24 @@ def recorder() -> Any:
             self.rows.append({"t": time.perf_counter(), "trial": trial.trial_id, **result})
 
     return Recorder()
+
+
+def parse_or_run_child(parser: argparse.ArgumentParser, child: Callable[[Any], None]) -> argparse.Namespace | None:
+    """Add ``--child`` and ``--no-write`` to ``parser`` and parse. Called as ``in_fresh_process``'s
+    child, run ``child`` on its JSON payload and return None; else return the arguments."""
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--no-write", action="store_true", help="print the table, do not append to RESULTS.md")
+    args = parser.parse_args()
+    if args.child:
+        child(json.loads(args.child))
+        return None
+    return args
+
+
+def rss_change_line(small: dict[str, float], large: dict[str, float], arm: str = "") -> str:
+    """The verdict on peak RSS (with workers) when the folder doubles: the target is < 10 %."""
+    change = large["peak_total_mib"] / small["peak_total_mib"] - 1
+    return f"\ntarget < 10 % when the folder doubles{arm}: {change:+.1%} {verdict(abs(change) < 0.10)}"
 
 
 def in_fresh_process(script: str, payload: dict[str, Any]) -> dict[str, Any]:

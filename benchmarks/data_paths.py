@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import PeakRss, append, heading, in_fresh_process, median, verdict
+from _common import PeakRss, append, heading, in_fresh_process, median, parse_or_run_child, rss_change_line, verdict
 from _images import write_jpeg_folder
 
 SCALE_MIN, RE_PROB, LR = 0.6, 0.25, 0.05
@@ -183,7 +183,6 @@ def memory(args: argparse.Namespace) -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     small, large = (r for r in rows if r["cache"] == "stream")
-    change = large["peak_total_mib"] / small["peak_total_mib"] - 1
     lines = [
         heading(
             "peak memory of a streaming trial vs dataset size",
@@ -198,7 +197,7 @@ def memory(args: argparse.Namespace) -> None:
         f"{r['seconds']:.0f} | {r['images_per_s']:.0f} |"
         for r in rows
     ]
-    lines.append(f"\ntarget < 10 % when the folder doubles: {change:+.1%} {verdict(abs(change) < 0.10)}")
+    lines.append(rss_change_line(small, large))
     append("\n".join(lines) + "\n", not args.no_write)
 
 
@@ -214,11 +213,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--contrast", action="store_true", help="memory: also the memory path, at the smaller size")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    if args.child:
-        child(json.loads(args.child))
+    args = parse_or_run_child(parser, child)
+    if args is None:
         return
     if args.what == "memory":
         args.images = args.images or 20_000

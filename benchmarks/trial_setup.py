@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import append, heading, in_fresh_process, median
+from _common import append, heading, in_fresh_process, median, parse_or_run_child
 from _images import write_jpeg_folder
 
 
@@ -74,11 +74,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4000, help="JPEGs in the generated folder")
     parser.add_argument("--label", default="", help="names the code measured in the table (e.g. 'before')")
     parser.add_argument("--extra", default="{}", help="JSON merged into both workloads' data section")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    if args.child:
-        child(json.loads(args.child))
+    args = parse_or_run_child(parser, child)
+    if args is None:
         return
     extra = json.loads(args.extra)
     with tempfile.TemporaryDirectory(prefix="tf-setup-") as tmp:
