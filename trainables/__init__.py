@@ -3,7 +3,7 @@ optimizer, schedule, loss, augmentation, loop, checkpoints and per-epoch reports
 ``tunefleet.spaces`` (to resolve a recipe, and the record names in ``tunefleet.spaces.records``),
 never ``tunefleet.search``."""
 
-from ._augment import BatchAugment, GaussianNoise, Transforms, create_transforms, unit_transforms
+from ._augment import GaussianNoise, Transforms, create_transforms, unit_transforms
 from ._checkpoint import (
     CheckpointWriteError,
     CorruptCheckpoint,
@@ -25,14 +25,13 @@ from ._model import build_model, create_model, freeze_stages, normalization, sca
 from ._optim import OPTIMIZERS, create_optimizer
 from ._schedule import SCHEDULES, create_scheduler
 from ._settings import TrialSettings
-from ._splits import RESIZE, FileSplit, ImageData, Split, read_image, stratified_split
+from ._splits import RESIZE, FileSplit, ImageData, Split, stratified_split
 from ._trial import run_trial
 from ._tune import tune_trainable
 from ._upload import CheckpointUploader, RunLink
 
 __all__ = [
     "RESIZE",
-    "BatchAugment",
     "DataFeed",
     "DataPlan",
     "FileSplit",
@@ -40,7 +39,6 @@ __all__ = [
     "loader_workers",
     "open_data",
     "plan_data",
-    "read_image",
     "CheckpointUploader",
     "CheckpointWriteError",
     "CorruptCheckpoint",

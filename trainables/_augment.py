@@ -125,10 +125,10 @@ def create_transforms(
     at the model's size).
     """
     aug = recipe["augmentation"]
-    common: dict[str, Any] = {"input_size": (in_chans, image_size, image_size), "mean": mean, "std": std}
     # timm's three stages: primary (crop, flips), secondary (its own colour ops: none, since its
     # jitter is off and it gets no auto_augment) and final (with the prefetcher: to uint8 tensor).
     primary, secondary, final = create_transform(
+        input_size=(in_chans, image_size, image_size),
         is_training=True,
         separate=True,
         scale=(aug["scale_min"], 1.0),
@@ -137,7 +137,8 @@ def create_transforms(
         color_jitter=None,  # type: ignore[arg-type]  # None turns timm's off; ours is in _photometric
         interpolation="bilinear",
         use_prefetcher=True,
-        **common,
+        mean=mean,
+        std=std,
     )
     train = T.Compose(
         _rotation(aug, in_chans, mean)
