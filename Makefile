@@ -11,7 +11,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 # which mypy can follow across the four packages (the default mode's import hook hides them).
 # A new or removed module needs the tree rebuilt, so the installs depend on the module list.
 STRICT := --config-settings editable_mode=strict
-MODULES := $(sort $(wildcard search/*.py spaces/*.py trainables/*.py analysis/*.py))
+MODULES := $(sort $(wildcard search/*.py search/*/*.py spaces/*.py trainables/*.py analysis/*.py))
 
 .PHONY: demo test lint format bench bench-quality bench-smoke clean FORCE
 

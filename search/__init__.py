@@ -11,29 +11,29 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._cluster import check_trial_fits, workers_that_fit
-    from ._experiment import Plan, optuna_sampler, planned_trials, preflight, run_experiment
-    from ._ledger import TrialLedger, TrialRecord
-    from ._options import tracking_uri
-    from ._ray import start_ray
-    from ._search_run import finish_search_run, start_search_run
-    from ._tracking import MlflowTrialCallback
+    from ._defaults import tracking_uri
+    from .run._experiment import Plan, optuna_sampler, planned_trials, preflight, run_experiment
+    from .run._ray import start_ray
+    from .service._cluster import check_trial_fits, workers_that_fit
+    from .tracking._callback import MlflowTrialCallback
+    from .tracking._ledger import TrialLedger, TrialRecord
+    from .tracking._search_run import finish_search_run, start_search_run
 
 _EXPORTS = {
-    "check_trial_fits": "._cluster",
-    "workers_that_fit": "._cluster",
-    "Plan": "._experiment",
-    "optuna_sampler": "._experiment",
-    "planned_trials": "._experiment",
-    "preflight": "._experiment",
-    "run_experiment": "._experiment",
-    "start_ray": "._ray",
-    "TrialLedger": "._ledger",
-    "TrialRecord": "._ledger",
-    "MlflowTrialCallback": "._tracking",
-    "finish_search_run": "._search_run",
-    "start_search_run": "._search_run",
-    "tracking_uri": "._options",
+    "check_trial_fits": ".service._cluster",
+    "workers_that_fit": ".service._cluster",
+    "Plan": ".run._experiment",
+    "optuna_sampler": ".run._experiment",
+    "planned_trials": ".run._experiment",
+    "preflight": ".run._experiment",
+    "run_experiment": ".run._experiment",
+    "start_ray": ".run._ray",
+    "TrialLedger": ".tracking._ledger",
+    "TrialRecord": ".tracking._ledger",
+    "MlflowTrialCallback": ".tracking._callback",
+    "finish_search_run": ".tracking._search_run",
+    "start_search_run": ".tracking._search_run",
+    "tracking_uri": "._defaults",
 }
 __all__ = [
     "MlflowTrialCallback",

@@ -20,7 +20,7 @@ def _mypy(*extra: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_a_cross_package_type_error_is_caught(tmp_path):
-    target = ROOT / "search" / "_progress.py"
+    target = ROOT / "search" / "run" / "_progress.py"
     shadow = tmp_path / "_progress.py"
     shadow.write_text(
         target.read_text() + '\n\nfrom tunefleet.spaces import load_spec\n\nx: int = load_spec("a.yaml")\n'
@@ -28,4 +28,4 @@ def test_a_cross_package_type_error_is_caught(tmp_path):
     result = _mypy("--shadow-file", str(target), str(shadow))
     assert result.returncode == 1, result.stdout + result.stderr
     assert 'expression has type "SearchSpec", variable has type "int"' in result.stdout, result.stdout
-    assert "search/_progress.py" in result.stdout
+    assert "search/run/_progress.py" in result.stdout

@@ -9,8 +9,8 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tunefleet.search._liveness import driver_alive, search_state
-from tunefleet.search._trial_records import driver_tags
+from tunefleet.search.resume._liveness import driver_alive, search_state
+from tunefleet.search.tracking._trial_records import driver_tags
 from tunefleet.spaces import records as rec
 
 

@@ -33,10 +33,10 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 from typer.testing import CliRunner
 
-from tunefleet.search._replay import ReplayIncompleteError, read_spool, replay
-from tunefleet.search._replay_cli import register
-from tunefleet.search._store import open_store
-from tunefleet.search._writer import (
+from tunefleet.search.cli._replay import register
+from tunefleet.search.tracking._replay import ReplayIncompleteError, read_spool, replay
+from tunefleet.search.tracking._store import open_store
+from tunefleet.search.tracking._writer import (
     CreateRun,
     LogArtifacts,
     LogBatch,
@@ -320,7 +320,7 @@ def test_writes_held_through_a_server_restart_all_arrive_in_order(server, tmp_pa
     submitted (order kept), the checkpoints and the text are artifacts, a run created during
     the outage exists once, no write was refused; submit never blocked; one warning when the
     outage began and one when it ended, naming the held writes."""
-    caplog.set_level(logging.WARNING, logger="tunefleet.search._writer")
+    caplog.set_level(logging.WARNING, logger="tunefleet.search.tracking._writer")
     client, experiment_id, writer = _writer_with_a_run(server, tmp_path)
 
     server.kill()
@@ -348,7 +348,7 @@ def test_writes_held_through_a_server_restart_all_arrive_in_order(server, tmp_pa
     assert _artifact(client, t1, f"checkpoint/{rec.WEIGHTS}", tmp_path) == "before"
     assert _artifact(client, t2, f"checkpoint/{rec.WEIGHTS}", tmp_path) == "during"
     assert _artifact(client, t2, "notes.txt", tmp_path) == "notes"
-    warnings = [r.getMessage() for r in caplog.records if r.name == "tunefleet.search._writer"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "tunefleet.search.tracking._writer"]
     assert len(warnings) == 2 and "not taking writes" in warnings[0], warnings
     assert f"the {len(during)} writes held" in warnings[1], warnings
     assert writer.close(10, tmp_path / "spool.jsonl") is None

@@ -1,6 +1,6 @@
 """The search run and what a trial run records: params, summary, and closing the search.
 
-``MlflowTrialCallback`` (``_tracking.py``) writes trial runs during the search; these functions
+``MlflowTrialCallback`` (``_callback.py``) writes trial runs during the search; these functions
 open and close the search run around it and define what goes into each record (names from
 ``tunefleet.spaces.records``).
 """

@@ -20,7 +20,7 @@ from typing import Any
 from tunefleet.spaces import SearchSpec, SpecError
 from tunefleet.spaces import records as rec
 
-from ._liveness import resume_command, search_state
+from ..resume._liveness import resume_command, search_state
 
 JOB_ENV = "TUNEFLEET_JOB_ID"  # the job id, set for the search driver; its search run is tagged with it
 STOP_WAIT_S = 120  # how long Ray lets a stopped search close its runs before it kills the driver

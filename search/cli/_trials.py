@@ -115,7 +115,7 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
         from tunefleet.analysis import open_experiment, ranking, run_url, trials_frame
         from tunefleet.analysis import search_run as find_search
 
-        from ._liveness import resume_command, search_state
+        from ..resume._liveness import resume_command, search_state
 
         try:
             if fmt not in FORMATS:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from ._ledger import TrialLedger
+from ..tracking._ledger import TrialLedger
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from tunefleet.spaces.records import COMPLETED, FAILED, INTERRUPTED, RUNNING, STOPPED, TIMED_OUT
 
-from ._ledger import TrialLedger, TrialRecord
+from ..tracking._ledger import TrialLedger, TrialRecord
 
 _STYLE = {COMPLETED: "green", STOPPED: "yellow", FAILED: "red", TIMED_OUT: "red", RUNNING: "cyan", INTERRUPTED: "cyan"}
 

@@ -1,23 +1,16 @@
-"""Options several ``tunefleet`` commands share, declared once so their help reads the same."""
+"""Defaults every room of ``tunefleet.search`` shares: where MLflow is and where reports go.
+
+They live above the rooms so the driver (``run``) and the commands (``cli``) read one value
+without either importing the other.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 from tunefleet.spaces import records as rec
 
-TrackingUri = Annotated[
-    str | None,
-    typer.Option(
-        "--tracking-uri",
-        help="MLflow tracking URI [default: the spec's tracking.uri (search), $MLFLOW_TRACKING_URI, sqlite:///mlflow.db]",
-    ),
-]
-SearchRun = Annotated[str | None, typer.Option("--search-run", help="search run id [default: the latest search]")]
 # Where `tunefleet report` (and the report at the end of every search) writes, per experiment.
 REPORTS_DIR = Path("reports")
 

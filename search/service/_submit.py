@@ -46,7 +46,7 @@ def prepare(
     service: Service | None,
 ) -> SubmitPlan:
     """Validate and resolve a submission; every problem is a SpecError naming the flag or field."""
-    from ._experiment import preflight
+    from ..run._experiment import preflight
 
     spec = load_spec(path, {"search": {"num_samples": num_samples}})
     preflight(spec)  # names, grid size, data, input size: bad input never reaches the cluster

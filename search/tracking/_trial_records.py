@@ -1,7 +1,7 @@
 """What the driver reads back from a trial to record it: its best report, the epochs a killed
 driver never wrote, its failures, and where its checkpoint's files can be uploaded from.
 
-Kept apart from ``_tracking.py`` (which decides *when* to write) because these read checkpoints
+Kept apart from ``_callback.py`` (which decides *when* to write) because these read checkpoints
 and Tune's error files, and resume needs them too.
 """
 

@@ -23,9 +23,9 @@ from mlflow.tracking import MlflowClient
 from tunefleet.spaces import SearchSpec, SpecError, load_spec
 from tunefleet.spaces import records as rec
 
-from ._ledger import TrialLedger, TrialRecord
+from ..tracking._callback import MlflowTrialCallback
+from ..tracking._ledger import TrialLedger, TrialRecord
 from ._liveness import driver_alive
-from ._tracking import MlflowTrialCallback
 
 ENDED = {rec.COMPLETED, rec.STOPPED, rec.FAILED, rec.TIMED_OUT}
 _STATE_FILE = re.compile(r"experiment_state-.*\.json$")

@@ -14,9 +14,16 @@ from rich.table import Table
 
 from tunefleet.spaces import SpecError
 
-from ._cluster import auth_headers, check_dashboard, check_tracking_server, may_autoscale, node_resources, ray_token
-from ._cluster import check_trial_fits as check_fits
-from ._service import STATE_DIR, Service, is_running, load_service
+from ..service._cluster import (
+    auth_headers,
+    check_dashboard,
+    check_tracking_server,
+    may_autoscale,
+    node_resources,
+    ray_token,
+)
+from ..service._cluster import check_trial_fits as check_fits
+from ..service._service import STATE_DIR, Service, is_running, load_service
 
 Address = Annotated[str | None, typer.Option("--address", help="Ray dashboard / Jobs API, http://HOST:8265")]
 Job = Annotated[str, typer.Argument(help="job id (from submit or status)")]
@@ -41,7 +48,7 @@ def _address(address: str | None) -> str:
 
 
 def _client(address: str | None) -> tuple[Any, str, dict[str, str]]:
-    from ._jobs import job_client
+    from ..service._jobs import job_client
 
     url = _address(address)
     headers = auth_headers(ray_token())
@@ -61,7 +68,7 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
         mlflow_port: Annotated[int, typer.Option("--mlflow-port", help="MLflow tracking server")] = 5000,
     ) -> None:
         """Start a Ray head and an MLflow server on this machine (127.0.0.1), in the background."""
-        from ._service import up as start
+        from ..service._service import up as start
 
         ports = {"ray": ray_port, "dashboard": dashboard_port, "mlflow": mlflow_port}
         try:
@@ -80,7 +87,7 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
     @app.command()
     def down() -> None:
         """Stop the service `up` started here; the MLflow store and artifacts stay."""
-        from ._service import down as stop_service
+        from ..service._service import down as stop_service
 
         service = stop_service(STATE_DIR)
         console.print("nothing was up" if service is None else f"down; store and artifacts kept in {service.folder}")
@@ -95,8 +102,8 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
         wait: Annotated[bool, typer.Option("--wait", help="follow the search to its end")] = False,
     ) -> None:
         """Validate SPEC here, then run it as a Ray Job on the cluster; prints the job id and returns."""
-        from ._jobs import submit as submit_job
-        from ._submit import prepare
+        from ..service._jobs import submit as submit_job
+        from ..service._submit import prepare
 
         try:
             plan = prepare(spec, address, tracking_uri, storage, num_samples, _running_service())
@@ -116,7 +123,7 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
         _follow(client, job.job_id)
 
     def _follow(client: Any, job_id: str) -> None:
-        from ._jobs import follow_logs
+        from ..service._jobs import follow_logs
 
         asyncio.run(follow_logs(client, job_id))
         while (state := str(client.get_job_status(job_id))) not in TERMINAL:
@@ -129,7 +136,7 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
     def status(job: Annotated[str | None, typer.Argument(help="one job [default: recent jobs]")] = None,
                address: Address = None) -> None:  # fmt: skip
         """A job's state and its trials (done / running / stopped / failed, best so far), read from MLflow."""
-        from ._jobs import META_EXPERIMENT, META_TRACKING, job_info, progress, tunefleet_jobs
+        from ..service._jobs import META_EXPERIMENT, META_TRACKING, job_info, progress, tunefleet_jobs
 
         try:
             client, _, _ = _client(address)
@@ -158,7 +165,7 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
     @app.command()
     def logs(job: Job, address: Address = None, follow: Follow = False) -> None:
         """The search driver's output (progress lines, trial table)."""
-        from ._jobs import follow_logs, job_info
+        from ..service._jobs import follow_logs, job_info
 
         try:
             client, _, _ = _client(address)
@@ -174,7 +181,7 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
     @app.command()
     def stop(job: Job, address: Address = None) -> None:
         """Stop a search gracefully: running trials close KILLED (interrupted), the search run KILLED."""
-        from ._jobs import STOP_WAIT_S, job_info
+        from ..service._jobs import STOP_WAIT_S, job_info
 
         try:
             client, _, _ = _client(address)

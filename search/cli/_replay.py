@@ -24,7 +24,7 @@ def register(app: typer.Typer, console: Any, fail: Any) -> None:
         ] = DEFAULT_TIMEOUT_S,
     ) -> None:
         """Apply the MLflow writes a search saved in SPOOL, in order; safe to run again."""
-        from ._replay import ReplayIncompleteError, SpoolError, replay_spool
+        from ..tracking._replay import ReplayIncompleteError, SpoolError, replay_spool
 
         try:
             applied, done = replay_spool(spool, tracking_uri, timeout)

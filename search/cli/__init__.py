@@ -16,14 +16,14 @@ from rich.console import Console
 
 from tunefleet.spaces import SpecError, load_spec
 
-from ._analysis_cli import optional_values
-from ._analysis_cli import register as register_analysis_commands
+from ._analysis import optional_values
+from ._analysis import register as register_analysis_commands
 from ._options import SearchRun, TrackingUri
 from ._options import tracking_uri as resolve_uri
-from ._replay_cli import register as register_replay_command
-from ._service_cli import register as register_service_commands
-from ._spaces_cli import app as spaces_app
-from ._trials_cli import register as register_trials_command
+from ._replay import register as register_replay_command
+from ._service import register as register_service_commands
+from ._spaces import app as spaces_app
+from ._trials import register as register_trials_command
 
 # MLflow's per-file download bars would drown the export summary.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -56,7 +56,7 @@ register_analysis_commands(app, console, _fail)
 
 
 def _check_store(uri: str) -> None:
-    from ._store import sqlite_database
+    from ..tracking._store import sqlite_database
 
     path = sqlite_database(uri)
     if path is not None and not path.resolve().parent.is_dir():
@@ -86,17 +86,17 @@ def search(
             "tracking": {"experiment": experiment},
         }
         parsed = load_spec(spec, overrides)
-        from ._experiment import preflight
+        from ..run._experiment import preflight
 
         plan = preflight(parsed)
         if dry_run:
-            from ._driver import print_plan
+            from ..run._driver import print_plan
 
             print_plan(parsed, plan, console)
             return
         uri = resolve_uri(tracking_uri, parsed.tracking.uri)
         _check_store(uri)
-        from ._driver import run_search
+        from ..run._driver import run_search
 
         code = run_search(parsed, plan, uri, address, storage, console)
     except SpecError as err:
@@ -124,12 +124,12 @@ def resume(
 
     try:
         uri = resolve_uri(tracking_uri)
-        from ._experiment import preflight
-        from ._resume import find_resumable
+        from ..resume._resume import find_resumable
+        from ..run._experiment import preflight
 
         point = find_resumable(uri, experiment, search_run)
         plan = preflight(point.spec)
-        from ._driver import run_search
+        from ..run._driver import run_search
 
         code = run_search(point.spec, plan, uri, address, point.tune_path, console, resume=point)
     except SpecError as err:
@@ -152,7 +152,3 @@ def main() -> None:
     except typer.Abort:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-if __name__ == "__main__":
-    main()

@@ -23,19 +23,19 @@ from tunefleet.spaces import records as rec
 from tunefleet.spaces.records import COMPLETED, INTERRUPTED, RUNNING, STOPPED
 from tunefleet.trainables import RunLink
 
-from ._cluster import autoscaler_node_shapes, check_trial_fits
+from .._defaults import REPORTS_DIR
+from ..resume._liveness import resume_command
+from ..resume._resume import Resumable, adopt_trials, discard_unsaved
+from ..service._cluster import autoscaler_node_shapes, check_trial_fits
+from ..service._jobs import JOB_ENV
+from ..tracking._callback import SEARCH_KEY, MlflowTrialCallback
+from ..tracking._ledger import TrialLedger
+from ..tracking._search_run import search_summary, start_search_run
+from ..tracking._store import open_store
+from ..tracking._trial_records import driver_tags
 from ._experiment import Plan, experiment_name, experiment_path, resume_experiment, run_experiment
-from ._jobs import JOB_ENV
-from ._ledger import TrialLedger
-from ._liveness import resume_command
-from ._options import REPORTS_DIR
 from ._progress import ConsoleProgress, trials_table
 from ._ray import start_ray
-from ._resume import Resumable, adopt_trials, discard_unsaved
-from ._search_run import search_summary, start_search_run
-from ._store import open_store
-from ._tracking import SEARCH_KEY, MlflowTrialCallback
-from ._trial_records import driver_tags
 from ._watchdog import TrialWatchdog
 
 SERVER_SCHEMES = ("http://", "https://")
