@@ -13,7 +13,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 STRICT := --config-settings editable_mode=strict
 MODULES := $(sort $(wildcard search/*.py search/*/*.py spaces/*.py trainables/*.py analysis/*.py))
 
-.PHONY: demo test lint format bench bench-quality bench-smoke clean FORCE
+.PHONY: demo test test-fast lint format bench bench-quality bench-smoke clean FORCE
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ demo: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+
+# The inner loop: everything but real searches and clusters (CI runs the whole suite).
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m "not slow and not cluster"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .

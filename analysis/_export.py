@@ -4,11 +4,11 @@ Steps: rank the finished trials from MLflow, load a candidate pool of the ``k`` 
 ``_members``), fit the combination on their saved *validation* logits only, evaluate every member
 and the ensemble on the held-out test split, export members plus combination as one ONNX graph
 and check onnxruntime against PyTorch. Files appear in ``out`` only when every check passed.
+The card is a ``tunefleet.spaces.ExportCard``, written here as ``card.json``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from tunefleet.spaces import SpecError
+from tunefleet.spaces import artifacts as art
 from tunefleet.spaces import records as rec
 from tunefleet.trainables import RESIZE
 
@@ -37,7 +38,7 @@ PARITY_TOL = 1e-4
 @dataclass
 class ExportResult:
     out: Path
-    card: dict[str, Any]
+    card: art.ExportCard
     example: np.ndarray  # two test images as the graph takes them (the registry's input example)
 
 
@@ -45,18 +46,22 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
 
+def _scores(probs: np.ndarray, y_test: np.ndarray, classes: list[str]) -> art.Scores:
+    return art.Scores.model_validate(classifier_metrics(probs, y_test, classes))
+
+
 def _member_card(
     member: Member, weight: float | None, metric: str, y_test: np.ndarray, classes: list[str]
-) -> dict[str, Any]:
-    return {
-        "run_id": member.run_id,
-        "name": member.name,
-        "weight": weight,
-        "recipe": member.meta["recipe"],
-        "epoch": member.meta["epoch"],
-        metric: member.meta["metrics"].get(metric),
-        "test": classifier_metrics(_softmax(member.test_logits), y_test, classes),
-    }
+) -> art.MemberCard:
+    return art.MemberCard(
+        run_id=member.run_id,
+        name=member.name,
+        weight=weight,
+        recipe=member.meta.recipe,
+        epoch=member.meta.epoch,
+        score=member.meta.metrics.get(metric),
+        test=_scores(_softmax(member.test_logits), y_test, classes),
+    )
 
 
 def _weights(combination: Combination, pool: int) -> list[float | None]:
@@ -81,37 +86,39 @@ def _check_parity(module: torch.nn.Module, data: EvalData, path: Path) -> tuple[
     return probs, diff
 
 
-def preprocessing(meta: dict[str, Any]) -> dict[str, Any]:
+def preprocessing(meta: art.CheckpointMeta) -> art.Preprocessing:
     """How to turn an image file into the graph's input, as the search's loaders did."""
-    return {
-        "mode": "L" if meta["in_chans"] == 1 else "RGB",
-        "size": meta["image_size"],
-        "resize": RESIZE,
-        "scale": "pixel / 255; normalization is inside the graph",
-    }
+    return art.Preprocessing(mode="L" if meta.in_chans == 1 else "RGB", size=meta.image_size, resize=RESIZE)
 
 
 def _card(
-    header: dict[str, Any], members: list[Member], combination: Combination, data: EvalData, probs: np.ndarray
-) -> dict[str, Any]:
-    meta, metric = members[0].meta, header["metric"]
-    classes = list(meta["class_names"])
+    origin: art.CardOrigin,
+    members: list[Member],
+    combination: Combination,
+    data: EvalData,
+    probs: np.ndarray,
+    diff: float,
+) -> art.ExportCard:
+    meta = members[0].meta
+    classes = list(meta.class_names)
     assert data.y_test is not None, "the members were scored on the test split first"
     weights = _weights(combination, len(members))
-    return header | {
-        "method": combination.method,
-        "combination": combination.detail,
-        "input": {
-            "name": "image",
-            "shape": ["batch", meta["in_chans"], meta["image_size"], meta["image_size"]],
-            "dtype": "float32",
-        },
-        "preprocessing": preprocessing(meta),
-        "output": {"name": "probs", "meaning": f"class probabilities of the {combination.method} ensemble"},
-        "class_names": classes,
-        "members": [_member_card(m, w, metric, data.y_test, classes) for m, w in zip(members, weights, strict=True)],
-        "ensemble": classifier_metrics(probs, data.y_test, classes),
-    }
+    cards = [_member_card(m, w, origin.metric, data.y_test, classes) for m, w in zip(members, weights, strict=True)]
+    return art.ExportCard(
+        **dict(origin),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        method=combination.method,
+        combination=combination.detail,
+        input=art.GraphInput(
+            name="image", shape=("batch", meta.in_chans, meta.image_size, meta.image_size), dtype="float32"
+        ),
+        preprocessing=preprocessing(meta),
+        output=art.GraphOutput(name="probs", meaning=f"class probabilities of the {combination.method} ensemble"),
+        class_names=classes,
+        members=cards,
+        ensemble=_scores(probs, data.y_test, classes),
+        onnx=art.OnnxParity(file=rec.ONNX_FILE, opset=OPSET, max_abs_diff_vs_torch=diff),
+    )
 
 
 def export_ensemble(
@@ -146,18 +153,16 @@ def export_ensemble(
         example = data.example()
         export_onnx(module, example, onnx_path)
         probs, diff = _check_parity(module, data, onnx_path)
-        header = {
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "experiment": experiment,
-            "experiment_id": exp.experiment_id,
-            "search_run_id": parent.info.run_id,
-            "tracking_uri": uri,
-            "metric": metric,
-            "mode": mode,
-        }
-        card = _card(header, members, combination, data, probs)
-        card["onnx"] = {"file": rec.ONNX_FILE, "opset": OPSET, "max_abs_diff_vs_torch": diff}
-        (staging / rec.CARD_FILE).write_text(json.dumps(card, indent=2))
+        origin = art.CardOrigin(
+            experiment=experiment,
+            experiment_id=exp.experiment_id,
+            search_run_id=parent.info.run_id,
+            tracking_uri=uri,
+            metric=metric,
+            mode=mode,
+        )
+        card = _card(origin, members, combination, data, probs, diff)
+        (staging / rec.CARD_FILE).write_text(card.model_dump_json(indent=2))
         shutil.rmtree(staging / "members")
         out.mkdir(parents=True, exist_ok=True)
         for path in staging.iterdir():  # the graph, any external-data file beside it, the card

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from mlflow.tracking import MlflowClient
 
-from tunefleet.spaces import DataSpec, SpecError
+from tunefleet.spaces import CheckpointMeta, SpecError
 from tunefleet.spaces import records as rec
 from tunefleet.trainables import (
     CorruptCheckpoint,
@@ -39,8 +39,6 @@ from ._ensemble import Normalized
 
 # A rebuilt member must reproduce the test logits its trial recorded to this tolerance.
 REPRODUCE_TOL = 1e-3
-# What members of one ensemble must share: the graph takes one input and names one set of classes.
-SHARED = ("image_size", "in_chans", "class_names")
 CPU = torch.device("cpu")
 
 
@@ -49,7 +47,7 @@ class Member:
     run_id: str
     name: str
     module: Normalized
-    meta: dict[str, Any]
+    meta: CheckpointMeta
     val_logits: np.ndarray  # saved by the trial with its best weights: what combinations fit on
     test_logits: np.ndarray  # recomputed here, and checked against the saved ones
 
@@ -88,9 +86,9 @@ class EvalData:
         return x
 
 
-def eval_data(meta: dict[str, Any]) -> EvalData:
+def eval_data(meta: CheckpointMeta) -> EvalData:
     """The data a trial's ``meta.json`` names, on the path its search chose (``open_data``)."""
-    data, plan = open_data(DataSpec.model_validate(meta["settings"]["data"]))
+    data, plan = open_data(meta.settings.data)
     # Loader workers only pay off when each image is read and resized from disk.
     workers = 0 if plan.cache == "memory" else max(1, (os.cpu_count() or 2) - 1)
     return EvalData(data, workers)
@@ -122,7 +120,7 @@ def _load(client: MlflowClient, row: Any, local: Path, data: EvalData | None) ->
     saved = load_logits(local)
     if not np.array_equal(saved["val_labels"].numpy(), data.y_val):
         raise SpecError(f"trial {row.name}", "its saved validation labels differ from the data it names; not exporting")
-    module = Normalized(model, meta["mean"], meta["std"]).eval()
+    module = Normalized(model, meta.mean, meta.std).eval()
     test_logits = data.over_test(lambda x: module(x).numpy())
     recorded = len(saved["test_logits"])
     if len(test_logits) != recorded:
@@ -134,8 +132,14 @@ def _load(client: MlflowClient, row: Any, local: Path, data: EvalData | None) ->
     return member, data
 
 
-def _mismatch(meta: dict[str, Any], first: dict[str, Any]) -> str | None:
-    differing = [k for k in SHARED if meta[k] != first[k]]
+def _mismatch(meta: CheckpointMeta, first: CheckpointMeta) -> str | None:
+    """What members of one ensemble must share: the graph takes one input and names one set of classes."""
+    shared = {
+        "image_size": (meta.image_size, first.image_size),
+        "in_chans": (meta.in_chans, first.in_chans),
+        "class_names": (meta.class_names, first.class_names),
+    }
+    differing = [name for name, (mine, theirs) in shared.items() if mine != theirs]
     if not differing:
         return None
     return f"its {', '.join(differing)} {'differs' if len(differing) == 1 else 'differ'} from the best trial's"

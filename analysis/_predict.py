@@ -3,12 +3,12 @@
 A model is an export folder (``ensemble.onnx`` + ``card.json``) or a registered model
 (``models:/NAME/VERSION``, whose MLmodel metadata holds the card's preprocessing). Images are
 prepared exactly as the search prepared its data (convert to the recorded mode, resize to the
-recorded size with the recorded filter, scale to [0, 1]); the graph normalizes inside.
+recorded size with the recorded filter, scale to [0, 1]); the graph normalizes inside. Either
+card is read as a ``tunefleet.spaces.ServingCard`` (the part of the card that running needs).
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image
+from pydantic import ValidationError
 
-from tunefleet.spaces import SpecError
+from tunefleet.spaces import Preprocessing, ServingCard, SpecError, record_problem
 from tunefleet.spaces import records as rec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -29,7 +30,7 @@ BATCH = 64
 @dataclass
 class ExportedModel:
     onnx_path: Path
-    preprocessing: dict[str, Any]
+    preprocessing: Preprocessing
     class_names: list[str]
     _session: Any = field(default=None, repr=False)
 
@@ -42,10 +43,18 @@ class ExportedModel:
         return np.asarray(out)
 
 
-def _from_card(onnx_path: Path, card: dict[str, Any], source: str) -> ExportedModel:
-    if "preprocessing" not in card:
-        raise SpecError("MODEL", f"{source} has no preprocessing in its card; export it again with this tunefleet")
-    return ExportedModel(onnx_path, card["preprocessing"], list(card["class_names"]))
+def _from_card(onnx_path: Path, card: str | bytes | dict[str, Any], source: str) -> ExportedModel:
+    """The model behind ``onnx_path``, prepared as its card (card.json's text, or the registered
+    model's metadata) says; a card this tunefleet cannot run from is one ``MODEL`` line."""
+    try:
+        read = ServingCard.model_validate(card) if isinstance(card, dict) else ServingCard.model_validate_json(card)
+    except ValidationError as err:
+        if any(e["type"] == "missing" and e["loc"] == ("preprocessing",) for e in err.errors()):
+            raise SpecError(
+                "MODEL", f"{source} has no preprocessing in its card; export it again with this tunefleet"
+            ) from None
+        raise SpecError("MODEL", f"{source} has an unreadable card: {record_problem(err)}") from None
+    return ExportedModel(onnx_path, read.preprocessing, list(read.class_names))
 
 
 def load_exported(model: str, tracking_uri: str, workdir: Path) -> ExportedModel:
@@ -58,15 +67,15 @@ def load_exported(model: str, tracking_uri: str, workdir: Path) -> ExportedModel
             local = Path(mlflow.artifacts.download_artifacts(model, dst_path=str(workdir), tracking_uri=tracking_uri))
         except Exception as err:  # MLflow raises its own exception types per store
             raise SpecError("MODEL", f"cannot load {model} from {tracking_uri}: {str(err).splitlines()[0]}") from err
-        meta = Model.load(str(local)).metadata or {}
-        if rec.CARD_METADATA_KEY not in meta:
+        metadata = Model.load(str(local)).metadata or {}
+        if not isinstance(metadata.get(rec.CARD_METADATA_KEY), dict):
             raise SpecError("MODEL", f"{model} was not registered by tunefleet (no {rec.CARD_METADATA_KEY} metadata)")
-        return _from_card(local / "model.onnx", meta[rec.CARD_METADATA_KEY], model)
+        return _from_card(local / "model.onnx", metadata[rec.CARD_METADATA_KEY], model)
     folder = Path(model)
     card_path, onnx_path = folder / rec.CARD_FILE, folder / rec.ONNX_FILE
     if not card_path.is_file() or not onnx_path.is_file():
         raise SpecError("MODEL", f"{folder} is not an export folder (needs {rec.ONNX_FILE} and {rec.CARD_FILE})")
-    return _from_card(onnx_path, json.loads(card_path.read_text()), str(folder))
+    return _from_card(onnx_path, card_path.read_bytes(), str(folder))
 
 
 def image_files(paths: Sequence[Path]) -> list[Path]:
@@ -84,17 +93,16 @@ def image_files(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
-def preprocess(path: Path, prep: dict[str, Any]) -> np.ndarray:
+def preprocess(path: Path, prep: Preprocessing) -> np.ndarray:
     """One image as the graph takes it: float32 [C, H, W] in [0, 1]."""
-    size = int(prep["size"])
     with Image.open(path) as opened:
-        image = opened.convert(prep["mode"]).resize((size, size), Image.Resampling[prep["resize"].upper()])
+        image = opened.convert(prep.mode).resize((prep.size, prep.size), Image.Resampling[prep.resize.upper()])
     array = np.asarray(image, dtype=np.float32) / 255.0
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
 def _batches(
-    files: list[Path], prep: dict[str, Any], skipped: list[tuple[Path, str]]
+    files: list[Path], prep: Preprocessing, skipped: list[tuple[Path, str]]
 ) -> Iterator[tuple[list[Path], np.ndarray]]:
     chunk: list[tuple[Path, np.ndarray]] = []
     for path in files:

@@ -15,14 +15,14 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from tunefleet.spaces import DataSpec, Domain, SpecError, load_spec
+from tunefleet.spaces import CheckpointMeta, DataSpec, Domain, SpecError, load_spec
 from tunefleet.spaces import records as rec
 
 from . import _plots as plots
@@ -140,7 +140,7 @@ def _search_figures(
     draft.add(BEST_SO_FAR_PNG, caption, plots.best_so_far_figure(history, metric, mode, start_ms))
 
 
-def _checkpoint(client: MlflowClient, uri: str, run_id: str, tmp: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _checkpoint(client: MlflowClient, uri: str, run_id: str, tmp: Path) -> tuple[CheckpointMeta, dict[str, np.ndarray]]:
     """A trial's best-checkpoint metadata and logits, downloading just those two small files."""
     from tunefleet.trainables import load_logits, read_meta
 
@@ -162,12 +162,12 @@ class _SplitImages:
         return np.asarray(self.split.image(index))
 
 
-def _val_images(meta: dict[str, Any], labels: np.ndarray, cache: dict[DataSpec, ImageData]) -> _SplitImages:
+def _val_images(meta: CheckpointMeta, labels: np.ndarray, cache: dict[DataSpec, ImageData]) -> _SplitImages:
     """The validation images in the order of the trial's logits (opened once per data spec, on
     the path its search chose)."""
     from tunefleet.trainables import open_data
 
-    spec = DataSpec.model_validate(meta["settings"]["data"])
+    spec = meta.settings.data
     if spec not in cache:
         cache[spec] = open_data(spec)[0]
     val = cache[spec].val
@@ -183,7 +183,7 @@ def _trial_figures(client: MlflowClient, uri: str, draft: _Draft, best: pd.DataF
         try:
             meta, logits = _checkpoint(client, uri, run_id, tmp / run_id)
             logits_val, labels = logits["val_logits"], logits["val_labels"]
-            classes = [str(c) for c in meta["class_names"]]
+            classes = list(meta.class_names)
         except Exception as err:  # no checkpoint uploaded, or a damaged one: this trial's figures only
             draft.notes.append(f"no figures for top {rank} trial {name}: cannot read its checkpoint: {err!r}")
             continue
@@ -192,7 +192,7 @@ def _trial_figures(client: MlflowClient, uri: str, draft: _Draft, best: pd.DataF
             matrix = plots.confusion_matrix_figure(logits_val, labels, classes, title)
             draft.add(CONFUSION_PNG, f"confusion matrix of {title} (rows: true class)", matrix)
         try:
-            if cache and DataSpec.model_validate(meta["settings"]["data"]) not in cache:
+            if cache and meta.settings.data not in cache:
                 draft.notes.append(
                     f"top {rank} trial {name} trained on other data than the trial above: opened that too"
                 )

@@ -1,4 +1,8 @@
-"""Reading a search back from MLflow into pandas: the parent run and one row per trial."""
+"""Reading a search back from MLflow into pandas: the parent run and one row per trial.
+
+``trial_runs`` is the one query for "the trial runs of a search": the trials table here, ``tunefleet
+resume`` (which hands them back to Ray Tune) and a submitted job's progress all read them with it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.entities import Experiment, Run
 from mlflow.tracking import MlflowClient
@@ -61,37 +66,59 @@ def tracking_uri_set(uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(previous or "")
 
 
-# Columns every trials frame has, in this order, before its params and metrics.
-TRIAL_COLUMNS = ("run_id", "name", "status", "outcome", "error", "node", "start_time", "end_time", "duration_s")
-_TAG_COLUMNS = {
-    "name": "tags.mlflow.runName",
-    "outcome": f"tags.{rec.OUTCOME_TAG}",
-    "error": f"tags.{rec.ERROR_TAG}",
-    "node": f"tags.{rec.HOSTNAME_TAG}",
-}
+_PAGE = 10_000  # runs per request; ``trial_runs`` reads every page
 
 
-def trials_frame(client: MlflowClient, parent: Run) -> pd.DataFrame:
-    """One row per trial of ``parent``, read with MLflow's own pandas search: the columns in
-    ``TRIAL_COLUMNS``, then ``params.<name>`` (strings, as MLflow stores them), then every metric
-    under its bare name (``best_val_acc``, ``epochs_trained``; an epoch metric holds its last value)."""
-    with tracking_uri_set(client.tracking_uri):
-        runs = mlflow.search_runs(
+def trial_runs(client: MlflowClient, parent: Run, *, with_trial_id: bool = False) -> list[Run]:
+    """The trial runs of the search run ``parent``, oldest first: runs tagged role ``trial`` and
+    nested under it (``records.trials_filter``; never its export runs), active ones (a resume
+    deletes those of trials Ray Tune never saved), whatever their status, all pages of them.
+
+    ``with_trial_id``: only the runs that carry their Ray Tune trial id, the ones a resume can
+    match with Tune's saved trials.
+    """
+    runs: list[Run] = []
+    token: str | None = None
+    while True:
+        page = client.search_runs(
             [parent.info.experiment_id],
             filter_string=rec.trials_filter(parent.info.run_id),
             order_by=["attributes.start_time ASC"],
+            max_results=_PAGE,
+            page_token=token,
         )
-    assert isinstance(runs, pd.DataFrame)
-    if runs.empty:
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    return [r for r in runs if rec.TRIAL_ID_TAG in r.data.tags] if with_trial_id else runs
+
+
+# Columns every trials frame has, in this order, before its params and metrics.
+TRIAL_COLUMNS = ("run_id", "name", "status", "outcome", "error", "node", "start_time", "end_time", "duration_s")
+_TAG_COLUMNS = {"name": "mlflow.runName", "outcome": rec.OUTCOME_TAG, "error": rec.ERROR_TAG, "node": rec.HOSTNAME_TAG}
+
+
+def trials_frame(client: MlflowClient, parent: Run) -> pd.DataFrame:
+    """One row per trial of ``parent`` (``trial_runs``): the columns in ``TRIAL_COLUMNS``, then
+    ``params.<name>`` (strings, as MLflow stores them; None where a trial has no such param), then
+    every metric under its bare name (``best_val_acc``, ``epochs_trained``; an epoch metric holds
+    its last value; NaN where a trial has none). Times are UTC timestamps, as MLflow's pandas
+    search gives them."""
+    runs = trial_runs(client, parent)
+    if not runs:
         return pd.DataFrame(columns=list(TRIAL_COLUMNS))
-    frame = pd.DataFrame({"run_id": runs["run_id"], "status": runs["status"]})
-    for column, source in _TAG_COLUMNS.items():
-        frame[column] = runs[source].fillna("") if source in runs else ""
-    frame["start_time"], frame["end_time"] = runs["start_time"], runs["end_time"]
-    frame["duration_s"] = (runs["end_time"] - runs["start_time"]).dt.total_seconds()
-    params = runs.filter(like="params.", axis=1)
-    metrics = runs.filter(like="metrics.", axis=1).rename(columns=lambda c: c.removeprefix("metrics."))
-    return pd.concat([frame[list(TRIAL_COLUMNS)], params.sort_index(axis=1), metrics.sort_index(axis=1)], axis=1)
+    frame = pd.DataFrame({"run_id": [r.info.run_id for r in runs], "status": [r.info.status for r in runs]})
+    for column, tag in _TAG_COLUMNS.items():
+        frame[column] = [r.data.tags.get(tag, "") for r in runs]
+    frame["start_time"] = pd.to_datetime([r.info.start_time for r in runs], unit="ms", utc=True)
+    frame["end_time"] = pd.to_datetime([r.info.end_time for r in runs], unit="ms", utc=True)
+    frame["duration_s"] = (frame["end_time"] - frame["start_time"]).dt.total_seconds()
+    param_names = sorted({k for r in runs for k in r.data.params})
+    params = {f"params.{k}": [r.data.params.get(k) for r in runs] for k in param_names}
+    metric_names = sorted({k for r in runs for k in r.data.metrics})
+    metrics = {k: [r.data.metrics.get(k, np.nan) for r in runs] for k in metric_names}
+    return pd.concat([frame[list(TRIAL_COLUMNS)], pd.DataFrame(params), pd.DataFrame(metrics)], axis=1)
 
 
 def finished_trials(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """What can be searched: domains, the parameter catalog, spec validation and space compilers.
 
 Nothing here imports torch: a spec can be checked on a laptop without the training stack.
-``tunefleet.spaces.records`` names everything written to and read from MLflow and checkpoints.
+``tunefleet.spaces.records`` names everything written to and read from MLflow and checkpoints;
+the checkpoint's ``meta.json`` and the export's ``card.json`` are typed records (``tunefleet.spaces.artifacts``).
 """
 
 from ._builtin import BUILTIN_SPACES, DESCRIPTIONS, builtin_space, space_rows
@@ -34,6 +35,20 @@ from ._knobs import FAMILIES, FAMILY_DEFAULTS, GROUPS, TOP_KNOBS, Knob
 from ._schema import spec_json_schema
 from ._sections import SECTIONS, DataKind, DataSpec, Resources, SearchSettings, Section, Tracking
 from ._spec import SPEC_KEYS, SearchSpec, load_spec, spec_from_dict
+from .artifacts import (
+    CheckpointMeta,
+    CheckpointSettings,
+    ClassScores,
+    ExportCard,
+    GraphInput,
+    GraphOutput,
+    MemberCard,
+    OnnxParity,
+    Preprocessing,
+    Scores,
+    ServingCard,
+    record_problem,
+)
 
 __all__ = [
     "BUILTIN_SPACES",
@@ -46,18 +61,29 @@ __all__ = [
     "SPEC_KEYS",
     "TOP_KNOBS",
     "Categorical",
+    "CheckpointMeta",
+    "CheckpointSettings",
+    "ClassScores",
     "Conditional",
     "Constant",
     "DataKind",
     "DataSpec",
     "Domain",
+    "ExportCard",
     "Float",
+    "GraphInput",
+    "GraphOutput",
     "Int",
     "Knob",
+    "MemberCard",
+    "OnnxParity",
+    "Preprocessing",
     "Resources",
+    "Scores",
     "SearchSettings",
     "SearchSpec",
     "Section",
+    "ServingCard",
     "SpecError",
     "Tracking",
     "active_values",
@@ -72,6 +98,7 @@ __all__ = [
     "load_spec",
     "loguniform",
     "parse_domain",
+    "record_problem",
     "resolve",
     "sampled_values",
     "space_rows",

@@ -16,6 +16,13 @@ import pytest
 import yaml
 from PIL import Image
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Cluster tests last, in their file order: the session's loopback cluster (tests/search/
+    conftest.py) then starts when they begin and idles beside no other test until the end."""
+    items.sort(key=lambda item: item.get_closest_marker("cluster") is not None)
+
+
 # A small, fast spec: digits at 16x16, the tiny timm ResNet, a few epochs.
 SMALL_SPEC: dict[str, Any] = {
     "name": "small",
@@ -69,6 +76,28 @@ def cli(tmp_path: Path):
     return cli_in(tmp_path)
 
 
+@pytest.fixture
+def run_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """``tunefleet ARGS`` in this process (``tunefleet.search.cli.run``, what ``main`` exits with),
+    with ``tmp_path`` as the working directory; answers as ``cli`` does (returncode, stdout,
+    stderr). For commands that answer without starting Ray: bad input, listings, read-backs.
+    ``tests/search/test_cli_imports.py`` keeps one real subprocess per command, which proves
+    each answers bad input before Ray or torch is imported."""
+    from tunefleet.search.cli import run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("COLUMNS", "160")
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()  # what came before this call is not its output
+        code = run(list(args))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(["tunefleet", *args], code, captured.out, captured.err)
+
+    return call
+
+
 @dataclass(frozen=True)
 class Searched:
     folder: Path  # the search's working directory (mlflow.db, reports/ are here)
@@ -78,17 +107,30 @@ class Searched:
 
 
 @pytest.fixture(scope="session")
-def searched(tmp_path_factory) -> Searched:
+def search_in(tmp_path_factory) -> Callable[..., Searched]:
+    """``search_in(name, store="mlflow.db", **sections)``: one real search of ``SMALL_SPEC`` with
+    ``sections`` replacing its top-level sections, run by the CLI in a new folder ``name``;
+    ``store`` is the SQLite file the search records to there (the spec's ``tracking.uri`` must say
+    so when it is not the default). For fixtures that share one search among several tests."""
+
+    def search(name: str, store: str = "mlflow.db", **sections: Any) -> Searched:
+        folder = tmp_path_factory.mktemp(name)
+        (folder / store).parent.mkdir(parents=True, exist_ok=True)
+        spec = {**copy.deepcopy(SMALL_SPEC), **sections}
+        (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+        run = cli_in(folder)
+        result = run("search", "spec.yaml")
+        assert result.returncode == 0, result.stdout + result.stderr
+        return Searched(folder, f"sqlite:///{folder / store}", result.stdout, run)
+
+    return search
+
+
+@pytest.fixture(scope="session")
+def searched(search_in) -> Searched:
     """One real, short search (``SMALL_SPEC``: four trials, all run to the end, with SGD's
     conditional momentum) for every test that only reads a search back or adds exports to it."""
-    folder = tmp_path_factory.mktemp("searched")
-    spec = copy.deepcopy(SMALL_SPEC)
-    spec["search"]["max_epochs"] = 3
-    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
-    run = cli_in(folder)
-    result = run("search", "spec.yaml")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return Searched(folder, f"sqlite:///{folder / 'mlflow.db'}", result.stdout, run)
+    return search_in("searched", search={**SMALL_SPEC["search"], "max_epochs": 3})
 
 
 # Image folders generated on the fly: colour-coded classes, uneven sizes.

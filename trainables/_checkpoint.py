@@ -3,8 +3,9 @@
 Layout of a checkpoint directory::
 
     model.safetensors   the state dict
-    meta.json           model name, classes, input shape, normalization, recipe, epoch, metrics,
-                        and ``sha256``: {file name: sha256 hex} of every other file here
+    meta.json           ``tunefleet.spaces.CheckpointMeta``: model name, classes, input shape,
+                        normalization, recipe, settings, epoch, metrics, every epoch's report so
+                        far, and ``sha256``: {file name: sha256 hex} of every other file here
     logits.safetensors  val/test logits and labels of these weights (for ensembles and checks)
     training_state.pt   optimizer and LR-schedule state, epoch, best so far (to resume training)
 
@@ -17,6 +18,8 @@ A checkpoint is written as one unit: every file goes into a temporary sibling di
 disk never leaves a half-written checkpoint under the final name, nor a mix of two epochs' files.
 Readers check the checksums before they trust a byte (``verify_checkpoint``), and the training
 state loads with ``weights_only=True``: a pickle planted in shared storage cannot run code.
+meta.json is written (``save_checkpoint``) and read (``read_meta``) here only, as the record; a
+meta.json that is not one is a ``CorruptCheckpoint`` naming it and its first problem.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
-import json
 import logging
 import os
 import pickle
@@ -34,11 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from tunefleet.spaces.records import CHECKSUMS_KEY, LAST, LOGITS, META, PREVIOUS_SUFFIX, TRAINING_STATE, WEIGHTS
+from tunefleet.spaces import CheckpointMeta, record_problem
+from tunefleet.spaces.records import LAST, LOGITS, META, PREVIOUS_SUFFIX, TRAINING_STATE, WEIGHTS
 
 from ._model import create_model
 
@@ -118,14 +122,15 @@ def _sweep(directory: Path) -> None:
 def save_checkpoint(
     directory: str | Path,
     model: nn.Module,
-    meta: dict[str, Any],
+    meta: CheckpointMeta,
     logits: dict[str, torch.Tensor] | None = None,
     training_state: dict[str, Any] | None = None,
     keep_previous: bool = False,
 ) -> Path:
     """Write a checkpoint as ``directory`` (its parent created if missing) and return it.
 
-    The whole directory is replaced at once. With ``keep_previous`` the checkpoint it replaces
+    ``meta`` is written as ``meta.json`` with the checksums of the other files filled in. The
+    whole directory is replaced at once. With ``keep_previous`` the checkpoint it replaces
     becomes ``<directory>.prev`` (the one before that is removed). Raises ``CheckpointWriteError``
     when a file cannot be written; the existing checkpoint is then left untouched.
     """
@@ -146,7 +151,7 @@ def save_checkpoint(
     try:
         tmp.mkdir()
         checksums = {name: _write_file(tmp / name, data) for name, data in payload.items()}
-        meta_text = json.dumps({**meta, CHECKSUMS_KEY: checksums}, indent=2, sort_keys=True)
+        meta_text = meta.with_checksums(checksums).model_dump_json(indent=2)
         _write_file(tmp / META, meta_text.encode())  # last: a directory with meta.json is complete
         _fsync_dir(tmp)
         _swap(tmp, directory, keep_previous)
@@ -180,8 +185,10 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _read_checksums(meta_path: Path) -> dict[str, str] | None:
-    """The checksums meta.json lists; None for a checkpoint written before they existed."""
+def read_meta(directory: str | Path) -> CheckpointMeta:
+    """A checkpoint's ``meta.json`` as the record, without verifying the other files (see
+    ``verify_checkpoint``). Raises ``CorruptCheckpoint`` naming meta.json and its first problem."""
+    meta_path = Path(directory) / META
     if not meta_path.is_file():
         raise CorruptCheckpoint(meta_path, "missing")
     try:
@@ -191,26 +198,16 @@ def _read_checksums(meta_path: Path) -> dict[str, str] | None:
     if not text:
         raise CorruptCheckpoint(meta_path, "zero length")
     try:
-        meta = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise CorruptCheckpoint(meta_path, f"invalid JSON ({err})") from err
-    if not isinstance(meta, dict):
-        raise CorruptCheckpoint(meta_path, f"not a JSON object but {type(meta).__name__}")
-    checksums = meta.get(CHECKSUMS_KEY)
-    if checksums is None:
-        return None
-    valid = isinstance(checksums, dict) and all(
-        isinstance(k, str) and "/" not in k and k != META and isinstance(v, str) for k, v in checksums.items()
-    )
-    if not valid:
-        raise CorruptCheckpoint(meta_path, f"invalid {CHECKSUMS_KEY!r}: not a map of file name to sha256 hex")
-    return dict(checksums)
+        return CheckpointMeta.model_validate_json(text)
+    except ValidationError as err:
+        raise CorruptCheckpoint(meta_path, record_problem(err)) from None
 
 
-def verify_checkpoint(directory: str | Path) -> None:
-    """Raise ``CorruptCheckpoint`` naming the first file of ``directory`` that cannot be trusted.
+def verify_checkpoint(directory: str | Path) -> CheckpointMeta:
+    """Return the meta.json of ``directory`` once every file of it can be trusted; else raise
+    ``CorruptCheckpoint`` naming the first file that cannot.
 
-    meta.json must be a readable JSON object; every file its ``sha256`` lists must exist, be
+    meta.json must be a valid ``CheckpointMeta``; every file its ``sha256`` lists must exist, be
     non-empty and match; the weights must be listed, and so must the logits and training state
     where present. A meta.json without checksums (written before they existed) is accepted, but
     the weights must be there and no file may be empty.
@@ -218,15 +215,26 @@ def verify_checkpoint(directory: str | Path) -> None:
     directory = Path(directory)
     if not directory.is_dir():
         raise CorruptCheckpoint(directory, "missing (not a checkpoint directory)")
-    checksums = _read_checksums(directory / META)
-    if checksums is None:
-        for name in _CHECKED_FILES:
-            path = directory / name
-            if name == WEIGHTS and not path.is_file():
-                raise CorruptCheckpoint(path, "missing")
-            if path.is_file() and path.stat().st_size == 0:
-                raise CorruptCheckpoint(path, "zero length")
-        return
+    meta = read_meta(directory)
+    if meta.checksums is None:
+        _check_unlisted(directory)
+    else:
+        _check_listed(directory, meta.checksums)
+    return meta
+
+
+def _check_unlisted(directory: Path) -> None:
+    """A checkpoint from before checksums: the weights are there, no file is empty."""
+    for name in _CHECKED_FILES:
+        path = directory / name
+        if name == WEIGHTS and not path.is_file():
+            raise CorruptCheckpoint(path, "missing")
+        if path.is_file() and path.stat().st_size == 0:
+            raise CorruptCheckpoint(path, "zero length")
+
+
+def _check_listed(directory: Path, checksums: dict[str, str]) -> None:
+    """Every file the checksums list matches, and every file tunefleet reads is listed."""
     if WEIGHTS not in checksums:
         raise CorruptCheckpoint(directory / META, f"its checksums do not list {WEIGHTS}")
     for name in _CHECKED_FILES:
@@ -266,11 +274,6 @@ def resumable_checkpoint(reported_dir: str | Path) -> Path | None:
     return None
 
 
-def read_meta(directory: str | Path) -> dict[str, Any]:
-    meta: dict[str, Any] = json.loads((Path(directory) / META).read_text())
-    return meta
-
-
 def load_weights(directory: str | Path, model: nn.Module) -> nn.Module:
     """Load a checkpoint's weights into ``model`` (strict: every key must match).
 
@@ -283,12 +286,11 @@ def load_logits(directory: str | Path) -> dict[str, torch.Tensor]:
     return load_file(str(Path(directory) / LOGITS))
 
 
-def load_model(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_model(directory: str | Path) -> tuple[nn.Module, CheckpointMeta]:
     """Verify a checkpoint, rebuild the timm model it describes, load its weights, return it in
-    eval mode. Raises ``CorruptCheckpoint`` naming the file that fails verification."""
-    verify_checkpoint(directory)
-    meta = read_meta(directory)
-    model = create_model(meta["model"], num_classes=len(meta["class_names"]), in_chans=meta["in_chans"])
+    eval mode with its meta. Raises ``CorruptCheckpoint`` naming the file that fails verification."""
+    meta = verify_checkpoint(directory)
+    model = create_model(meta.model, num_classes=len(meta.class_names), in_chans=meta.in_chans)
     load_weights(directory, model)
     return model.eval(), meta
 

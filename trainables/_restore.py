@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from tunefleet.spaces.records import BEST, HISTORY_KEY, LAST
+from tunefleet.spaces.records import BEST, LAST
 
 from ._checkpoint import (
     CorruptCheckpoint,
@@ -57,7 +57,7 @@ def restore(source: Path, state: dict[str, Any], model: nn.Module, parts: TrainP
     parts.precision.load_state_dict(state.get("scaler"))
     parts.accumulate = max(parts.accumulate, int(state.get("accumulate", 1)))
     start = int(state["epoch"]) + 1
-    history = [m for m in read_meta(source).get(HISTORY_KEY, []) if m["epoch"] < start]
+    history = [m for m in read_meta(source).history if m["epoch"] < start]
     shutil.copytree(source, staging / LAST)
     best_dir = source.parent / BEST
     try:

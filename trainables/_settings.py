@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from tunefleet.spaces import DataSpec, Resources, SearchSettings, SearchSpec
+from tunefleet.spaces import CheckpointSettings, DataSpec, Resources, SearchSettings, SearchSpec
 
 from ._upload import RunLink
 
@@ -50,14 +50,7 @@ class TrialSettings:
     def on_device(self, device: str) -> TrialSettings:
         return replace(self, device=device)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form, for a checkpoint's ``meta.json``."""
-        return {
-            "data": self.data.model_dump(),
-            "search": self.search.model_dump(),
-            "resources": self.resources.model_dump(),
-            "device": self.device,
-            "amp": self.amp,
-            "patience": self.patience,
-            "checkpoint_every": self.checkpoint_every,
-        }
+    def checkpoint_settings(self) -> CheckpointSettings:
+        """What a checkpoint's ``meta.json`` records of these settings."""
+        # Every CheckpointSettings field is one of these settings, under the same name.
+        return CheckpointSettings(**{name: getattr(self, name) for name in CheckpointSettings.model_fields})

@@ -28,12 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from tunefleet.spaces import CheckpointMeta
 from tunefleet.spaces.records import (
     BEST,
-    EFFECTIVE_BATCH_SIZE,
-    EFFECTIVE_LR,
     GRAD_ACCUM_KEY,
-    HISTORY_KEY,
     IS_LAST,
     LAST,
     PER_WORKER_BATCH_KEY,
@@ -45,7 +43,7 @@ from ._augment import create_transforms
 from ._checkpoint import (
     save_checkpoint,
 )
-from ._data import open_data
+from ._data import DataPlan, open_data
 from ._feed import DataFeed, epoch_seed, loader_workers
 from ._loop import Precision, TrainParts, classification_metrics, predict, train_epoch
 from ._loss import create_loss, create_mixup
@@ -54,6 +52,7 @@ from ._optim import create_optimizer
 from ._restore import Progress, restore, resume_point
 from ._schedule import create_scheduler
 from ._settings import TrialSettings
+from ._splits import ImageData
 
 Report = Callable[[dict[str, float], Path | None], None]
 
@@ -180,27 +179,44 @@ def run_trial(
         parts = _train_parts(recipe, settings, model, lr, workers, steps)
         parts.mixup, parts.accumulate = mixup, accumulate
         progress = restore(source, state, model, parts, staging) if source and state else Progress()
-        meta_base = {
-            "model": recipe["model"],
-            "class_names": list(data.class_names),
-            "in_chans": data.in_chans,
-            "image_size": settings.data.image_size,
-            "mean": list(mean),
-            "std": list(std),
-            "recipe": recipe,
-            "settings": settings.to_dict(),
-            "workers": workers.world,
-            EFFECTIVE_BATCH_SIZE: batch * workers.world,
-            EFFECTIVE_LR: lr,
-            "data_skipped": data.skipped,
-            "data_cache": plan.cache,
-            "loader_workers": loaders,
-        }
-        loop = _Loop(settings, parts, model, feed, workers, batch, steps, _patience(recipe, settings), started)
-        _train(loop, progress, staging, meta_base, report)
+        meta = _checkpoint_meta(recipe, settings, data, plan, (mean, std), workers.world, lr, loaders)
+        loop = _Loop(settings, parts, model, feed, workers, batch, steps, _patience(recipe, settings), started, meta)
+        _train(loop, progress, staging, report)
     finally:
         feed.close()
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _checkpoint_meta(
+    recipe: dict[str, Any],
+    settings: TrialSettings,
+    data: ImageData[Any],
+    plan: DataPlan,
+    norm: tuple[tuple[float, ...], tuple[float, ...]],
+    world: int,
+    lr: float,
+    loaders: int,
+) -> CheckpointMeta:
+    """What every checkpoint of the trial records; ``_train`` stamps in each epoch's report."""
+    batch = int(recipe["batch_size"])
+    return CheckpointMeta(
+        model=recipe["model"],
+        class_names=list(data.class_names),
+        in_chans=data.in_chans,
+        image_size=settings.data.image_size,
+        mean=list(norm[0]),
+        std=list(norm[1]),
+        recipe=recipe,
+        settings=settings.checkpoint_settings(),
+        workers=world,
+        effective_batch_size=batch * world,
+        effective_lr=lr,
+        data_skipped=data.skipped,
+        data_cache=plan.cache,
+        loader_workers=loaders,
+        epoch=0,
+        metrics={},
+    )
 
 
 @dataclass
@@ -216,9 +232,10 @@ class _Loop:
     steps: int
     patience: int | None
     started: float  # when run_trial was called: set-up time counts from here
+    meta: CheckpointMeta  # what the trial's checkpoints record, before an epoch is stamped in
 
 
-def _train(loop: _Loop, progress: Progress, staging: Path, meta_base: dict[str, Any], report: Report) -> None:
+def _train(loop: _Loop, progress: Progress, staging: Path, report: Report) -> None:
     settings, parts = loop.settings, loop.parts
     sign = 1.0 if settings.search.mode == "max" else -1.0
     for epoch in range(progress.start_epoch, settings.search.max_epochs + 1):
@@ -235,7 +252,7 @@ def _train(loop: _Loop, progress: Progress, staging: Path, meta_base: dict[str, 
         progress.history.append(metrics)
         save = (improved or last or epoch % settings.checkpoint_every == 0) and loop.workers.rank == 0
         if save:
-            meta = {**meta_base, "epoch": epoch, "metrics": metrics, HISTORY_KEY: progress.history}
+            meta = loop.meta.stamped(epoch, metrics, progress.history)
             if improved:
                 save_checkpoint(staging / BEST, loop.model, meta, logits)
             training_state = {"optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict()}

@@ -1,58 +1,43 @@
 """The ``tunefleet`` command line: submit a search, watch it, read it back, export an ensemble.
 
 Bad input never starts anything: the spec and every name in it are checked first, and any
-problem is one line on stderr naming the field, with exit code 2.
+problem is one line on stderr naming the field, with exit code 2. Each command is a plain function
+that raises ``SpecError`` for bad input; ``handle_errors`` (one handler, put on every command as it is
+registered below) prints it. ``run`` is the whole command line in this process; ``main`` exits with it.
+
+Ray, MLflow and torch are imported inside the commands only, so bad input is answered before they load.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from typer.core import TyperCommand
 
 from tunefleet.spaces import SpecError, load_spec
 
-from ._analysis import optional_values
-from ._analysis import register as register_analysis_commands
+from ._analysis import ExportCommand, export, predict, report
+from ._console import error, fail, handle_errors, out
 from ._options import SearchRun, TrackingUri
 from ._options import tracking_uri as resolve_uri
-from ._replay import register as register_replay_command
-from ._service import register as register_service_commands
-from ._spaces import app as spaces_app
-from ._trials import register as register_trials_command
+from ._replay import replay
+from ._service import down, logs, status, stop, submit, up
+from ._spaces import SPACES_HELP, knobs, list_spaces, schema, show
+from ._trials import trials
+
+__all__ = ["app", "main", "run"]
 
 # MLflow's per-file download bars would drown the export summary.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # ... and so would its "View run at" line for every run closed on a tracking server.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
-app = typer.Typer(
-    name="tunefleet",
-    help="Distributed hyperparameter search for PyTorch image classifiers (Ray Tune + Optuna + MLflow + timm).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console()
-if not console.is_terminal:  # logs and CI: don't wrap tables at 80 columns
-    console = Console(width=200)
-err_console = Console(stderr=True, soft_wrap=True)
-app.add_typer(spaces_app, name="spaces")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"error: {message}", markup=False, highlight=False)
-    raise typer.Exit(code)
-
-
-register_service_commands(app, console, _fail)
-register_replay_command(app, console, _fail)
-register_trials_command(app, console, _fail)
-register_analysis_commands(app, console, _fail)
+PROG = "tunefleet"  # the name usage lines and hints give, however the CLI was started
 
 
 def _check_store(uri: str) -> None:
@@ -63,7 +48,6 @@ def _check_store(uri: str) -> None:
         raise SpecError("--tracking-uri", f"directory {path.parent} does not exist")
 
 
-@app.command()
 def search(
     spec: Annotated[Path, typer.Argument(help="search spec (YAML)")],
     num_samples: Annotated[int | None, typer.Option("--num-samples", help="trials to run")] = None,
@@ -80,40 +64,26 @@ def search(
     ] = False,
 ) -> None:
     """Run a hyperparameter search described by SPEC and record it in MLflow."""
-    try:
-        overrides: dict[str, dict[str, Any]] = {
-            "search": {"num_samples": num_samples, "searcher": searcher, "scheduler": scheduler},
-            "tracking": {"experiment": experiment},
-        }
-        parsed = load_spec(spec, overrides)
-        from ..run._experiment import preflight
+    overrides: dict[str, dict[str, Any]] = {
+        "search": {"num_samples": num_samples, "searcher": searcher, "scheduler": scheduler},
+        "tracking": {"experiment": experiment},
+    }
+    parsed = load_spec(spec, overrides)
+    from ..run._experiment import preflight
 
-        plan = preflight(parsed)
-        if dry_run:
-            from ..run._driver import print_plan
+    plan = preflight(parsed)
+    if dry_run:
+        from ..run._driver import print_plan
 
-            print_plan(parsed, plan, console)
-            return
-        uri = resolve_uri(tracking_uri, parsed.tracking.uri)
-        _check_store(uri)
-        from ..run._driver import run_search
-
-        code = run_search(parsed, plan, uri, address, storage, console)
-    except SpecError as err:
-        _fail(str(err))
+        print_plan(parsed, plan, out())
         return
-    _exit_with(code)
+    uri = resolve_uri(tracking_uri, parsed.tracking.uri)
+    _check_store(uri)
+    from ..run._driver import run_search
+
+    _exit_with(run_search(parsed, plan, uri, address, storage, out()))
 
 
-def _exit_with(code: int) -> None:
-    """A search's exit: 0 done, 1 every trial failed, 130 interrupted."""
-    if code == 1:
-        _fail("every trial failed; see the errors above", code=1)
-    if code:
-        raise typer.Exit(code)
-
-
-@app.command()
 def resume(
     experiment: Annotated[str, typer.Argument(help="MLflow experiment of the search")],
     search_run: SearchRun = None,
@@ -121,34 +91,72 @@ def resume(
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start Ray here")] = None,
 ) -> None:
     """Continue an interrupted search (driver killed, Ctrl-C, reboot, `tunefleet stop`) where it stopped."""
+    uri = resolve_uri(tracking_uri)
+    from ..resume._resume import find_resumable
+    from ..run._experiment import preflight
 
+    point = find_resumable(uri, experiment, search_run)
+    plan = preflight(point.spec)
+    from ..run._driver import run_search
+
+    _exit_with(run_search(point.spec, plan, uri, address, point.tune_path, out(), resume=point))
+
+
+def _exit_with(code: int) -> None:
+    """A search's exit: 0 done, 1 every trial failed, 130 interrupted."""
+    if code == 1:
+        fail("every trial failed; see the errors above", code=1)
+    if code:
+        raise typer.Exit(code)
+
+
+app = typer.Typer(
+    name=PROG,
+    help="Distributed hyperparameter search for PyTorch image classifiers (Ray Tune + Optuna + MLflow + timm).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+spaces_app = typer.Typer(help=SPACES_HELP, no_args_is_help=True)
+
+
+def _add(to: typer.Typer, *commands: Callable[..., None], cls: type[TyperCommand] | None = None) -> None:
+    """Register ``commands`` on ``to``, each behind the one error handler; typer names them after the functions."""
+    for command in commands:
+        to.command(cls=cls)(handle_errors(command))
+
+
+_add(app, up, down, submit, status, logs, stop, replay, trials)
+_add(app, export, cls=ExportCommand)  # `--register` with or without its NAME
+_add(app, report, predict, search, resume)
+spaces_app.command("list")(handle_errors(list_spaces))
+_add(spaces_app, show, knobs, schema)
+app.add_typer(spaces_app, name="spaces")
+
+
+def _usage_error(err: typer.TyperException) -> int:
+    """Click's own errors (a bad option value, a missing argument, an unknown command) as one line."""
+    ctx = getattr(err, "ctx", None)  # set on a usage error: the command it was parsing
+    message = err.format_message()
+    if message:  # empty for a bare `tunefleet` / `tunefleet spaces`: their help is already printed
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        error(f"{message}{hint}")
+    return err.exit_code
+
+
+def run(argv: list[str]) -> int:
+    """The ``tunefleet`` command line in this process, on ``argv`` (without the program name): parses,
+    runs the command, prints any error as one ``error:`` line on stderr and returns the exit code
+    (0 done, 1 failed, 2 bad input, 130 interrupted) instead of exiting."""
     try:
-        uri = resolve_uri(tracking_uri)
-        from ..resume._resume import find_resumable
-        from ..run._experiment import preflight
-
-        point = find_resumable(uri, experiment, search_run)
-        plan = preflight(point.spec)
-        from ..run._driver import run_search
-
-        code = run_search(point.spec, plan, uri, address, point.tune_path, console, resume=point)
-    except SpecError as err:
-        _fail(str(err))
-        return
-    _exit_with(code)
+        code = app(args=argv, prog_name=PROG, standalone_mode=False)
+    except typer.TyperException as err:  # typer's click: usage errors are its exceptions, exit code 2
+        return _usage_error(err)
+    except typer.Abort:
+        return 130
+    return code if isinstance(code, int) else 0
 
 
 def main() -> None:
-    """Entry point: click's own usage errors also become one ``error:`` line with exit code 2."""
-    # typer vendors click; its UsageError (bad option values, missing arguments) is not public.
-    from typer._click.exceptions import UsageError
-
-    try:
-        code = app(args=optional_values(sys.argv[1:]), standalone_mode=False)
-    except UsageError as err:
-        hint = f" (see: tunefleet {err.ctx.command.name} --help)" if err.ctx and err.ctx.command.name else ""
-        err_console.print(f"error: {err.format_message()}{hint}", markup=False, highlight=False)
-        sys.exit(2)
-    except typer.Abort:
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    """Entry point of the ``tunefleet`` command."""
+    sys.exit(run(sys.argv[1:]))

@@ -3,35 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+from tunefleet.spaces import SpecError
+
+from ._console import fail, handle_errors, out
 
 DEFAULT_TIMEOUT_S = 300.0  # seconds to keep retrying an MLflow that does not answer
 
 
-def register(app: typer.Typer, console: Any, fail: Any) -> None:
-    """Add ``replay`` to the ``tunefleet`` app (``fail`` prints one line and exits)."""
+def replay(
+    spool: Annotated[Path, typer.Argument(help="spool file a search left when MLflow did not answer")],
+    tracking_uri: Annotated[
+        str | None, typer.Option("--tracking-uri", help="MLflow tracking URI [default: the spool's]")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="seconds to keep retrying an MLflow that does not answer")
+    ] = DEFAULT_TIMEOUT_S,
+) -> None:
+    """Apply the MLflow writes a search saved in SPOOL, in order; safe to run again."""
+    from ..tracking._replay import ReplayIncompleteError, SpoolError, replay_spool
 
-    @app.command("replay")
-    def replay_command(
-        spool: Annotated[Path, typer.Argument(help="spool file a search left when MLflow did not answer")],
-        tracking_uri: Annotated[
-            str | None, typer.Option("--tracking-uri", help="MLflow tracking URI [default: the spool's]")
-        ] = None,
-        timeout: Annotated[
-            float, typer.Option("--timeout", help="seconds to keep retrying an MLflow that does not answer")
-        ] = DEFAULT_TIMEOUT_S,
-    ) -> None:
-        """Apply the MLflow writes a search saved in SPOOL, in order; safe to run again."""
-        from ..tracking._replay import ReplayIncompleteError, SpoolError, replay_spool
+    try:
+        applied, done = replay_spool(spool, tracking_uri, timeout)
+    except SpoolError as err:  # missing, damaged, or no store to write to: bad input
+        raise SpecError("", str(err)) from err
+    except ReplayIncompleteError as err:  # it ran; MLflow did not take every write
+        fail(str(err), 1)
+    out().print(f"replayed {applied} writes from {spool}; the file is now {done}", markup=False, highlight=False)
 
-        try:
-            applied, done = replay_spool(spool, tracking_uri, timeout)
-        except SpoolError as err:
-            fail(str(err))
-            return
-        except ReplayIncompleteError as err:
-            fail(str(err), 1)
-            return
-        console.print(f"replayed {applied} writes from {spool}; the file is now {done}", markup=False, highlight=False)
+
+def register(app: typer.Typer, *_unused: object) -> None:
+    """Add ``replay`` to another typer app, behind the CLI's error handler (the console and the
+    error reporter older callers pass are no longer needed: errors print as the CLI prints them)."""
+    app.command("replay")(handle_errors(replay))

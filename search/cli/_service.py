@@ -24,6 +24,7 @@ from ..service._cluster import (
 )
 from ..service._cluster import check_trial_fits as check_fits
 from ..service._service import STATE_DIR, Service, is_running, load_service
+from ._console import fail, out
 
 Address = Annotated[str | None, typer.Option("--address", help="Ray dashboard / Jobs API, http://HOST:8265")]
 Job = Annotated[str, typer.Argument(help="job id (from submit or status)")]
@@ -56,144 +57,125 @@ def _client(address: str | None) -> tuple[Any, str, dict[str, str]]:
     return job_client(url, headers), url, headers
 
 
-def register(app: typer.Typer, console: Any, fail: Any) -> None:
-    """Add the service commands to the ``tunefleet`` app (``fail`` prints one line and exits)."""
+def up(
+    cpus: Annotated[int | None, typer.Option(help="CPUs Ray may use [default: all]")] = None,
+    gpus: Annotated[int | None, typer.Option(help="GPUs Ray may use [default: all]")] = None,
+    ray_port: Annotated[int, typer.Option("--ray-port", help="Ray GCS port")] = 6379,
+    dashboard_port: Annotated[int, typer.Option("--dashboard-port", help="Ray dashboard / Jobs API")] = 8265,
+    mlflow_port: Annotated[int, typer.Option("--mlflow-port", help="MLflow tracking server")] = 5000,
+) -> None:
+    """Start a Ray head and an MLflow server on this machine (127.0.0.1), in the background."""
+    from ..service._service import up as start
 
-    @app.command()
-    def up(
-        cpus: Annotated[int | None, typer.Option(help="CPUs Ray may use [default: all]")] = None,
-        gpus: Annotated[int | None, typer.Option(help="GPUs Ray may use [default: all]")] = None,
-        ray_port: Annotated[int, typer.Option("--ray-port", help="Ray GCS port")] = 6379,
-        dashboard_port: Annotated[int, typer.Option("--dashboard-port", help="Ray dashboard / Jobs API")] = 8265,
-        mlflow_port: Annotated[int, typer.Option("--mlflow-port", help="MLflow tracking server")] = 5000,
-    ) -> None:
-        """Start a Ray head and an MLflow server on this machine (127.0.0.1), in the background."""
-        from ..service._service import up as start
+    ports = {"ray": ray_port, "dashboard": dashboard_port, "mlflow": mlflow_port}
+    try:
+        service, already = start(STATE_DIR, cpus, gpus, ports)
+    except RuntimeError as err:  # a process died or did not answer: its log says why
+        fail(str(err), 1)
+    console = out()
+    console.print("already up" if already else "up", style="bold")
+    console.print(f"ray:    {service.ray_address}  (dashboard and Jobs API {service.dashboard})")
+    console.print(f"mlflow: {service.tracking_uri}  (open the UI at {service.tracking_uri})")
+    console.print(f"state:  {service.folder}  · next: tunefleet submit SPEC.yaml")
 
-        ports = {"ray": ray_port, "dashboard": dashboard_port, "mlflow": mlflow_port}
-        try:
-            service, already = start(STATE_DIR, cpus, gpus, ports)
-        except SpecError as err:
-            fail(str(err))
-            return
-        except RuntimeError as err:  # a process died or did not answer: its log says why
-            fail(str(err), 1)
-            return
-        console.print("already up" if already else "up", style="bold")
-        console.print(f"ray:    {service.ray_address}  (dashboard and Jobs API {service.dashboard})")
-        console.print(f"mlflow: {service.tracking_uri}  (open the UI at {service.tracking_uri})")
-        console.print(f"state:  {service.folder}  · next: tunefleet submit SPEC.yaml")
 
-    @app.command()
-    def down() -> None:
-        """Stop the service `up` started here; the MLflow store and artifacts stay."""
-        from ..service._service import down as stop_service
+def down() -> None:
+    """Stop the service `up` started here; the MLflow store and artifacts stay."""
+    from ..service._service import down as stop_service
 
-        service = stop_service(STATE_DIR)
-        console.print("nothing was up" if service is None else f"down; store and artifacts kept in {service.folder}")
+    service = stop_service(STATE_DIR)
+    out().print("nothing was up" if service is None else f"down; store and artifacts kept in {service.folder}")
 
-    @app.command()
-    def submit(
-        spec: Annotated[Path, typer.Argument(help="search spec (YAML)")],
-        address: Address = None,
-        tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow server")] = None,
-        storage: Annotated[str | None, typer.Option(help="Ray Tune state: a shared path or s3://, gs://")] = None,
-        num_samples: Annotated[int | None, typer.Option("--num-samples", help="trials to run")] = None,
-        wait: Annotated[bool, typer.Option("--wait", help="follow the search to its end")] = False,
-    ) -> None:
-        """Validate SPEC here, then run it as a Ray Job on the cluster; prints the job id and returns."""
-        from ..service._jobs import submit as submit_job
-        from ..service._submit import prepare
 
-        try:
-            plan = prepare(spec, address, tracking_uri, storage, num_samples, _running_service())
-            client, url, headers = _client(plan.address)
-            check_tracking_server(plan.tracking_uri)
-            if not may_autoscale(url, headers):  # else the driver checks against the node types it may launch
-                check_fits(plan.spec.resources, node_resources(url, headers))
-        except SpecError as err:
-            fail(str(err))
-            return
-        job = submit_job(client, plan.spec, plan.tracking_uri, plan.storage, plan.python)
-        console.print(f"submitted [bold]{job.job_id}[/] to {url}")
-        console.print(f"MLflow: {job.experiment_url}")
-        if not wait:
-            console.print(f"follow it: tunefleet status {job.job_id} · tunefleet logs {job.job_id} --follow")
-            return
-        _follow(client, job.job_id)
+def submit(
+    spec: Annotated[Path, typer.Argument(help="search spec (YAML)")],
+    address: Address = None,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow server")] = None,
+    storage: Annotated[str | None, typer.Option(help="Ray Tune state: a shared path or s3://, gs://")] = None,
+    num_samples: Annotated[int | None, typer.Option("--num-samples", help="trials to run")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="follow the search to its end")] = False,
+) -> None:
+    """Validate SPEC here, then run it as a Ray Job on the cluster; prints the job id and returns."""
+    from ..service._submit import prepare
 
-    def _follow(client: Any, job_id: str) -> None:
-        from ..service._jobs import follow_logs
+    plan = prepare(spec, address, tracking_uri, storage, num_samples, _running_service())
+    client, url, headers = _client(plan.address)
+    check_tracking_server(plan.tracking_uri)
+    if not may_autoscale(url, headers):  # else the driver checks against the node types it may launch
+        check_fits(plan.spec.resources, node_resources(url, headers))
+    from ..service._jobs import submit as submit_job  # Ray's Jobs SDK: only once everything checked out
 
-        asyncio.run(follow_logs(client, job_id))
-        while (state := str(client.get_job_status(job_id))) not in TERMINAL:
-            time.sleep(1)
-        console.print(f"job {job_id}: {state}")
-        if state != "SUCCEEDED":
-            raise typer.Exit(130 if state == "STOPPED" else 1)
+    job = submit_job(client, plan.spec, plan.tracking_uri, plan.storage, plan.python)
+    console = out()
+    console.print(f"submitted [bold]{job.job_id}[/] to {url}")
+    console.print(f"MLflow: {job.experiment_url}")
+    if not wait:
+        console.print(f"follow it: tunefleet status {job.job_id} · tunefleet logs {job.job_id} --follow")
+        return
+    _follow(client, job.job_id)
 
-    @app.command()
-    def status(job: Annotated[str | None, typer.Argument(help="one job [default: recent jobs]")] = None,
-               address: Address = None) -> None:  # fmt: skip
-        """A job's state and its trials (done / running / stopped / failed, best so far), read from MLflow."""
-        from ..service._jobs import META_EXPERIMENT, META_TRACKING, job_info, progress, tunefleet_jobs
 
-        try:
-            client, _, _ = _client(address)
-            jobs = [job_info(client, job)] if job else tunefleet_jobs(client)[:20]
-        except SpecError as err:
-            fail(str(err))
-            return
-        table = Table(title="tunefleet jobs" if not job else None)
-        table.add_column("job", no_wrap=True)
-        for col in ("state", "search", "done", "running", "stopped", "failed", "interrupted", "best"):
-            table.add_column(col)
+def _follow(client: Any, job_id: str) -> None:
+    """Stream a job's output to its end; exit 1 if it failed, 130 if it was stopped."""
+    from ..service._jobs import follow_logs
 
-        for info in jobs:
-            meta = info.metadata or {}
-            p = progress(meta[META_TRACKING], meta[META_EXPERIMENT], info.submission_id)
-            best = f"{p.metric}={p.best:.4f}" if p.best is not None else "-"
-            counts = [str(n) for n in (p.done, p.running, p.stopped, p.failed, p.interrupted)]
-            table.add_row(info.submission_id, str(info.status), p.search or "-", *counts, best)
-        console.print(table)
-        if job and p.resume:
-            console.print(f"interrupted: continue it with {p.resume} --address <the cluster's Ray address>")
-        if job and p.run_id:
-            uri = (jobs[0].metadata or {})[META_TRACKING]
-            console.print(f"search run {p.run_id}: {uri.rstrip('/')}/#/experiments/{p.experiment_id}/runs/{p.run_id}")
+    asyncio.run(follow_logs(client, job_id))
+    while (state := str(client.get_job_status(job_id))) not in TERMINAL:
+        time.sleep(1)
+    out().print(f"job {job_id}: {state}")
+    if state != "SUCCEEDED":
+        raise typer.Exit(130 if state == "STOPPED" else 1)
 
-    @app.command()
-    def logs(job: Job, address: Address = None, follow: Follow = False) -> None:
-        """The search driver's output (progress lines, trial table)."""
-        from ..service._jobs import follow_logs, job_info
 
-        try:
-            client, _, _ = _client(address)
-            job_info(client, job)
-        except SpecError as err:
-            fail(str(err))
-            return
-        if follow:
-            asyncio.run(follow_logs(client, job))
-        else:
-            sys.stdout.write(client.get_job_logs(job))
+def status(job: Annotated[str | None, typer.Argument(help="one job [default: recent jobs]")] = None,
+           address: Address = None) -> None:  # fmt: skip
+    """A job's state and its trials (done / running / stopped / failed, best so far), read from MLflow."""
+    from ..service._jobs import META_EXPERIMENT, META_TRACKING, job_info, progress, tunefleet_jobs
 
-    @app.command()
-    def stop(job: Job, address: Address = None) -> None:
-        """Stop a search gracefully: running trials close KILLED (interrupted), the search run KILLED."""
-        from ..service._jobs import STOP_WAIT_S, job_info
+    client, _, _ = _client(address)
+    jobs = [job_info(client, job)] if job else tunefleet_jobs(client)[:20]
+    table = Table(title="tunefleet jobs" if not job else None)
+    table.add_column("job", no_wrap=True)
+    for col in ("state", "search", "done", "running", "stopped", "failed", "interrupted", "best"):
+        table.add_column(col)
+    for info in jobs:
+        meta = info.metadata or {}
+        p = progress(meta[META_TRACKING], meta[META_EXPERIMENT], info.submission_id)
+        best = f"{p.metric}={p.best:.4f}" if p.best is not None else "-"
+        counts = [str(n) for n in (p.done, p.running, p.stopped, p.failed, p.interrupted)]
+        table.add_row(info.submission_id, str(info.status), p.search or "-", *counts, best)
+    console = out()
+    console.print(table)
+    if job and p.resume:
+        console.print(f"interrupted: continue it with {p.resume} --address <the cluster's Ray address>")
+    if job and p.run_id:
+        uri = (jobs[0].metadata or {})[META_TRACKING]
+        console.print(f"search run {p.run_id}: {uri.rstrip('/')}/#/experiments/{p.experiment_id}/runs/{p.run_id}")
 
-        try:
-            client, _, _ = _client(address)
-            info = job_info(client, job)
-        except SpecError as err:
-            fail(str(err))
-            return
-        if str(info.status) in TERMINAL:
-            console.print(f"job {job} already ended: {info.status}")
-            return
-        client.stop_job(job)
-        deadline = time.monotonic() + STOP_WAIT_S + 30
-        while (state := str(client.get_job_status(job))) not in TERMINAL and time.monotonic() < deadline:
-            time.sleep(1)
-        console.print(f"job {job}: {state}")
+
+def logs(job: Job, address: Address = None, follow: Follow = False) -> None:
+    """The search driver's output (progress lines, trial table)."""
+    from ..service._jobs import follow_logs, job_info
+
+    client, _, _ = _client(address)
+    job_info(client, job)
+    if follow:
+        asyncio.run(follow_logs(client, job))
+    else:
+        sys.stdout.write(client.get_job_logs(job))
+
+
+def stop(job: Job, address: Address = None) -> None:
+    """Stop a search gracefully: running trials close KILLED (interrupted), the search run KILLED."""
+    from ..service._jobs import STOP_WAIT_S, job_info
+
+    client, _, _ = _client(address)
+    info = job_info(client, job)
+    if str(info.status) in TERMINAL:
+        out().print(f"job {job} already ended: {info.status}")
+        return
+    client.stop_job(job)
+    deadline = time.monotonic() + STOP_WAIT_S + 30
+    while (state := str(client.get_job_status(job))) not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(1)
+    out().print(f"job {job}: {state}")

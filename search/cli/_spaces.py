@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from tunefleet.spaces import (
@@ -31,20 +30,13 @@ from tunefleet.spaces import (
     suggest,
 )
 
-app = typer.Typer(help="Built-in search spaces and the catalog of searchable knobs.", no_args_is_help=True)
+from ._console import out
+
+SPACES_HELP = "Built-in search spaces and the catalog of searchable knobs."
+# Off a terminal, these tables fold their text at this width.
+WIDTH = 140
 
 
-def _console() -> Console:
-    console = Console()
-    return console if console.is_terminal else Console(width=140)
-
-
-def _fail(message: str) -> None:
-    Console(stderr=True, soft_wrap=True).print(f"error: {message}", markup=False, highlight=False)
-    raise typer.Exit(2)
-
-
-@app.command("list")
 def list_spaces() -> None:
     """The built-in spaces, with how many knobs each searches."""
     table = Table(title="built-in spaces (use as `space: {base: NAME, ...}`)")
@@ -52,27 +44,22 @@ def list_spaces() -> None:
         table.add_column(col)
     for name in BUILTIN_SPACES:
         table.add_row(name, str(len(space_rows(builtin_space(name)))), DESCRIPTIONS[name])
-    _console().print(table)
+    out(WIDTH).print(table)
 
 
-@app.command()
 def show(
     name: Annotated[str, typer.Argument(help="a built-in space, or a spec YAML file")],
     as_yaml: Annotated[bool, typer.Option("--yaml", help="print the YAML form (to paste into a spec)")] = False,
 ) -> None:
     """Print one space: every searched knob, its domain and what it means."""
-    try:
-        if name in BUILTIN_SPACES:
-            space, title = builtin_space(name), f"{name}: {DESCRIPTIONS[name]}"
-        elif name.endswith((".yaml", ".yml")) or Path(name).is_file():
-            spec = load_spec(name)
-            space, title = spec.space, f"{name}: the space of search {spec.name!r}"
-        else:
-            raise SpecError("spaces show", f"unknown space {name!r}" + suggest(name, tuple(BUILTIN_SPACES)))
-    except SpecError as err:
-        _fail(str(err))
-        return
-    console = _console()
+    if name in BUILTIN_SPACES:
+        space, title = builtin_space(name), f"{name}: {DESCRIPTIONS[name]}"
+    elif name.endswith((".yaml", ".yml")) or Path(name).is_file():
+        spec = load_spec(name)
+        space, title = spec.space, f"{name}: the space of search {spec.name!r}"
+    else:
+        raise SpecError("spaces show", f"unknown space {name!r}" + suggest(name, tuple(BUILTIN_SPACES)))
+    console = out(WIDTH)
     if as_yaml:
         console.print(yaml.safe_dump({"space": space_to_yaml(space)}, sort_keys=False), markup=False, end="")
         return
@@ -85,7 +72,6 @@ def show(
     console.print("Knobs not listed keep their defaults (see `tunefleet spaces knobs`).")
 
 
-@app.command()
 def knobs() -> None:
     """Every knob a space may search: legal values and default."""
     table = Table(title="searchable knobs", title_justify="left")
@@ -101,17 +87,16 @@ def knobs() -> None:
     for group, group_knobs in GROUPS.items():
         for knob_name, knob in group_knobs.items():
             table.add_row(f"{group}.{knob_name}", knob.describe(), knob.help)
-    _console().print(table)
+    out(WIDTH).print(table)
 
 
-@app.command()
 def schema(
-    out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="write to this file instead of stdout")] = None,
 ) -> None:
     """The JSON Schema of a spec file, for editors (see the README's yaml-language-server line)."""
     text = json.dumps(spec_json_schema(), indent=2) + "\n"
-    if out is None:
+    if out_file is None:
         sys.stdout.write(text)
         return
-    out.write_text(text)
-    _console().print(f"wrote {out}")
+    out_file.write_text(text)
+    out(WIDTH).print(f"wrote {out_file}")

@@ -17,6 +17,7 @@ from rich.table import Table
 from tunefleet.spaces import SpecError
 from tunefleet.spaces import records as rec
 
+from ._console import out
 from ._options import SearchRun, TrackingUri
 from ._options import tracking_uri as resolve_uri
 
@@ -99,52 +100,45 @@ def to_table(frame: pd.DataFrame, column: str, title: str) -> Table:
     return table
 
 
-def register(app: typer.Typer, console: Any, fail: Any) -> None:
-    """Add ``trials`` to the ``tunefleet`` app (``fail`` prints one line and exits)."""
+def trials(
+    experiment: Annotated[str, typer.Argument(help="MLflow experiment of the search")],
+    top: Annotated[int | None, typer.Option("--top", help="only the best K trials")] = None,
+    sort: Annotated[str | None, typer.Option("--sort", help="metric to rank by [default: the search's]")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    tracking_uri: TrackingUri = None,
+    search_run: SearchRun = None,
+) -> None:
+    """The trials of a search as recorded in MLflow (params, metrics, outcome, duration, node), best first."""
+    from tunefleet.analysis import open_experiment, ranking, run_url, trials_frame
+    from tunefleet.analysis import search_run as find_search
 
-    @app.command()
-    def trials(
-        experiment: Annotated[str, typer.Argument(help="MLflow experiment of the search")],
-        top: Annotated[int | None, typer.Option("--top", help="only the best K trials")] = None,
-        sort: Annotated[str | None, typer.Option("--sort", help="metric to rank by [default: the search's]")] = None,
-        fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
-        tracking_uri: TrackingUri = None,
-        search_run: SearchRun = None,
-    ) -> None:
-        """The trials of a search as recorded in MLflow (params, metrics, outcome, duration, node), best first."""
-        from tunefleet.analysis import open_experiment, ranking, run_url, trials_frame
-        from tunefleet.analysis import search_run as find_search
+    from ..resume._liveness import resume_command, search_state
 
-        from ..resume._liveness import resume_command, search_state
-
-        try:
-            if fmt not in FORMATS:
-                raise SpecError("--format", f"unknown format {fmt!r}; one of: {', '.join(FORMATS)}")
-            if top is not None and top < 1:
-                raise SpecError("--top", f"must be >= 1, got {top}")
-            uri = resolve_uri(tracking_uri)
-            client, exp = open_experiment(uri, experiment)
-            parent = find_search(client, exp, search_run)
-            metric, _ = ranking(parent)
-            frame = trials_frame(client, parent)
-            column = sort_column(frame, sort, metric)
-        except SpecError as err:
-            fail(str(err))
-            return
-        state = search_state(parent)
-        if state == "interrupted" and len(frame):  # runs a dead driver left RUNNING were cut short
-            frame.loc[frame["status"] == "RUNNING", "outcome"] = rec.INTERRUPTED
-        frame = ordered(frame, column, top)
-        if fmt == "csv":
-            typer.echo(frame.to_csv(index=False), nl=False)
-            return
-        if fmt == "json":
-            typer.echo(to_json(frame))
-            return
-        run = parent.info.run_id
-        console.print(to_table(frame, column, f"{experiment}: {len(frame)} trials (search run {run}, {state})"))
-        url = run_url(uri, exp.experiment_id, run)
-        if url:
-            console.print(f"search run: {url}", highlight=False, soft_wrap=True)
-        if state == "interrupted":
-            console.print(f"interrupted: continue it with {resume_command(experiment, run, uri)}", highlight=False)
+    if fmt not in FORMATS:
+        raise SpecError("--format", f"unknown format {fmt!r}; one of: {', '.join(FORMATS)}")
+    if top is not None and top < 1:
+        raise SpecError("--top", f"must be >= 1, got {top}")
+    uri = resolve_uri(tracking_uri)
+    client, exp = open_experiment(uri, experiment)
+    parent = find_search(client, exp, search_run)
+    metric, _ = ranking(parent)
+    frame = trials_frame(client, parent)
+    column = sort_column(frame, sort, metric)
+    state = search_state(parent)
+    if state == "interrupted" and len(frame):  # runs a dead driver left RUNNING were cut short
+        frame.loc[frame["status"] == "RUNNING", "outcome"] = rec.INTERRUPTED
+    frame = ordered(frame, column, top)
+    if fmt == "csv":
+        typer.echo(frame.to_csv(index=False), nl=False)
+        return
+    if fmt == "json":
+        typer.echo(to_json(frame))
+        return
+    run = parent.info.run_id
+    console = out()
+    console.print(to_table(frame, column, f"{experiment}: {len(frame)} trials (search run {run}, {state})"))
+    url = run_url(uri, exp.experiment_id, run)
+    if url:
+        console.print(f"search run: {url}", highlight=False, soft_wrap=True)
+    if state == "interrupted":
+        console.print(f"interrupted: continue it with {resume_command(experiment, run, uri)}", highlight=False)

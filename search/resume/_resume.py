@@ -49,6 +49,7 @@ class Resumable:
 def find_resumable(uri: str, experiment: str, search_run_id: str | None) -> Resumable:
     """The search to resume: ``search_run_id``, else the latest search of ``experiment``."""
     from tunefleet.analysis import open_experiment, search_run
+    from tunefleet.analysis._runs import trial_runs
 
     client, exp = open_experiment(uri, experiment)
     parent = search_run(client, exp, search_run_id)
@@ -62,7 +63,7 @@ def find_resumable(uri: str, experiment: str, search_run_id: str | None) -> Resu
     if not path:
         raise SpecError("--search-run", f"search run {run_id} recorded no Ray Tune state path; it cannot be resumed")
     saved = check_tune_state(path)
-    runs = _trial_runs(client, parent)
+    runs = trial_runs(client, parent, with_trial_id=True)  # a run without its trial id matches no Tune trial
     known = [r for r in runs if r.data.tags[rec.TRIAL_ID_TAG] in saved]
     unknown = [r for r in runs if r.data.tags[rec.TRIAL_ID_TAG] not in saved]
     return Resumable(_recorded_spec(client, run_id), parent, path, known, unknown)
@@ -105,16 +106,6 @@ def check_tune_state(path: str) -> set[str]:
         return {json.loads(entry[0])["trial_id"] for entry in state["trial_data"]}
     except Exception as err:
         raise refuse(f"its saved state is truncated or unreadable ({type(err).__name__})") from None
-
-
-def _trial_runs(client: MlflowClient, parent: Run) -> list[Run]:
-    runs = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=rec.trials_filter(parent.info.run_id),
-        order_by=["attributes.start_time ASC"],
-        max_results=10_000,
-    )
-    return [r for r in runs if rec.TRIAL_ID_TAG in r.data.tags]
 
 
 def _record(index: int, run: Run) -> TrialRecord:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -134,24 +136,51 @@ def run_search(
     name = experiment_name(spec)
     tune_path = resume.tune_path if resume else experiment_path(storage, name)
     parent_id = _open(spec, plan, client, address, tune_path, resume)
-    s = spec.search
     on_server = uri.startswith(SERVER_SCHEMES)
-    ledger = TrialLedger(s.metric, s.mode)
+    ledger = TrialLedger(spec.search.metric, spec.search.mode)
     tracker = MlflowTrialCallback(uri, parent_id, spec, ledger, driver_uploads=not on_server)
-    callbacks: list[Any] = [ledger, tracker, ConsoleProgress(ledger, console, plan.trials)]
-    if s.trial_timeout is not None:
-        callbacks.append(TrialWatchdog(s.trial_timeout, ledger))
+    callbacks = _callbacks(spec, plan, ledger, tracker, console)
     link = RunLink(uri, parent_id) if on_server else None
-    if resume is not None:
+    if resume is None:
+        experiment = partial(run_experiment, spec, callbacks, storage, plan.trials, run_link=link, name=name)
+        earlier = 0.0
+    else:
         discard_unsaved(client, resume)
         adopt_trials(resume, ledger, tracker)
         console.print(f"resuming search run {parent_id}: {_resume_summary(ledger, resume)}", highlight=False)
+        experiment = partial(resume_experiment, tune_path, spec, callbacks, run_link=link)
+        earlier = resume.search_run.data.metrics.get(rec.WALL_S, 0.0)  # the wall time before the resume
+    status, wall, cut_short = _run_to_end(experiment, ledger, tracker, console, earlier)
+    console.print(trials_table(ledger))
+    if status == "KILLED":
+        return _interrupted(spec, uri, parent_id, cut_short, console)
+    return _finished(spec, uri, parent_id, ledger, tracker.experiment_id, wall, console)
+
+
+def _callbacks(
+    spec: SearchSpec, plan: Plan, ledger: TrialLedger, tracker: MlflowTrialCallback, console: Console
+) -> list[Any]:
+    """Tune's callbacks, in order: the ledger first (the others read it), MLflow, the console, and
+    the watchdog when ``search.trial_timeout`` is set."""
+    callbacks: list[Any] = [ledger, tracker, ConsoleProgress(ledger, console, plan.trials)]
+    if spec.search.trial_timeout is not None:
+        callbacks.append(TrialWatchdog(spec.search.trial_timeout, ledger))
+    return callbacks
+
+
+def _run_to_end(
+    experiment: Callable[[], None],
+    ledger: TrialLedger,
+    tracker: MlflowTrialCallback,
+    console: Console,
+    earlier_wall_s: float = 0.0,
+) -> tuple[str, float, int]:
+    """Run the Tune ``experiment``, then close every run however it ended: the search run's status
+    (FINISHED, KILLED or, when it raised, FAILED), its wall time in seconds, and how many running
+    trials were cut short. What MLflow does not take is spooled, and the console says so."""
     started, status, cut_short = time.perf_counter(), "FAILED", 0
     try:
-        if resume is None:
-            run_experiment(spec, callbacks, storage, plan.trials, run_link=link, name=name)
-        else:
-            resume_experiment(tune_path, spec, callbacks, run_link=link)
+        experiment()
         # On Ctrl-C Tune stops gracefully and returns: trials still running mean an interruption.
         counts = ledger.counts()
         status = "KILLED" if counts[RUNNING] + counts[INTERRUPTED] else "FINISHED"
@@ -162,28 +191,36 @@ def run_search(
         if status != "FINISHED":
             cut_short = tracker.mark_interrupted()
         # Every trial write, then the search run's summary; what MLflow does not take is spooled.
-        earlier = resume.search_run.data.metrics.get(rec.WALL_S, 0.0) if resume else 0.0  # before the resume
-        spooled = tracker.close(search_summary(SEARCH_KEY, ledger, earlier + wall, status))
+        spooled = tracker.close(search_summary(SEARCH_KEY, ledger, earlier_wall_s + wall, status))
         if spooled is not None:
             console.print(spooled.message(), style="yellow", markup=False, highlight=False)
-    console.print(trials_table(ledger))
-    if status == "KILLED":
-        console.print(
-            f"interrupted: {cut_short} running trial(s) stopped (MLflow status KILLED, outcome interrupted); "
-            "finished trials and their checkpoints are kept"
-        )
-        again = resume_command(spec.tracking.experiment, parent_id, uri)
-        console.print(f"continue it with: {again}", highlight=False)
-        return 130
-    best, counts = ledger.best_record(), ledger.counts()
+    return status, wall, cut_short
+
+
+def _interrupted(spec: SearchSpec, uri: str, parent_id: str, cut_short: int, console: Console) -> int:
+    """What an interrupted search kept and how to continue it; exit code 130."""
+    console.print(
+        f"interrupted: {cut_short} running trial(s) stopped (MLflow status KILLED, outcome interrupted); "
+        "finished trials and their checkpoints are kept"
+    )
+    again = resume_command(spec.tracking.experiment, parent_id, uri)
+    console.print(f"continue it with: {again}", highlight=False)
+    return 130
+
+
+def _finished(
+    spec: SearchSpec, uri: str, parent_id: str, ledger: TrialLedger, experiment_id: str, wall: float, console: Console
+) -> int:
+    """The best trial, the report and where to look; exit code 0, or 1 when every trial failed."""
+    best, counts, metric = ledger.best_record(), ledger.counts(), spec.search.metric
     if best is not None:
-        console.print(f"best: {best.name}  {s.metric}={best.best[s.metric]:.4f}")
+        console.print(f"best: {best.name}  {metric}={best.best[metric]:.4f}")
     console.print(
         f"wall time {wall:.1f}s · MLflow experiment [bold]{spec.tracking.experiment}[/] (search run {parent_id})"
     )
     if counts[COMPLETED]:
         _report(spec.tracking.experiment, uri, parent_id, console)
-    url = run_url(uri, tracker.experiment_id, parent_id)  # no request: the server may be the one that is down
+    url = run_url(uri, experiment_id, parent_id)  # no request: the server may be the one that is down
     console.print(f"open the results: {url or f'mlflow ui --backend-store-uri {uri}'}", highlight=False)
     return 0 if counts[COMPLETED] + counts[STOPPED] else 1
 

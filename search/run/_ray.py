@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from pathlib import Path
 
 
@@ -43,10 +44,39 @@ def start_ray(address: str | None, dashboard: bool = False) -> None:
         _token_auth_if_token()
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:
+        _start_local_ray(dashboard)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_local_ray(dashboard: bool) -> None:
+    """A new Ray here, even where `ray start` (or `tunefleet up`) runs one, and every process of it
+    told its own address. Ray Train's placement-group cleaner (which frees the worker group of a
+    trial stopped early) finds the cluster by auto-detection, which fails as soon as a second Ray
+    runs on the machine; with ``RAY_ADDRESS`` in the job's environment it never has to guess.
+    Ray reads the new head's GCS port from ``RAY_GCS_SERVER_PORT``, so the address is known first."""
+    import ray
+    from ray._private.services import get_node_ip_address
+
+    port = _free_port()
+    address = f"{get_node_ip_address()}:{port}"
+    previous = os.environ.get("RAY_GCS_SERVER_PORT")
+    os.environ["RAY_GCS_SERVER_PORT"] = str(port)
+    try:
         ray.init(
-            address="local",  # a new Ray here, even where `ray start` (or `tunefleet up`) runs one
+            address="local",
             num_cpus=os.cpu_count(),
             include_dashboard=dashboard,
             logging_level=logging.WARNING,
             log_to_driver=False,
+            runtime_env={"env_vars": {"RAY_ADDRESS": address}},
         )
+    finally:
+        if previous is None:
+            del os.environ["RAY_GCS_SERVER_PORT"]
+        else:
+            os.environ["RAY_GCS_SERVER_PORT"] = previous

@@ -112,6 +112,8 @@ def progress(uri: str, experiment: str, job_id: str) -> Progress:
     """Read the search run tagged with ``job_id`` and its trials (empty before the driver starts)."""
     from mlflow.tracking import MlflowClient
 
+    from tunefleet.analysis._runs import trial_runs
+
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -121,7 +123,7 @@ def progress(uri: str, experiment: str, job_id: str) -> Progress:
         return Progress()
     search = found[0]
     metric, mode = search.data.params[rec.SEARCH_METRIC_PARAM], search.data.params[rec.SEARCH_MODE_PARAM]
-    trials = client.search_runs([exp.experiment_id], rec.trials_filter(search.info.run_id), max_results=10_000)
+    trials = trial_runs(client, search)
     outcomes = [t.data.tags.get(rec.OUTCOME_TAG, rec.RUNNING) for t in trials]
     found_scores = [t.data.metrics.get(rec.best_key(metric), t.data.metrics.get(metric)) for t in trials]
     scores = [s for s in found_scores if s is not None]

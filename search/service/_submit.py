@@ -46,9 +46,9 @@ def prepare(
     service: Service | None,
 ) -> SubmitPlan:
     """Validate and resolve a submission; every problem is a SpecError naming the flag or field."""
-    from ..run._experiment import preflight
-
     spec = load_spec(path, {"search": {"num_samples": num_samples}})
+    from ..run._experiment import preflight  # the training stack (torch, timm): once the spec parsed
+
     preflight(spec)  # names, grid size, data, input size: bad input never reaches the cluster
     local = address is None
     if local and service is None:

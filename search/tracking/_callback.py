@@ -9,13 +9,16 @@ attempt's traceback in ``error.txt``). The tag ``tunefleet.outcome`` says the sa
 Every write goes through a ``TrackingWriter`` (``_writer.py``): in order, on one thread, retried
 through a locked SQLite file or a tracking server that is down, and spooled for ``tunefleet
 replay`` if still undelivered when the search ends. Runs are named by key: the trial id, or
-``SEARCH_KEY`` for the search run.
+``SEARCH_KEY`` for the search run; the writer holds each key's run id (it learns a new run's id
+only when it has created the run). Everything else the callback keeps about a trial's run is one
+``TrialRun`` per trial, beside the ledger's ``TrialRecord`` (what the trial did).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,20 @@ CLOSE_TIMEOUT_S = 60.0
 END_FLUSH_S = 10.0
 
 
+@dataclass
+class TrialRun:
+    """The callback's state of one trial's MLflow run."""
+
+    started: bool = False  # its run was created (or adopted): a later start is a restart or a resume
+    ended: bool = False  # its run was closed (or had ended before a resume): never written again
+    adopted: bool = False  # an open run of the search this one resumes, not yet started again here
+    rows: list[Row] = field(default_factory=list)  # epoch metrics not sent yet
+    checkpoint: Any = None  # the latest checkpoint: best/ (uploaded when the run closes) and last/
+    place: dict[str, str] = field(default_factory=dict)  # the node, host and GPU tags last written
+    batch: tuple[int, int] | None = None  # the per-worker batch and gradient accumulation in use
+    upload_owed: bool = False  # its own upload of best/ failed (a server down): the driver uploads
+
+
 class MlflowTrialCallback(Callback):
     """Writes each trial's run from the driver; Tune's event loop never waits on MLflow."""
 
@@ -69,15 +86,8 @@ class MlflowTrialCallback(Callback):
         self.driver_uploads = driver_uploads  # False: trials upload their own best checkpoints (a server)
         self.writer = TrackingWriter(uri)
         self.writer.bind(SEARCH_KEY, parent_run_id)
-        self._pending: dict[str, list[Row]] = {}
+        self._runs: dict[str, TrialRun] = {}  # by trial id
         self._last_flush = self._beat = time.monotonic()
-        self._checkpoints: dict[str, Any] = {}
-        self._started: set[str] = set()
-        self._finished: set[str] = set()
-        self._places: dict[str, dict[str, str]] = {}
-        self._batches: dict[str, tuple[int, int]] = {}  # per-worker batch and accumulation in use
-        self._adopted: set[str] = set()  # trials of a resumed search not yet started again
-        self._upload_owed: set[str] = set()  # trials whose own upload of best/ failed (a server down)
         self._reconciled = False
 
     def __getstate__(self) -> dict[str, Any]:
@@ -90,14 +100,16 @@ class MlflowTrialCallback(Callback):
         for key, run_id in run_ids.items():
             self.writer.bind(key, run_id)
 
+    def _run(self, trial_id: str) -> TrialRun:
+        run = self._runs.get(trial_id)
+        if run is None:
+            run = self._runs[trial_id] = TrialRun()
+        return run
+
     def adopt(self, trial_id: str, run_id: str, ended: bool) -> None:
         """A trial run of the search this one resumes: log to it, and never again once it ``ended``."""
         self.writer.bind(trial_id, run_id)
-        self._started.add(trial_id)
-        if ended:
-            self._finished.add(trial_id)
-        else:
-            self._adopted.add(trial_id)
+        self._runs[trial_id] = TrialRun(started=True, ended=ended, adopted=not ended)
 
     def close(self, final: list[Op] | None = None) -> SpoolReport | None:
         """Send what is buffered and ``final`` (the search run's summary), wait for delivery;
@@ -112,18 +124,20 @@ class MlflowTrialCallback(Callback):
             return self.writer.close(0.0, spool)
 
     def _flush(self, trial_id: str | None = None) -> None:
-        for tid in [trial_id] if trial_id else list(self._pending):
-            rows = self._pending.pop(tid, [])
+        for tid in [trial_id] if trial_id else list(self._runs):
+            run = self._run(tid)
+            rows, run.rows = run.rows, []
             for i in range(0, len(rows), _MAX_BATCH):
                 self.writer.submit(LogBatch(key=tid, metrics=tuple(rows[i : i + _MAX_BATCH])))
         self._last_flush = time.monotonic()
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        if trial.trial_id in self._started:
-            if trial.trial_id not in self._finished:  # resumed or restarted: the same run goes on
-                self._reopen(trial)
+        run = self._run(trial.trial_id)
+        if run.started:
+            if not run.ended:  # resumed or restarted: the same run goes on
+                self._reopen(trial, run)
             return
-        self._started.add(trial.trial_id)
+        run.started = True
         record = self.ledger.record(trial)
         tags = {rec.PARENT_RUN_TAG: self.parent_run_id, rec.ROLE_TAG: rec.ROLE_TRIAL, rec.TRIAL_ID_TAG: trial.trial_id}
         self.writer.submit(
@@ -132,51 +146,49 @@ class MlflowTrialCallback(Callback):
         params = {k: str(v) for k, v in trial_params(self.spec, record.recipe, trial.trial_id).items()}
         self.writer.submit(LogBatch(key=trial.trial_id, params=params))
 
-    def _reopen(self, trial: Any) -> None:
+    def _reopen(self, trial: Any, run: TrialRun) -> None:
         """A trial of a resumed search starts again (a restart within this driver needs nothing:
         its run is open and every report it made is queued)."""
-        if trial.trial_id not in self._adopted:
+        if not run.adopted:
             return
-        self._adopted.discard(trial.trial_id)
+        run.adopted = False
         self.writer.submit(UpdateRunStatus(key=trial.trial_id, status="RUNNING"))
         self.writer.submit(LogBatch(key=trial.trial_id, tags={rec.OUTCOME_TAG: rec.RUNNING}))
         checkpoint, run_id = trial.checkpoint, self.writer.run_id(trial.trial_id)
         if checkpoint is None or run_id is None:
             return
-        self._checkpoints[trial.trial_id] = checkpoint  # its best weights, should it end before the next
+        run.checkpoint = checkpoint  # its best weights, should it end before the next
         record = self.ledger.record(trial)
         record.last = dict(trial.last_result or {})
         record.best = best_report(checkpoint) or record.best  # the best so far, as its checkpoint says
         try:  # epochs a killed driver had not written; the ones after the checkpoint run again
             logged = {int(m.value) for m in MlflowClient(self.uri).get_metric_history(run_id, "epoch")}
-            self._pending.setdefault(trial.trial_id, []).extend(unlogged_epochs(checkpoint, logged))
+            run.rows.extend(unlogged_epochs(checkpoint, logged))
         except Exception as err:  # an unreachable store: those epochs stay in the checkpoint's history
             logger.warning("could not compare trial %s's epochs with MLflow: %s", trial.trial_id, err)
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
-        if trial.trial_id in self._finished:  # ended before a resume: its run stays as it was
+        run = self._run(trial.trial_id)
+        if run.ended:  # ended before a resume: its run stays as it was
             return
-        self._pending.setdefault(trial.trial_id, []).extend(epoch_rows(result))
-        if result.get(rec.UPLOAD_PENDING_KEY):
-            self._upload_owed.add(trial.trial_id)
-        else:
-            self._upload_owed.discard(trial.trial_id)
-        self._record_batch(trial.trial_id, result)
-        self._tag_place(trial.trial_id, result)
+        run.rows.extend(epoch_rows(result))
+        run.upload_owed = bool(result.get(rec.UPLOAD_PENDING_KEY))
+        self._record_batch(trial.trial_id, run, result)
+        self._tag_place(trial.trial_id, run, result)
         if rec.CHECKPOINT_PATH_KEY in result:  # multi-worker trials: Ray Train already stored it
             from ray.train import Checkpoint
 
-            self._checkpoints[trial.trial_id] = Checkpoint(result[rec.CHECKPOINT_PATH_KEY])
+            run.checkpoint = Checkpoint(result[rec.CHECKPOINT_PATH_KEY])
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self._flush()
 
-    def _record_batch(self, trial_id: str, result: dict[str, Any]) -> None:
+    def _record_batch(self, trial_id: str, run: TrialRun, result: dict[str, Any]) -> None:
         """A trial retried after running out of memory: its new per-worker batch and gradient
         accumulation become params (one pair per retry; MLflow params cannot change)."""
         batch = (int(result.get(rec.PER_WORKER_BATCH_KEY, 0)), int(result.get(rec.GRAD_ACCUM_KEY, 1)))
-        known, self._batches[trial_id] = self._batches.get(trial_id), batch
+        known, run.batch = run.batch, batch
         if batch[1] <= 1 or known == batch:
             return
         n = batch[1].bit_length() - 1  # the accumulation doubles with each retry: 2 -> 1, 4 -> 2
@@ -184,12 +196,12 @@ class MlflowTrialCallback(Callback):
         params[f"oom_retry_{n}.{rec.GRAD_ACCUM_KEY}"] = str(batch[1])
         self.writer.submit(LogBatch(key=trial_id, params=params))
 
-    def _tag_place(self, trial_id: str, result: dict[str, Any]) -> None:
+    def _tag_place(self, trial_id: str, run: TrialRun, result: dict[str, Any]) -> None:
         """Tag the trial's run with the node, host and GPUs it runs on (again if a restart moved it)."""
         place = {tag: str(result.get(key, "")) for key, tag in _PLACE_TAGS.items()}
-        if not place[rec.NODE_ID_TAG] or self._places.get(trial_id) == place:
+        if not place[rec.NODE_ID_TAG] or run.place == place:
             return
-        self._places[trial_id] = place
+        run.place = place
         self.writer.submit(LogBatch(key=trial_id, tags=place))
 
     def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
@@ -207,7 +219,7 @@ class MlflowTrialCallback(Callback):
             record.last = dict(trial.last_result or {})
             record.epochs = int(record.last.get("epoch", record.epochs))
             if trial.checkpoint is not None:
-                self._checkpoints[trial.trial_id] = trial.checkpoint
+                self._run(trial.trial_id).checkpoint = trial.checkpoint
                 record.best = best_report(trial.checkpoint) or record.best
             if trial.status == "ERROR":
                 self.ledger.on_trial_error(0, trials, trial)
@@ -216,7 +228,7 @@ class MlflowTrialCallback(Callback):
             self._finish(trial)
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
-        if self._pending and time.monotonic() - self._last_flush >= self.flush_every_s:
+        if time.monotonic() - self._last_flush >= self.flush_every_s and any(r.rows for r in self._runs.values()):
             self._flush()
         if time.monotonic() - self._beat >= rec.HEARTBEAT_EVERY_S:
             self.heartbeat()
@@ -228,26 +240,28 @@ class MlflowTrialCallback(Callback):
 
     def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
         # The latest checkpoint holds the best weights so far (best/) and the latest (last/).
-        self._checkpoints[trial.trial_id] = checkpoint
+        self._run(trial.trial_id).checkpoint = checkpoint
 
     def _close_run(self, trial_id: str, outcome: str, summary: dict[str, float], tags: dict[str, str]) -> None:
         """The summary, outcome, best weights (with a local store) and status of a trial's run."""
         now = int(time.time() * 1000)
         metrics = tuple((k, v, now, 0) for k, v in summary.items())
         self.writer.submit(LogBatch(key=trial_id, metrics=metrics, tags={rec.OUTCOME_TAG: outcome, **tags}))
-        checkpoint = self._checkpoints.pop(trial_id, None)
-        uploads = self.driver_uploads or trial_id in self._upload_owed
+        run = self._run(trial_id)
+        checkpoint, run.checkpoint = run.checkpoint, None
+        uploads = self.driver_uploads or run.upload_owed
         best = lasting_best_dir(checkpoint) if checkpoint is not None and uploads else None
         if best is not None:  # only the best weights go to MLflow; last/ is for resuming
             self.writer.submit(LogArtifacts(key=trial_id, local_dir=best, artifact_path=rec.CHECKPOINT_ARTIFACT_DIR))
         self.writer.submit(SetTerminated(key=trial_id, status=rec.OUTCOME_STATUS[outcome]))
 
     def _finish(self, trial: Any) -> None:
-        if trial.trial_id in self._finished:
+        run = self._run(trial.trial_id)
+        if run.ended:
             return
-        if trial.trial_id not in self._started:  # failed before Tune reported it started
+        if not run.started:  # failed before Tune reported it started
             self.on_trial_start(0, [], trial)
-        self._finished.add(trial.trial_id)
+        run.ended = True
         record = self.ledger.record(trial)
         self._flush(trial.trial_id)
         failed = rec.OUTCOME_STATUS[record.outcome] == "FAILED"
@@ -265,16 +279,16 @@ class MlflowTrialCallback(Callback):
         """Close the runs of trials that were still running when the search was interrupted
         (KILLED, outcome ``interrupted``) with their metrics and best weights so far."""
         self._flush()
-        cut_short = sorted(self._started - self._finished)
+        cut_short = sorted(tid for tid, run in self._runs.items() if run.started and not run.ended)
         for trial_id in cut_short:
-            self._finished.add(trial_id)
+            self._runs[trial_id].ended = True
             record = self.ledger.records.get(trial_id)
             summary = trial_summary(record.best, record.epochs, self._metric) if record else {}
             self._close_run(trial_id, rec.INTERRUPTED, summary, {})
         return len(cut_short)
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        if trial.trial_id not in self._started:  # failed before Tune reported it started
+        if not self._run(trial.trial_id).started:  # failed before Tune reported it started
             self.on_trial_start(0, [], trial)
         record = self.ledger.record(trial)  # the ledger has counted this restart; why: error.txt at the end
         self.writer.submit(LogBatch(key=trial.trial_id, tags={rec.RESTARTS_TAG: str(record.restarts)}))

@@ -51,13 +51,11 @@ def failures_text(trial: Any) -> str:
 def best_report(checkpoint: Any) -> dict[str, Any]:
     """The metrics of the best epoch, as the checkpoint's ``best/meta.json`` recorded them ({} if
     it has none or it does not verify: a damaged file must not stop the driver)."""
-    from tunefleet.trainables import read_meta, verify_checkpoint
+    from tunefleet.trainables import verify_checkpoint
 
     try:
         with checkpoint.as_directory() as directory:
-            best = Path(directory) / rec.BEST
-            verify_checkpoint(best)
-            return dict(read_meta(best).get("metrics", {}))
+            return dict(verify_checkpoint(Path(directory) / rec.BEST).metrics)
     except (ValueError, OSError) as err:  # CorruptCheckpoint is a ValueError
         logger.warning("no best report from checkpoint %s: %s", checkpoint.path, err)
         return {}
@@ -70,7 +68,7 @@ def unlogged_epochs(checkpoint: Any, logged_epochs: set[int]) -> list[Row]:
     try:
         with checkpoint.as_directory() as directory:
             source = resumable_checkpoint(Path(directory))
-            history = read_meta(source).get(rec.HISTORY_KEY, []) if source is not None else []
+            history = read_meta(source).history if source is not None else []
     except (ValueError, OSError) as err:
         logger.warning("no epoch history from checkpoint %s: %s", checkpoint.path, err)
         return []

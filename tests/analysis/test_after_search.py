@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from tunefleet.analysis import METHODS, export_ensemble, onnx_session
+from tunefleet.spaces import ExportCard
 from tunefleet.spaces import records as rec
 from tunefleet.trainables import ImageData, Split, load_data
 
@@ -87,17 +88,17 @@ def _without_test_labels(data: ImageData) -> ImageData:
 def test_every_method_exports_one_graph_that_matches_onnxruntime(searched, method, tmp_path):
     result = export_ensemble(searched.uri, "small", 3, tmp_path / method, method=method, say=lambda _: None)
     card = result.card
-    assert card["onnx"]["max_abs_diff_vs_torch"] < 1e-4
+    assert card.onnx.max_abs_diff_vs_torch < 1e-4
     data = load_data("digits", 16, 0)
     probs = onnx_session(tmp_path / method / rec.ONNX_FILE)(_inputs(data.test.images))
-    assert float((probs.argmax(1) == data.test.labels).mean()) == pytest.approx(card["ensemble"]["acc"], abs=1e-9)
+    assert float((probs.argmax(1) == data.test.labels).mean()) == pytest.approx(card.ensemble.acc, abs=1e-9)
     assert {"acc", "top5_acc", "precision", "recall", "f1", "roc_auc", "ece", "confusion_matrix"} <= set(
-        card["ensemble"]
+        card.ensemble.model_dump()
     )
-    best_member = max(m["test"]["acc"] for m in card["members"])
-    assert card["ensemble"]["acc"] >= best_member - 0.05  # a combination, not a collapse
+    best_member = max(m.test.acc for m in card.members)
+    assert card.ensemble.acc >= best_member - 0.05  # a combination, not a collapse
     if method != "auto":
-        assert card["method"] == method
+        assert card.method == method
 
 
 def test_auto_chooses_without_reading_the_test_split(searched, tmp_path, monkeypatch):
@@ -107,9 +108,9 @@ def test_auto_chooses_without_reading_the_test_split(searched, tmp_path, monkeyp
     real = members.open_data
     monkeypatch.setattr(members, "open_data", lambda spec: (_without_test_labels(real(spec)[0]), real(spec)[1]))
     again = export_ensemble(searched.uri, "small", 3, tmp_path / "b", method="auto", say=lambda _: None).card
-    assert again["ensemble"]["acc"] < first["ensemble"]["acc"] - 0.3  # the test split did change...
-    assert again["combination"] == first["combination"] and again["method"] == first["method"]  # ...the choice did not
-    assert [m["weight"] for m in again["members"]] == [m["weight"] for m in first["members"]]
+    assert again.ensemble.acc < first.ensemble.acc - 0.3  # the test split did change...
+    assert again.combination == first.combination and again.method == first.method  # ...the choice did not
+    assert [m.weight for m in again.members] == [m.weight for m in first.members]
 
 
 def _inputs(images: np.ndarray):
@@ -139,21 +140,21 @@ def test_export_register_and_predict_reproduce_the_cards_test_accuracy(searched,
     exported = searched.cli("export", "small", "--top-k", "3", "--out", str(out), "--register")
     assert exported.returncode == 0, exported.stdout + exported.stderr
     assert "registered models:/small/1" in exported.stdout
-    card = json.loads((out / rec.CARD_FILE).read_text())
-    prep = card["preprocessing"]
-    assert (prep["mode"], prep["size"], prep["resize"]) == ("L", 16, "bilinear")
+    card = ExportCard.model_validate_json((out / rec.CARD_FILE).read_bytes())
+    prep = card.preprocessing
+    assert (prep.mode, prep.size, prep.resize) == ("L", 16, "bilinear")
 
     images = _test_split_folder(tmp_path / "images")
     (images / "0" / "broken.png").write_bytes(b"not an image")
     for model in (str(out), "models:/small/1"):
         predicted = searched.cli("predict", model, str(images), "--format", "csv")
         assert predicted.returncode == 0, predicted.stderr
-        assert _accuracy(predicted.stdout) == pytest.approx(card["ensemble"]["acc"], abs=1e-9)
+        assert _accuracy(predicted.stdout) == pytest.approx(card.ensemble.acc, abs=1e-9)
         assert "skipped 1 unreadable image" in predicted.stderr and "broken.png" in predicted.stderr
 
     client = MlflowClient(tracking_uri=searched.uri)
     version = client.get_model_version("small", "1")
-    assert card["method"] in version.description and version.tags["tunefleet.method"] == card["method"]
+    assert card.method in version.description and version.tags["tunefleet.method"] == card.method
     mlflow.set_tracking_uri(searched.uri)
     try:
         model = mlflow.pyfunc.load_model("models:/small/1")
@@ -161,7 +162,7 @@ def test_export_register_and_predict_reproduce_the_cards_test_accuracy(searched,
         mlflow.set_tracking_uri("")
     data = load_data("digits", 16, 0)
     probs = model.predict(_inputs(data.test.images).numpy())["probs"]
-    assert float((probs.argmax(1) == data.test.labels).mean()) == pytest.approx(card["ensemble"]["acc"], abs=1e-9)
+    assert float((probs.argmax(1) == data.test.labels).mean()) == pytest.approx(card.ensemble.acc, abs=1e-9)
     assert len(_trial_runs(searched.uri)) == 4  # the export run is nested under the search, not a trial
 
 

@@ -80,7 +80,7 @@ def test_members_that_cannot_be_mixed_are_left_out_by_name(real_checkpoint, tmp_
     )
     said: list[str] = []
     card = export_ensemble(uri, "pool", 2, tmp_path / "out", method="mean", say=said.append).card
-    assert [m["name"] for m in card["members"]] == ["alpha", "eps"]
+    assert [m.name for m in card.members] == ["alpha", "eps"]
     assert said == [
         "left out trial beta: its class_names differs from the best trial's",
         "left out trial gamma: it has no best checkpoint in MLflow",
@@ -121,13 +121,13 @@ def test_a_streamed_search_exports_from_files_a_batch_at_a_time(streamed_checkpo
     """Scoring reads the test files through loader workers (no decoded split), gives the logits
     the memory path gives bit for bit, and the export's ONNX graph reproduces the card on them."""
     meta = read_meta(streamed_checkpoint)
-    assert meta["settings"]["data"]["cache"] == "stream"
+    assert meta.settings.data.cache == "stream"
     streamed = eval_data(meta)
     assert isinstance(streamed.feed.splits["test"], FileSplit)
-    memory_spec = DataSpec.model_validate(meta["settings"]["data"] | {"cache": "memory"})
+    memory_spec = DataSpec.model_validate(meta.settings.data.model_dump() | {"cache": "memory"})
     decoded = EvalData(open_data(memory_spec)[0], workers=0)
     model, _ = load_model(streamed_checkpoint)
-    module = Normalized(model, meta["mean"], meta["std"]).eval()
+    module = Normalized(model, meta.mean, meta.std).eval()
     logits = streamed.over_test(lambda x: module(x).numpy())
     assert np.array_equal(logits, decoded.over_test(lambda x: module(x).numpy()))
     assert np.array_equal(streamed.y_test, decoded.y_test) and len(logits) == len(streamed.y_test) == 12
@@ -140,8 +140,8 @@ def test_a_streamed_search_exports_from_files_a_batch_at_a_time(streamed_checkpo
     card = export_ensemble(uri, "pool", 2, tmp_path / "out", method="mean", say=print).card
     labels = decoded.y_test
     member_acc = float((logits.argmax(1) == labels).mean())
-    assert card["members"][0]["test"]["acc"] == pytest.approx(member_acc, abs=1e-9)
+    assert card.members[0].test.acc == pytest.approx(member_acc, abs=1e-9)
     images = np.stack([np.asarray(decoded.feed.splits["test"].image(i)) for i in range(len(labels))])
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
     probs = onnx_session(tmp_path / "out" / rec.ONNX_FILE)(x)
-    assert float((probs.argmax(1) == labels).mean()) == pytest.approx(card["ensemble"]["acc"], abs=1e-9)
+    assert float((probs.argmax(1) == labels).mean()) == pytest.approx(card.ensemble.acc, abs=1e-9)

@@ -53,21 +53,30 @@ def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 20) -> None:
-    """SIGTERM the process's group, SIGKILL what remains after ``grace_s``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+def _signal_groups(procs: list[subprocess.Popen[bytes]], sig: int) -> list[subprocess.Popen[bytes]]:
+    """Send ``sig`` to each process's group; the ones whose group still exists."""
+    alive = []
+    for proc in procs:
+        proc.poll()
         try:
             os.killpg(proc.pid, sig)
+            alive.append(proc)
         except ProcessLookupError:
-            return
+            pass
+    return alive
+
+
+def stop_groups(procs: list[subprocess.Popen[bytes]], grace_s: float = 20) -> None:
+    """SIGTERM every process's group at once, then SIGKILL what remains after ``grace_s``: the
+    groups wind down side by side instead of one after another."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = _signal_groups(procs, sig)
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            proc.poll()
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                return
+        while alive and time.monotonic() < deadline:
             time.sleep(0.2)
+            alive = _signal_groups(alive, 0)
+        if not alive:
+            return
 
 
 def _wait(check, what: str, timeout: float = 120) -> None:
@@ -87,11 +96,23 @@ class LoopbackCluster:
     storage: Path
     token: str
     procs: dict[str, subprocess.Popen[bytes]]
+    folder: Path  # logs
+    temps: list[str]  # one Ray temp dir per node
 
     def alive_nodes(self) -> list[dict]:
         body = _get(f"{self.dashboard}/api/v0/nodes?detail=1", self.token)
         nodes = json.loads(body)["data"]["result"]["result"] if body else []
         return [n for n in nodes if n.get("state") == "ALIVE"]
+
+    def add_node(self, name: str) -> dict:
+        """Start one more 1-CPU worker node (``procs[name]``) and wait until Ray lists it; its node record."""
+        before = {n["node_id"] for n in self.alive_nodes()}
+        self.temps.append(tempfile.mkdtemp(prefix="tfray"))
+        gcs_port, dashboard_port = int(self.gcs.rsplit(":", 1)[1]), int(self.dashboard.rsplit(":", 1)[1])
+        self.procs[name] = _ray_node(False, gcs_port, dashboard_port, self.folder / f"{name}.log", self.temps[-1])
+        _wait(lambda: len({n["node_id"] for n in self.alive_nodes()} - before) == 1, f"node {name}")
+        (added,) = [n for n in self.alive_nodes() if n["node_id"] not in before]
+        return added
 
 
 def _ray_node(head: bool, gcs_port: int, dashboard_port: int, log: Path, temp: str) -> subprocess.Popen[bytes]:
@@ -105,34 +126,39 @@ def _ray_node(head: bool, gcs_port: int, dashboard_port: int, log: Path, temp: s
     return _spawn(command, log)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def loopback_cluster(tmp_path_factory) -> Iterator[LoopbackCluster]:
+    """One cluster for the whole session: a test that loses a node adds its own first
+    (``add_node``) and leaves the head and the worker as they were."""
     folder = tmp_path_factory.mktemp("cluster")
     token = _token()
-    gcs, dashboard, mlflow_port = free_port(), free_port(), free_port()
     procs: dict[str, subprocess.Popen[bytes]] = {}
     # A temp dir per node, as on separate machines: nodes sharing one would share (and clean up)
     # each other's runtime-env working dirs. Short, because Ray puts Unix sockets under it.
     temps = [tempfile.mkdtemp(prefix="tfray"), tempfile.mkdtemp(prefix="tfray")]
     try:
-        procs["head"] = _ray_node(True, gcs, dashboard, folder / "head.log", temps[0])
-        cluster = LoopbackCluster(
-            f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{gcs}", f"http://127.0.0.1:{mlflow_port}",
-            folder / "ray-results", token, procs,
-        )  # fmt: skip
-        _wait(lambda: _get(f"{cluster.dashboard}/api/version", token) is not None, "the Ray head")
-        procs["worker"] = _ray_node(False, gcs, dashboard, folder / "worker.log", temps[1])
+        # The MLflow server first, and up before any Ray node: a Ray node opens many ephemeral
+        # ports, one of which could take a port chosen here before the server binds it.
+        mlflow_port = free_port()
+        tracking_uri = f"http://127.0.0.1:{mlflow_port}"
         procs["mlflow"] = _spawn(
             [str(BIN / "mlflow"), "server", "--host=127.0.0.1", f"--port={mlflow_port}", "--workers=1",
              f"--backend-store-uri=sqlite:///{folder / 'mlflow.db'}", "--serve-artifacts",
              f"--artifacts-destination={folder / 'artifacts'}"],
             folder / "mlflow.log",
         )  # fmt: skip
+        _wait(lambda: _get(f"{tracking_uri}/health") is not None, "the MLflow server")
+        gcs, dashboard = free_port(), free_port()
+        procs["head"] = _ray_node(True, gcs, dashboard, folder / "head.log", temps[0])
+        cluster = LoopbackCluster(
+            f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{gcs}", tracking_uri,
+            folder / "ray-results", token, procs, folder, temps,
+        )  # fmt: skip
+        _wait(lambda: _get(f"{cluster.dashboard}/api/version", token) is not None, "the Ray head")
+        procs["worker"] = _ray_node(False, gcs, dashboard, folder / "worker.log", temps[1])
         _wait(lambda: len(cluster.alive_nodes()) == 2, "the worker node")
-        _wait(lambda: _get(f"{cluster.tracking_uri}/health") is not None, "the MLflow server")
         yield cluster
     finally:
-        for proc in procs.values():
-            stop_group(proc)
+        stop_groups(list(procs.values()))
         for temp in temps:
             shutil.rmtree(temp, ignore_errors=True)

@@ -52,17 +52,18 @@ def test_submitted_search_spreads_over_both_nodes_and_records_through_the_server
     loopback_cluster, cli, write_spec, small_spec, tmp_path
 ):
     cluster = loopback_cluster
-    # Trials long enough (about 30 s) that the second node's first actor (a fresh process that sets
-    # up the job's runtime env and imports torch: 25 s and more on this 2-core machine) is up
-    # before the head's reused actor has taken every trial.
-    small_spec["search"] |= {"num_samples": 4, "max_epochs": 30}
+    # Two trials at once on two 1-CPU nodes: the second can only start on the worker. Trials long
+    # enough (about 30 s) that the worker's first actor (a fresh process that sets up the job's
+    # runtime env and imports torch: 25 s and more on this 2-core machine) is up before the head's
+    # reused actor is free to take the second trial.
+    small_spec["search"] |= {"num_samples": 2, "max_epochs": 30}
     job = _submit(cli, cluster, write_spec(small_spec))
     final = _status_until(cli, cluster, job, ("SUCCEEDED", "FAILED", "STOPPED"))
     assert "SUCCEEDED" in final, cli("logs", job, "--address", cluster.dashboard).stdout
 
     client = MlflowClient(tracking_uri=cluster.tracking_uri)
     search, trials = _search_and_trials(client, "small", job)
-    assert search.info.status == "FINISHED" and len(trials) == 4
+    assert search.info.status == "FINISHED" and len(trials) == 2
     assert {t.info.status for t in trials} == {"FINISHED"}
     node_ids = {t.data.tags[rec.NODE_ID_TAG] for t in trials}
     alive = {n["node_id"] for n in cluster.alive_nodes()}
@@ -107,19 +108,22 @@ def test_stop_closes_every_run(loopback_cluster, cli, write_spec, small_spec):
     assert "STOPPED" in _status_until(cli, cluster, job, ("STOPPED",), timeout=30)
 
 
-def test_bad_submissions_are_refused_before_reaching_the_cluster(loopback_cluster, cli, write_spec, small_spec):
+def test_bad_submissions_are_refused_before_reaching_the_cluster(loopback_cluster, run_cli, write_spec, small_spec):
     cluster = loopback_cluster
     small_spec["resources"] = {"gpus_per_worker": 1}
-    result = _refused(cli, "submit", str(write_spec(small_spec)), "--address", cluster.dashboard,
+    result = _refused(run_cli, "submit", str(write_spec(small_spec)), "--address", cluster.dashboard,
                       "--tracking-uri", cluster.tracking_uri, "--storage", str(cluster.storage))  # fmt: skip
     assert "resources.gpus_per_worker" in result.stderr and "no node has more than 0" in result.stderr
-    assert "no job 'tunefleet-nope'" in _refused(cli, "status", "tunefleet-nope", "--address", cluster.dashboard).stderr
-    assert "no job" in _refused(cli, "stop", "tunefleet-nope", "--address", cluster.dashboard).stderr
+    assert (
+        "no job 'tunefleet-nope'"
+        in _refused(run_cli, "status", "tunefleet-nope", "--address", cluster.dashboard).stderr
+    )
+    assert "no job" in _refused(run_cli, "stop", "tunefleet-nope", "--address", cluster.dashboard).stderr
     before = {j for j in _job_ids(cluster)}
     small_spec["resources"] = {}
     unreachable = f"http://127.0.0.1:{_closed_port()}"
     started = time.monotonic()
-    result = _refused(cli, "submit", str(write_spec(small_spec)), "--address", cluster.dashboard,
+    result = _refused(run_cli, "submit", str(write_spec(small_spec)), "--address", cluster.dashboard,
                       "--tracking-uri", unreachable, "--storage", str(cluster.storage))  # fmt: skip
     assert "--tracking-uri" in result.stderr and time.monotonic() - started < 60
     assert {j for j in _job_ids(cluster)} == before  # nothing was submitted

@@ -32,14 +32,14 @@ def _folder_spec(small_spec, root, **data):
     ids=["missing-root", "one-class", "size-vs-model", "bad-fraction"],
 )
 def test_bad_data_is_refused_before_anything_starts(
-    make, data, model, field, message, cli, write_spec, small_spec, image_folder, tmp_path
+    make, data, model, field, message, run_cli, write_spec, small_spec, image_folder, tmp_path
 ):
     root = tmp_path / "images"
     if make:
         image_folder(root, make)
     spec = _folder_spec(small_spec, root, **data)
     spec["model"] = model
-    result = cli("search", str(write_spec(spec)))
+    result = run_cli("search", str(write_spec(spec)))
     _assert_refused(result, field, tmp_path)
     assert message in result.stderr
 
@@ -60,7 +60,7 @@ def test_image_folder_search_and_export(cli, write_spec, small_spec, image_folde
     assert len(trials) == 2 and {r.info.status for r in trials} == {"FINISHED"}
     local = client.download_artifacts(trials[0].info.run_id, rec.CHECKPOINT_ARTIFACT_DIR, str(tmp_path / "ckpt"))
     meta = read_meta(local)
-    assert meta["class_names"] == ["cat", "dog", "fox"] and meta["in_chans"] == 3 and meta["data_skipped"] == 1
+    assert list(meta.class_names) == ["cat", "dog", "fox"] and meta.in_chans == 3 and meta.data_skipped == 1
 
     exported = cli("export", "small", "--top-k", "2", "--out", "out")
     assert exported.returncode == 0, exported.stderr[-3000:]
@@ -95,5 +95,5 @@ def test_two_worker_trials_scale_batch_and_lr_and_free_workers_when_stopped(cli,
     assert best.data.metrics["val_acc"] > 0.5
     # what the workers actually used, as recorded by rank 0 in the checkpoint
     meta = read_meta(client.download_artifacts(best.info.run_id, rec.CHECKPOINT_ARTIFACT_DIR, str(tmp_path / "ckpt")))
-    assert meta["workers"] == 2 and meta[rec.EFFECTIVE_BATCH_SIZE] == 64
-    assert meta[rec.EFFECTIVE_LR] == pytest.approx(0.1)
+    assert meta.workers == 2 and meta.effective_batch_size == 64
+    assert meta.effective_lr == pytest.approx(0.1)

@@ -60,9 +60,10 @@ def test_search_records_every_trial_in_mlflow(searched, tmp_path):
 def test_grid_with_asha_records_stopped_and_failed_trials(cli, write_spec, small_spec, tmp_path):
     """Scenarios 6 and 9: a trial that diverges (NaN loss) on every attempt is restarted
     ``max_failures`` times, then ends FAILED with the reason and every attempt's traceback; the
-    search goes on, and export leaves it out."""
+    search goes on, and export leaves it out. ASHA stops a trial early: one trial at a time, in
+    grid order, so the hopeless LR reaches the first rung after a good one has set its cutoff."""
     small_spec["space"] = {
-        "lr": {"grid": [0.01, 0.03, 0.06, 1.0e10]},  # the last one diverges
+        "lr": {"grid": [0.06, 1.0e-5, 0.03, 1.0e10]},  # 1e-5 barely learns; 1e10 diverges
         "batch_size": 32,
         "optimizer": "sgd",
     }
@@ -74,6 +75,7 @@ def test_grid_with_asha_records_stopped_and_failed_trials(cli, write_spec, small
         "grace_period": 1,
         "reduction_factor": 2,
         "max_failures": 1,
+        "max_concurrent": 1,
     }
     result = cli("search", str(write_spec(small_spec)))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -81,7 +83,7 @@ def test_grid_with_asha_records_stopped_and_failed_trials(cli, write_spec, small
     client, parents, children = _runs(tmp_path, "small")
     assert len(parents) == 1 and len(children) == 4
     by_lr = {float(r.data.params["lr"]): r for r in children}
-    assert sorted(by_lr) == [0.01, 0.03, 0.06, 1.0e10]
+    assert sorted(by_lr) == [1.0e-5, 0.03, 0.06, 1.0e10]
     failed = by_lr[1.0e10]
     assert failed.info.status == "FAILED" and failed.data.tags[rec.OUTCOME_TAG] == rec.FAILED
     assert "train loss became" in failed.data.tags[rec.ERROR_TAG]
@@ -89,7 +91,11 @@ def test_grid_with_asha_records_stopped_and_failed_trials(cli, write_spec, small
     tracebacks = Path(client.download_artifacts(failed.info.run_id, rec.ERROR_ARTIFACT, str(tmp_path)))
     text = tracebacks.read_text()
     assert "Failure # 1" in text and "Failure # 2" in text and "FloatingPointError" in text
-    for lr in (0.01, 0.03, 0.06):
+    hopeless = by_lr[1.0e-5]  # stopped at the first rung, below the cutoff the 0.06 trial set
+    assert hopeless.info.status == "KILLED" and hopeless.data.tags[rec.OUTCOME_TAG] == rec.STOPPED
+    assert hopeless.data.metrics[rec.EPOCHS_TRAINED] == 1
+    assert parents[0].data.metrics[rec.TRIALS_STOPPED_EARLY] >= 1
+    for lr in (1.0e-5, 0.03, 0.06):
         run = by_lr[lr]
         epochs = run.data.metrics[rec.EPOCHS_TRAINED]
         if run.info.status == "KILLED":

@@ -85,30 +85,34 @@ def test_up_submit_wait_status_down_runs_the_digits_demo(cli, tmp_path):
     assert not note.exists() or not note.read_text().strip().endswith(f":{gcs_port}")
 
 
-def test_submit_without_a_service_or_address_says_what_to_do(cli, write_spec, small_spec):
-    line = _one_line_exit_2(cli("submit", str(write_spec(small_spec))))
+def test_submit_without_a_service_or_address_says_what_to_do(run_cli, write_spec, small_spec):
+    line = _one_line_exit_2(run_cli("submit", str(write_spec(small_spec))))
     assert "tunefleet up" in line and "--address" in line
 
 
-def test_submit_to_an_unreachable_address_fails_fast(cli, write_spec, small_spec, tmp_path):
+def test_submit_to_an_unreachable_address_fails_fast(run_cli, write_spec, small_spec, tmp_path):
     started = time.monotonic()
     line = _one_line_exit_2(
-        cli("submit", str(write_spec(small_spec)), "--address", f"http://127.0.0.1:{_free_port()}",
+        run_cli("submit", str(write_spec(small_spec)), "--address", f"http://127.0.0.1:{_free_port()}",
             "--tracking-uri", "http://127.0.0.1:1", "--storage", str(tmp_path / "runs"))
     )  # fmt: skip
     assert line.startswith("error: --address: no Ray dashboard answers") and time.monotonic() - started < 45
 
 
-def test_status_logs_stop_without_a_service(cli):
+def test_status_logs_stop_without_a_service(run_cli):
     for args in (("status",), ("logs", "tunefleet-x"), ("stop", "tunefleet-x")):
-        assert "tunefleet up" in _one_line_exit_2(cli(*args))
+        assert "tunefleet up" in _one_line_exit_2(run_cli(*args))
 
 
-def test_up_refuses_a_port_in_use(cli, tmp_path):
+def test_up_refuses_a_port_in_use(run_cli, tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        line = _one_line_exit_2(cli("up", "--mlflow-port", str(port), "--ray-port", str(_free_port())))
+        line = _one_line_exit_2(
+            run_cli(
+                "up", "--mlflow-port", str(port), "--ray-port", str(_free_port()), "--dashboard-port", str(_free_port())
+            )
+        )
     assert f"--mlflow-port: 127.0.0.1:{port} is in use" in line
     assert not (tmp_path / ".tunefleet" / "service.json").exists()

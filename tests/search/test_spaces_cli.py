@@ -9,15 +9,15 @@ import yaml
 from tunefleet.spaces import BUILTIN_SPACES, builtin_space, validate_space
 
 
-def test_spaces_list_names_every_builtin(cli):
-    result = cli("spaces", "list")
+def test_spaces_list_names_every_builtin(run_cli):
+    result = run_cli("spaces", "list")
     assert result.returncode == 0, result.stderr
     for name in BUILTIN_SPACES:
         assert name in result.stdout
 
 
-def test_spaces_show_default_prints_every_knob_with_its_domain(cli):
-    result = cli("spaces", "show", "default")
+def test_spaces_show_default_prints_every_knob_with_its_domain(run_cli):
+    result = run_cli("spaces", "show", "default")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "loguniform [0.0001, 0.1]" in out and "optimizer.sgd.momentum" in out
@@ -26,16 +26,16 @@ def test_spaces_show_default_prints_every_knob_with_its_domain(cli):
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_SPACES))
-def test_spaces_show_yaml_round_trips(cli, name):
-    result = cli("spaces", "show", name, "--yaml")
+def test_spaces_show_yaml_round_trips(run_cli, name):
+    result = run_cli("spaces", "show", name, "--yaml")
     assert result.returncode == 0, result.stderr
     assert validate_space(yaml.safe_load(result.stdout)["space"]) == builtin_space(name)
 
 
-def test_spaces_show_reads_a_spec_file_and_refuses_unknown_names(cli, write_spec, small_spec):
-    shown = cli("spaces", "show", str(write_spec(small_spec)))
+def test_spaces_show_reads_a_spec_file_and_refuses_unknown_names(run_cli, write_spec, small_spec):
+    shown = run_cli("spaces", "show", str(write_spec(small_spec)))
     assert shown.returncode == 0 and "optimizer.sgd.momentum" in shown.stdout
-    bad = cli("spaces", "show", "defualt")
+    bad = run_cli("spaces", "show", "defualt")
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: spaces show: unknown space 'defualt'; did you mean 'default'?"
 
@@ -80,7 +80,7 @@ def _assert_refused(result, needle: str, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_search_refuses_invalid_space(case, cli, write_spec, small_spec, tmp_path):
+def test_search_refuses_invalid_space(case, run_cli, write_spec, small_spec, tmp_path):
     (section, key, value), needle = CASES[case]
     if case == "odd batch with mixup":
         small_spec["space"]["batch_size"] = {"choice": [33, 64]}
@@ -91,4 +91,4 @@ def test_search_refuses_invalid_space(case, cli, write_spec, small_spec, tmp_pat
             "optimizer": {"choice": {"sgd": {"momentum": {"grid": [0.8, 0.9, 0.95]}}, "adamw": {}}},
         }
     small_spec.setdefault(section, {})[key] = value
-    _assert_refused(cli("search", str(write_spec(small_spec))), needle, tmp_path)
+    _assert_refused(run_cli("search", str(write_spec(small_spec))), needle, tmp_path)

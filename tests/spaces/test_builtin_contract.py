@@ -1,16 +1,20 @@
 """Contract test over every built-in space: 20 seeded configs each, and every one of them trains a
 step through the real factories (timm model, transforms on real digits images, MixUp, loss,
-optimizer, schedule) on timm's tiny ``test_resnet`` at 16x16 on the CPU."""
+optimizer, schedule), the real data path (``DataFeed``: per-sample transforms, timm's prefetcher
+normalization, noise and erasing) and the real loop (``train_epoch``: mixup, clipping, the
+schedule's per-step update) on timm's tiny ``test_resnet`` at 16x16 on the CPU."""
 
 from __future__ import annotations
 
 import optuna
 import pytest
 import torch
-from PIL import Image
 
 from tunefleet.spaces import BUILTIN_SPACES, builtin_space, contains, define_by_run, resolve
 from tunefleet.trainables import (
+    DataFeed,
+    ImageData,
+    Split,
     build_model,
     create_loss,
     create_mixup,
@@ -20,6 +24,7 @@ from tunefleet.trainables import (
     load_data,
     normalization,
 )
+from tunefleet.trainables._loop import Precision, TrainParts, train_epoch
 
 CONFIGS_PER_SPACE = 20
 BATCH = 8  # the recipe's batch size is for real runs; one small even batch exercises the same code
@@ -40,12 +45,17 @@ def _configs(name: str) -> list[dict]:
     return points
 
 
+def _one_batch(data: ImageData[Split]) -> ImageData[Split]:
+    """The first ``BATCH`` training images as every split: one training step per epoch."""
+    few = Split(data.train.images[:BATCH], data.train.labels[:BATCH])
+    return ImageData(few, few, few, data.class_names)
+
+
 @pytest.mark.parametrize("name", sorted(BUILTIN_SPACES))
 def test_every_sampled_config_of_a_builtin_space_trains_a_step(name):
     torch.set_num_threads(1)
-    data = load_data("digits", 16, 0)
-    images = [Image.fromarray(im) for im in data.train.images[:BATCH]]
-    labels = torch.as_tensor(data.train.labels[:BATCH], dtype=torch.int64)
+    data = _one_batch(load_data("digits", 16, 0))
+    cpu = torch.device("cpu")
     for i, point in enumerate(_configs(name)):
         recipe = resolve(point)
         recipe["model"] = "test_resnet"
@@ -55,29 +65,27 @@ def test_every_sampled_config_of_a_builtin_space_trains_a_step(name):
         model = build_model(recipe, data.num_classes, data.in_chans)
         mean, std = normalization(model, data.in_chans)
         transforms = create_transforms(recipe, 16, data.in_chans, mean, std)
-        pixels = torch.stack([transforms.train(im) for im in images]).float()
-        # What timm's PrefetchLoader does to a uint8 batch, then noise and erasing.
-        x = (pixels - 255 * torch.tensor(mean).view(1, -1, 1, 1)) / (255 * torch.tensor(std).view(1, -1, 1, 1))
-        x = transforms.batch_augment(torch.device("cpu"))(x)
-        y = labels
-        assert x.shape == (BATCH, 1, 16, 16)
         mixup = create_mixup(recipe, data.num_classes)
-        if mixup is not None:
-            x, y = mixup(x, y)
         optimizer = create_optimizer(model, recipe, recipe["lr"])
-        scheduler = create_scheduler(optimizer, recipe, max_epochs=3, steps=2)
-        criterion = create_loss(recipe)
-        model.train()
-        loss = criterion(model(x), y)
-        assert torch.isfinite(loss), (name, point)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip = recipe["regularization"]["clip_grad"]
-        if clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        parts = TrainParts(
+            model=model,
+            optimizer=optimizer,
+            scheduler=create_scheduler(optimizer, recipe, max_epochs=3, steps=1),
+            criterion=create_loss(recipe),
+            mixup=mixup,
+            precision=Precision.create("off", cpu),
+            clip_grad=float(recipe["regularization"]["clip_grad"]),
+            device=cpu,
+        )
+        feed = DataFeed(data, transforms, cpu, workers=0, seed=i)
         head = model.get_classifier().weight.detach().clone()
-        optimizer.step()
-        scheduler.step_update(num_updates=1)
-        scheduler.step(1, metric=float(loss.detach()))
+        try:
+            batches = list(feed.train(1, BATCH, drop_last=mixup is not None))
+            assert [tuple(x.shape) for x, _ in batches] == [(BATCH, 1, 16, 16)], (name, point)
+            loss, seen = train_epoch(parts, batches, epoch=1, steps=1)
+        finally:
+            feed.close()
+        assert seen == BATCH and torch.isfinite(torch.tensor(loss)), (name, point)
+        parts.scheduler.step(1, metric=loss)  # the epoch-end step (plateau reads the metric)
         assert not torch.equal(head, model.get_classifier().weight), (name, point)  # the head always learns
         assert all(torch.isfinite(p).all() for p in model.parameters()), (name, point)

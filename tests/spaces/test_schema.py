@@ -82,7 +82,7 @@ def test_committed_schema_is_current():
     assert committed == spec_json_schema(), "run: tunefleet spaces schema --out docs/spec.schema.json"
 
 
-def test_schema_command_prints_it(cli):
-    result = cli("spaces", "schema")
+def test_schema_command_prints_it(run_cli):
+    result = run_cli("spaces", "schema")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == spec_json_schema()

@@ -207,23 +207,23 @@ def _assert_refused(result, needle: str, cwd: Path, secret: str | None = None) -
     assert not (cwd / "mlruns").exists()
 
 
-def test_search_refuses_secrets_in_the_spec_and_in_flags(cli, write_spec, small_spec, tmp_path):
+def test_search_refuses_secrets_in_the_spec_and_in_flags(run_cli, write_spec, small_spec, tmp_path):
     small_spec["tracking"] = {"uri": f"https://alice:{PASSWORD}@mlflow.example.com"}
-    _assert_refused(cli("search", str(write_spec(small_spec))), "tracking.uri: looks like", tmp_path, PASSWORD)
+    _assert_refused(run_cli("search", str(write_spec(small_spec))), "tracking.uri: looks like", tmp_path, PASSWORD)
     del small_spec["tracking"]
     token = "gh" + "p_" + "x7Kd2" * 7 + "Q"
-    result = cli("search", str(write_spec(small_spec)), "--experiment", token)
+    result = run_cli("search", str(write_spec(small_spec)), "--experiment", token)
     _assert_refused(result, "tracking.experiment: looks like", tmp_path, token)
 
 
-def test_search_never_runs_a_yaml_tag(cli, write_spec, tmp_path):
+def test_search_never_runs_a_yaml_tag(run_cli, write_spec, tmp_path):
     marker = tmp_path / "MARKER"
     spec = write_spec(f"name: x\nsearch: !!python/object/apply:os.system ['touch {marker}']\n")
-    _assert_refused(cli("search", str(spec)), "not valid YAML", tmp_path)
+    _assert_refused(run_cli("search", str(spec)), "not valid YAML", tmp_path)
     assert not marker.exists()
 
 
 @pytest.mark.parametrize("name", ["os.system", "builtins.eval", "hf-hub:timm/resnet18.a1_in1k"])
-def test_a_model_name_is_looked_up_never_imported(name, cli, write_spec, small_spec, tmp_path):
+def test_a_model_name_is_looked_up_never_imported(name, run_cli, write_spec, small_spec, tmp_path):
     small_spec["model"] = name
-    _assert_refused(cli("search", str(write_spec(small_spec))), "space.model: unknown timm model", tmp_path)
+    _assert_refused(run_cli("search", str(write_spec(small_spec))), "space.model: unknown timm model", tmp_path)

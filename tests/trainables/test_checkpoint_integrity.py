@@ -26,7 +26,15 @@ from safetensors.torch import load_file
 from torch import nn
 
 from tunefleet.analysis import export_ensemble
-from tunefleet.spaces import DataSpec, SearchSettings, SpecError, resolve
+from tunefleet.spaces import (
+    CheckpointMeta,
+    CheckpointSettings,
+    DataSpec,
+    Resources,
+    SearchSettings,
+    SpecError,
+    resolve,
+)
 from tunefleet.spaces import records as rec
 from tunefleet.trainables import (
     OPTIMIZERS,
@@ -54,12 +62,29 @@ def _linear(seed: int, size: int = 8) -> nn.Module:
     return nn.Linear(size, 4)
 
 
+def _meta(epoch: int) -> CheckpointMeta:
+    """The meta.json of the small stand-in checkpoints here."""
+    settings = CheckpointSettings(data=DataSpec(), search=SearchSettings(), resources=Resources())
+    return CheckpointMeta(
+        model="test_resnet",
+        class_names=["a", "b", "c", "d"],
+        in_chans=1,
+        image_size=8,
+        mean=[0.5],
+        std=[0.25],
+        recipe={"lr": 0.1},
+        settings=settings,
+        epoch=epoch,
+        metrics={"epoch": float(epoch)},
+    )
+
+
 def _write(directory: Path, epoch: int, size: int = 8) -> Path:
     """A small checkpoint with weights, logits and training state, as ``last/`` is written."""
     logits = {"val_logits": torch.randn(5, 4), "val_labels": torch.arange(5)}
     state = {"epoch": epoch, "best": 0.5, "best_epoch": epoch, "scaler": None}
     return save_checkpoint(
-        directory, _linear(epoch, size), {"epoch": epoch}, logits, training_state=state, keep_previous=True
+        directory, _linear(epoch, size), _meta(epoch), logits, training_state=state, keep_previous=True
     )
 
 
@@ -87,15 +112,16 @@ def test_each_write_replaces_the_whole_directory_and_keeps_one_previous(tmp_path
     for epoch in (1, 2, 3):
         _write(tmp_path / rec.LAST, epoch)
     assert sorted(p.name for p in tmp_path.iterdir()) == [rec.LAST, PREV]
-    assert read_meta(tmp_path / rec.LAST)["epoch"] == 3 and read_meta(tmp_path / PREV)["epoch"] == 2
+    assert read_meta(tmp_path / rec.LAST).epoch == 3 and read_meta(tmp_path / PREV).epoch == 2
     meta = read_meta(tmp_path / rec.LAST)
-    assert set(meta[rec.CHECKSUMS_KEY]) == {rec.WEIGHTS, rec.LOGITS, rec.TRAINING_STATE}
+    assert meta.checksums is not None
+    assert set(meta.checksums) == {rec.WEIGHTS, rec.LOGITS, rec.TRAINING_STATE}
     for directory in (tmp_path / rec.LAST, tmp_path / PREV):
         verify_checkpoint(directory)
     assert load_training_state(tmp_path / PREV)["epoch"] == 2
     # best/ is written without a previous one
-    save_checkpoint(tmp_path / rec.BEST, _linear(1), {"epoch": 1})
-    save_checkpoint(tmp_path / rec.BEST, _linear(2), {"epoch": 2})
+    save_checkpoint(tmp_path / rec.BEST, _linear(1), _meta(1))
+    save_checkpoint(tmp_path / rec.BEST, _linear(2), _meta(2))
     assert not (tmp_path / (rec.BEST + rec.PREVIOUS_SUFFIX)).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [rec.BEST, rec.LAST, PREV]
 
@@ -106,14 +132,16 @@ _FILL_UP = textwrap.dedent(
     from pathlib import Path
     import torch
     from torch import nn
+    from tunefleet.spaces import CheckpointMeta
     from tunefleet.trainables import CheckpointWriteError, save_checkpoint
 
     torch.manual_seed(3)
     model = nn.Linear(256, 256)  # 257 KiB of weights, over the limit below
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG instead of killing us
+    meta = CheckpointMeta.model_validate_json(sys.argv[2])
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
     try:
-        save_checkpoint(Path(sys.argv[1]), model, {"epoch": 3}, training_state={"epoch": 3}, keep_previous=True)
+        save_checkpoint(Path(sys.argv[1]), model, meta, training_state={"epoch": 3}, keep_previous=True)
     except CheckpointWriteError as err:
         print(json.dumps({"errno": err.errno, "message": str(err), "is_oserror": isinstance(err, OSError)}))
         sys.exit(0)
@@ -133,7 +161,8 @@ def test_disk_full_while_writing_keeps_the_previous_checkpoints(tmp_path):
     _write(target, 1)
     _write(target, 2)
     before = _files(tmp_path)
-    done = subprocess.run([sys.executable, "-c", _FILL_UP, str(target)], capture_output=True, text=True, timeout=120)
+    fill_up = [sys.executable, "-c", _FILL_UP, str(target), _meta(3).model_dump_json()]
+    done = subprocess.run(fill_up, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     failure = json.loads(done.stdout.strip().splitlines()[-1])
     assert failure["errno"] == errno.EFBIG and failure["is_oserror"]
@@ -144,7 +173,7 @@ def test_disk_full_while_writing_keeps_the_previous_checkpoints(tmp_path):
     verify_checkpoint(tmp_path / PREV)
     assert load_training_state(target)["epoch"] == 2
     _write(target, 3)
-    assert [read_meta(tmp_path / d)["epoch"] for d in (rec.LAST, PREV)] == [3, 2]
+    assert [read_meta(tmp_path / d).epoch for d in (rec.LAST, PREV)] == [3, 2]
 
 
 def test_write_error_keeps_its_errno_and_path_across_pickling(tmp_path):
@@ -270,7 +299,7 @@ def test_training_state_round_trips_without_unpickling_code(tmp_path, optimizer,
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
     state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict()}
     state |= {"epoch": 1, "best": 0.25, "best_epoch": 1}
-    save_checkpoint(tmp_path / rec.LAST, model, {"epoch": 1}, training_state=state, keep_previous=True)
+    save_checkpoint(tmp_path / rec.LAST, model, _meta(1), training_state=state, keep_previous=True)
     loaded = load_training_state(tmp_path / rec.LAST)
     assert loaded["scheduler"] == state["scheduler"] and loaded["scaler"] == state["scaler"]
     assert (loaded["epoch"], loaded["best"], loaded["best_epoch"]) == (1, 0.25, 1)
@@ -357,10 +386,10 @@ def test_every_reported_checkpoint_verifies_and_keeps_the_epoch_before(straight)
         epoch = int(metrics["epoch"])
         verify_checkpoint(reported / rec.LAST)
         verify_checkpoint(reported / rec.BEST)
-        assert read_meta(reported / rec.LAST)["epoch"] == epoch
+        assert read_meta(reported / rec.LAST).epoch == epoch
         if epoch > 1:
             verify_checkpoint(reported / PREV)
-            assert read_meta(reported / PREV)["epoch"] == epoch - 1
+            assert read_meta(reported / PREV).epoch == epoch - 1
 
 
 def test_trial_resumed_past_a_corrupt_last_continues_from_the_epoch_before(straight, tmp_path, caplog):
@@ -379,7 +408,7 @@ def test_trial_resumed_past_a_corrupt_last_continues_from_the_epoch_before(strai
     a = load_file(str(straight[2][1] / rec.LAST / rec.WEIGHTS))
     b = load_file(str(resumed[-1][1] / rec.LAST / rec.WEIGHTS))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert read_meta(resumed[0][1] / PREV)["epoch"] == 1
+    assert read_meta(resumed[0][1] / PREV).epoch == 1
 
 
 def _search(tmp_path: Path, best: Path, names: list[str]) -> tuple[str, MlflowClient, dict[str, str]]:
@@ -409,7 +438,7 @@ def test_export_refuses_a_corrupt_member_naming_its_file(straight, tmp_path):
     export stops with one line naming that member and the stored file, and writes nothing."""
     uri, client, runs = _search(tmp_path, straight[-1][1] / rec.BEST, ["alpha", "beta"])
     result = export_ensemble(uri, "integrity", 2, tmp_path / "good")
-    assert [m["name"] for m in result.card["members"]] == ["alpha", "beta"]
+    assert [m.name for m in result.card.members] == ["alpha", "beta"]
 
     stored = Path(client.get_run(runs["beta"]).info.artifact_uri.removeprefix("file://"))
     weights = stored / rec.CHECKPOINT_ARTIFACT_DIR / rec.WEIGHTS
@@ -428,7 +457,7 @@ def test_loading_a_model_verifies_it_first(straight, tmp_path):
     best = tmp_path / rec.BEST
     shutil.copytree(straight[-1][1] / rec.BEST, best)
     model, meta = load_model(best)
-    assert meta["epoch"] >= 1 and not model.training
+    assert meta.epoch >= 1 and not model.training
     _flip_byte(best / rec.WEIGHTS)
     with pytest.raises(CorruptCheckpoint, match=_named(best / rec.WEIGHTS)):
         load_model(best)

@@ -47,10 +47,10 @@ def test_trial_reports_every_epoch_with_best_and_last_checkpoints(tmp_path):
     assert 0 < reports[0][0][SETUP_TIME] < 60
     for m, directory in reports:
         assert set(EPOCH_METRICS) - {SETUP_TIME} <= set(m) and m[UNREADABLE] == 0
-        assert read_meta(directory / LAST)["epoch"] == int(m["epoch"])  # last/ is always this epoch
+        assert read_meta(directory / LAST).epoch == int(m["epoch"])  # last/ is always this epoch
     best_metrics = max((m for m, _ in reports), key=lambda m: m["val_acc"])
     final = reports[-1][1]
-    assert read_meta(final / BEST)["epoch"] == int(best_metrics["epoch"])
+    assert read_meta(final / BEST).epoch == int(best_metrics["epoch"])
     assert "test_acc" in best_metrics  # improving reports carry test metrics
 
     # the best checkpoint's stored val logits reproduce the reported val_acc
@@ -60,7 +60,7 @@ def test_trial_reports_every_epoch_with_best_and_last_checkpoints(tmp_path):
 
     # weights round-trip bit-exactly and the rebuilt model reproduces the stored logits
     model, meta = load_model(final / BEST)
-    assert meta["in_chans"] == 1 and meta["recipe"]["optimizer"]["name"] == "sgd"
+    assert meta.in_chans == 1 and meta.recipe["optimizer"]["name"] == "sgd"
     saved = load_file(str(final / BEST / "model.safetensors"))
     assert all(torch.equal(model.state_dict()[k], saved[k]) for k in saved)
     assert load_training_state(final / LAST)["epoch"] == 3

@@ -1,0 +1,56 @@
+"""Every command answers bad input before it imports Ray or torch: one real ``tunefleet`` process
+per command (the other bad-input tests run the CLI in-process, where those modules may already be
+loaded). Each process prints, after the command's own exit, which heavy modules it had loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("ray", "torch")  # seconds to import each; MLflow may load where a command reads the store
+# After the command returns, print which heavy modules it loaded, then exit with its code.
+PROBE = (
+    "import json, sys\n"
+    "from tunefleet.search.cli import run\n"
+    "code = run(sys.argv[1:])\n"
+    f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    "sys.exit(code)\n"
+)
+BAD_SPEC = "name: x\nspace: {lr: [1, 2\n"
+
+# command line -> what the one error line names
+CASES: dict[str, tuple[tuple[str, ...], str]] = {
+    "search": (("search", "bad.yaml"), "not valid YAML"),
+    "submit": (("submit", "bad.yaml", "--address", "http://127.0.0.1:9"), "not valid YAML"),
+    "export": (("export", "x", "--top-k", "0"), "--top-k"),
+    "trials": (("trials", "x", "--format", "xml"), "--format"),
+    "predict": (("predict", "models:/x/1", "a.png", "--format", "xml"), "--format"),
+    "report": (("report", "nothing-here"), "no experiment 'nothing-here'"),
+    "resume": (("resume", "nothing-here"), "no experiment 'nothing-here'"),
+    "status": (("status",), "tunefleet up"),
+    "logs": (("logs", "tunefleet-x"), "tunefleet up"),
+    "stop": (("stop", "tunefleet-x"), "tunefleet up"),
+    "replay": (("replay", "missing.jsonl"), "missing.jsonl"),
+    "spaces": (("spaces", "show", "defualt"), "defualt"),
+    "usage": (("search",), "Missing argument"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_command_answers_bad_input_before_loading_ray_or_torch(case, tmp_path):
+    args, needle = CASES[case]
+    (tmp_path / "bad.yaml").write_text(BAD_SPEC)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
+    loaded = json.loads(result.stdout.splitlines()[-1])
+    assert loaded == [], f"{case} imported {loaded} before answering"
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "tunefleet-runs").exists()
