@@ -93,11 +93,12 @@ def resume(
     """Continue an interrupted search (driver killed, Ctrl-C, reboot, `tunefleet stop`) where it stopped."""
     uri = resolve_uri(tracking_uri)
     from ..resume._resume import find_resumable
+
+    point = find_resumable(uri, experiment, search_run)  # MLflow and Tune's state, before Ray or torch load
+    from ..run._driver import run_search
     from ..run._experiment import preflight
 
-    point = find_resumable(uri, experiment, search_run)
     plan = preflight(point.spec)
-    from ..run._driver import run_search
 
     _exit_with(run_search(point.spec, plan, uri, address, point.tune_path, out(), resume=point))
 

@@ -23,8 +23,6 @@ from mlflow.tracking import MlflowClient
 from tunefleet.spaces import SearchSpec, SpecError, load_spec
 from tunefleet.spaces import records as rec
 
-from ..tracking._callback import MlflowTrialCallback
-from ..tracking._ledger import TrialLedger, TrialRecord
 from ._liveness import driver_alive
 
 ENDED = {rec.COMPLETED, rec.STOPPED, rec.FAILED, rec.TIMED_OUT}
@@ -106,38 +104,3 @@ def check_tune_state(path: str) -> set[str]:
         return {json.loads(entry[0])["trial_id"] for entry in state["trial_data"]}
     except Exception as err:
         raise refuse(f"its saved state is truncated or unreadable ({type(err).__name__})") from None
-
-
-def _record(index: int, run: Run) -> TrialRecord:
-    """A trial as the ledger knew it, read back from its run."""
-    tags, metrics = run.data.tags, run.data.metrics
-    outcome = tags.get(rec.OUTCOME_TAG, rec.RUNNING)
-    ended = outcome in ENDED and run.info.status != "RUNNING"
-    # The summary (best_val_acc, best_epoch, ...) is the best report minus its prefix.
-    best = {k.removeprefix(rec.BEST_PREFIX): v for k, v in metrics.items() if k.startswith(rec.BEST_PREFIX)}
-    return TrialRecord(
-        index=index,
-        name=run.info.run_name or f"t{index:02d}",
-        recipe={},
-        outcome=outcome if ended else rec.INTERRUPTED,
-        epochs=int(metrics.get(rec.EPOCHS_TRAINED, metrics.get("epoch", 0))),
-        best=best,
-        error=tags.get(rec.ERROR_TAG, ""),
-        restarts=int(tags.get(rec.RESTARTS_TAG, 0)),
-    )
-
-
-def discard_unsaved(client: MlflowClient, point: Resumable) -> None:
-    """Delete (in MLflow's sense: restorable from the UI) the runs of trials Tune never saved;
-    their configs run again as new trials, so keeping them would count those trials twice."""
-    for run in point.unsaved:
-        client.delete_run(run.info.run_id)
-
-
-def adopt_trials(point: Resumable, ledger: TrialLedger, tracker: MlflowTrialCallback) -> None:
-    """Give the new driver's ledger and MLflow callback every trial Tune's state holds."""
-    for index, run in enumerate(point.trials, start=1):
-        record = _record(index, run)
-        trial_id = run.data.tags[rec.TRIAL_ID_TAG]
-        ledger.adopt(trial_id, record)
-        tracker.adopt(trial_id, run.info.run_id, ended=record.ended)

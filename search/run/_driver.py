@@ -26,8 +26,9 @@ from tunefleet.spaces.records import COMPLETED, INTERRUPTED, RUNNING, STOPPED
 from tunefleet.trainables import RunLink
 
 from .._defaults import REPORTS_DIR
+from ..resume._adopt import adopt_trials, discard_unsaved
 from ..resume._liveness import resume_command
-from ..resume._resume import Resumable, adopt_trials, discard_unsaved
+from ..resume._resume import Resumable
 from ..service._cluster import autoscaler_node_shapes, check_trial_fits
 from ..service._jobs import JOB_ENV
 from ..tracking._callback import SEARCH_KEY, MlflowTrialCallback
