@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads o
         ranking,
         run_url,
         search_run,
+        trial_runs,
         trials_frame,
     )
 
@@ -58,6 +59,7 @@ _LAZY = {
     "SoftmaxAverage": "._ensemble",
     "Stacked": "._ensemble",
     "TRIAL_COLUMNS": "._runs",
+    "trial_runs": "._runs",
     "trials_frame": "._runs",
     "WeightedAverage": "._ensemble",
 }
@@ -93,6 +95,7 @@ __all__ = [
     "register_model",
     "run_url",
     "search_run",
+    "trial_runs",
     "trials_frame",
 ]
 

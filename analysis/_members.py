@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from mlflow.tracking import MlflowClient
 
-from tunefleet.spaces import CheckpointMeta, SpecError
+from tunefleet.spaces import CheckpointMeta, DataSpec, SpecError
 from tunefleet.spaces import records as rec
 from tunefleet.trainables import (
     CorruptCheckpoint,
@@ -86,9 +86,9 @@ class EvalData:
         return x
 
 
-def eval_data(meta: CheckpointMeta) -> EvalData:
-    """The data a trial's ``meta.json`` names, on the path its search chose (``open_data``)."""
-    data, plan = open_data(meta.settings.data)
+def eval_data(spec: DataSpec) -> EvalData:
+    """The data a search trained on (its checkpoints' ``meta.settings.data``), on the path it chose."""
+    data, plan = open_data(spec)
     # Loader workers only pay off when each image is read and resized from disk.
     workers = 0 if plan.cache == "memory" else max(1, (os.cpu_count() or 2) - 1)
     return EvalData(data, workers)
@@ -116,7 +116,7 @@ def _verified(client: MlflowClient, run_id: str, name: str, local: Path) -> None
 def _load(client: MlflowClient, row: Any, local: Path, data: EvalData | None) -> tuple[Member, EvalData]:
     _verified(client, row.run_id, row.name, local)
     model, meta = load_model(local)
-    data = data or eval_data(meta)
+    data = data or eval_data(meta.settings.data)
     saved = load_logits(local)
     if not np.array_equal(saved["val_labels"].numpy(), data.y_val):
         raise SpecError(f"trial {row.name}", "its saved validation labels differ from the data it names; not exporting")

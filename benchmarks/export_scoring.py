@@ -57,7 +57,7 @@ def _decoded(spec: Any, member: Any) -> int:
 def _fed(spec: Any, member: Any) -> int:
     from tunefleet.analysis._members import eval_data
 
-    data = eval_data({"settings": {"data": spec.model_dump()}})
+    data = eval_data(spec)
     scored = len(data.over_test(lambda x: member(x).numpy()))
     data.feed.close()
     return scored

@@ -9,7 +9,7 @@ import typer
 
 from tunefleet.spaces import SpecError
 
-from ._console import fail, handle_errors, out
+from ._console import fail, out
 
 DEFAULT_TIMEOUT_S = 300.0  # seconds to keep retrying an MLflow that does not answer
 
@@ -33,9 +33,3 @@ def replay(
     except ReplayIncompleteError as err:  # it ran; MLflow did not take every write
         fail(str(err), 1)
     out().print(f"replayed {applied} writes from {spool}; the file is now {done}", markup=False, highlight=False)
-
-
-def register(app: typer.Typer, *_unused: object) -> None:
-    """Add ``replay`` to another typer app, behind the CLI's error handler (the console and the
-    error reporter older callers pass are no longer needed: errors print as the CLI prints them)."""
-    app.command("replay")(handle_errors(replay))

@@ -46,8 +46,7 @@ class Resumable:
 
 def find_resumable(uri: str, experiment: str, search_run_id: str | None) -> Resumable:
     """The search to resume: ``search_run_id``, else the latest search of ``experiment``."""
-    from tunefleet.analysis import open_experiment, search_run
-    from tunefleet.analysis._runs import trial_runs
+    from tunefleet.analysis import open_experiment, search_run, trial_runs
 
     client, exp = open_experiment(uri, experiment)
     parent = search_run(client, exp, search_run_id)

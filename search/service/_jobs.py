@@ -112,7 +112,7 @@ def progress(uri: str, experiment: str, job_id: str) -> Progress:
     """Read the search run tagged with ``job_id`` and its trials (empty before the driver starts)."""
     from mlflow.tracking import MlflowClient
 
-    from tunefleet.analysis._runs import trial_runs
+    from tunefleet.analysis import trial_runs
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)

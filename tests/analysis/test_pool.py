@@ -122,7 +122,7 @@ def test_a_streamed_search_exports_from_files_a_batch_at_a_time(streamed_checkpo
     the memory path gives bit for bit, and the export's ONNX graph reproduces the card on them."""
     meta = read_meta(streamed_checkpoint)
     assert meta.settings.data.cache == "stream"
-    streamed = eval_data(meta)
+    streamed = eval_data(meta.settings.data)
     assert isinstance(streamed.feed.splits["test"], FileSplit)
     memory_spec = DataSpec.model_validate(meta.settings.data.model_dump() | {"cache": "memory"})
     decoded = EvalData(open_data(memory_spec)[0], workers=0)

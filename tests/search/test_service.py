@@ -55,7 +55,7 @@ def test_up_submit_wait_status_down_runs_the_digits_demo(cli, tmp_path):
         again = cli("up", *ports)
         assert again.returncode == 0 and "already up" in again.stdout
 
-        done = cli("submit", "digits.yaml", "--num-samples", "4", "--wait", timeout=900)
+        done = cli("submit", "digits.yaml", "--num-samples", "2", "--wait", timeout=900)
         assert done.returncode == 0, done.stdout + done.stderr
         job = re.search(r"submitted (tunefleet-\S+)", done.stdout).group(1)
         assert "best: t" in done.stdout and f"job {job}: SUCCEEDED" in done.stdout  # the usual progress lines
@@ -70,7 +70,7 @@ def test_up_submit_wait_status_down_runs_the_digits_demo(cli, tmp_path):
         (search,) = client.search_runs([exp.experiment_id], f"tags.`{rec.JOB_ID_TAG}` = '{job}'")
         assert (
             search.info.status == "FINISHED"
-            and search.data.metrics[rec.TRIALS_COMPLETED] + search.data.metrics[rec.TRIALS_STOPPED_EARLY] == 4
+            and search.data.metrics[rec.TRIALS_COMPLETED] + search.data.metrics[rec.TRIALS_STOPPED_EARLY] == 2
         )
     finally:
         down = cli("down")

@@ -27,13 +27,9 @@ from typing import Any
 
 import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  imported once here, not in every child
 import pytest
-import typer
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
-from rich.console import Console
-from typer.testing import CliRunner
 
-from tunefleet.search.cli._replay import register
 from tunefleet.search.tracking._replay import ReplayIncompleteError, read_spool, replay
 from tunefleet.search.tracking._store import open_store
 from tunefleet.search.tracking._writer import (
@@ -192,26 +188,16 @@ def test_a_refused_write_is_counted_and_the_rest_arrive(tmp_path, monkeypatch, c
     assert run.data.metrics["val_acc"] == pytest.approx(0.03)
 
 
-def test_replay_command_applies_a_spool_and_refuses_a_bad_one(tmp_path, monkeypatch):
-    """``tunefleet replay`` as registered on the app. Nothing lost means: a spool's writes all land
-    (a run it creates, writes to a run it names by id), the spool becomes ``.replayed``; a missing
-    or damaged spool, or a store that does not exist, is one error line with exit 2 and the store
-    is left as it was."""
-    monkeypatch.chdir(tmp_path)
+def test_replay_command_applies_a_spool_and_refuses_a_bad_one(tmp_path, run_cli):
+    """``tunefleet replay`` as the command line runs it. Nothing lost means: a spool's writes all
+    land (a run it creates, writes to a run it names by id), the spool becomes ``.replayed``; a
+    missing or damaged spool, or a store that does not exist, is one error line with exit 2 and
+    the store is left as it was."""
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     open_store(uri)
     client = MlflowClient(uri)
     experiment_id = client.create_experiment("replay")
     search = client.create_run(experiment_id).info.run_id
-    app = typer.Typer()
-
-    def fail(message: str, code: int = 2) -> None:
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(code)
-
-    register(app, Console(), fail)
-    app.command("noop")(lambda: None)  # with two commands typer keeps the command name
-    runner = CliRunner()
     spool = write_spool(tmp_path / "s.jsonl", uri, {"search": search}, [
         LogBatch(key="search", metrics=(("wall_s", 12.5, 1, 0),)),
         CreateRun(key="t", experiment_id=experiment_id, run_name="late"),
@@ -222,13 +208,13 @@ def test_replay_command_applies_a_spool_and_refuses_a_bad_one(tmp_path, monkeypa
     bad.write_text(spool.read_text().replace('"log_batch"', '"log_batches"'))
     for args in (["replay", str(tmp_path / "nope.jsonl")], ["replay", str(bad)],
                  ["replay", str(spool), "--tracking-uri", f"sqlite:///{tmp_path / 'typo.db'}"]):  # fmt: skip
-        result = runner.invoke(app, args)
-        lines = [ln for ln in result.output.splitlines() if ln.strip()]
-        assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.output
+        result = run_cli(*args)
+        lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert not (tmp_path / "typo.db").exists()
     assert client.search_runs([experiment_id]) and len(client.search_runs([experiment_id])) == 1
-    result = runner.invoke(app, ["replay", str(spool)])
-    assert result.exit_code == 0, result.output
+    result = run_cli("replay", str(spool))
+    assert result.returncode == 0, result.stdout + result.stderr
     assert not spool.exists() and spool.with_name("s.jsonl.replayed").is_file()
     late = client.search_runs([experiment_id], "attributes.run_name = 'late'")
     assert len(late) == 1 and late[0].data.metrics["epoch"] == 0.0

@@ -74,8 +74,8 @@ def _same_training(a: list[dict[str, float]], b: list[dict[str, float]]) -> None
 def test_stream_trains_exactly_as_memory_with_any_number_of_loader_workers(folder, tmp_path):
     memory = _run(_settings(folder, cache="memory", loader_workers=0), tmp_path / "memory")
     stream = _run(_settings(folder, cache="stream", loader_workers=2), tmp_path / "stream")
-    assert read_meta(tmp_path / "memory/epoch-2" / LAST)["data_cache"] == "memory"
-    assert read_meta(tmp_path / "stream/epoch-2" / LAST)["data_cache"] == "stream"
+    assert read_meta(tmp_path / "memory/epoch-2" / LAST).data_cache == "memory"
+    assert read_meta(tmp_path / "stream/epoch-2" / LAST).data_cache == "stream"
     _same_training(memory, stream)
     a, b = _weights(tmp_path / "memory/epoch-2"), _weights(tmp_path / "stream/epoch-2")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -113,7 +113,7 @@ def test_unreadable_files_while_streaming_are_skipped_and_counted(folder, tmp_pa
     # the memory path leaves them out once, when decoding
     memory = _run(_settings(folder, epochs=1, cache="memory"), tmp_path / "memory")
     assert memory[0][UNREADABLE] == 0
-    assert read_meta(tmp_path / "memory/epoch-1" / LAST)["data_skipped"] == 3
+    assert read_meta(tmp_path / "memory/epoch-1" / LAST).data_skipped == 3
 
 
 def test_epochs_shard_disjointly_across_ranks_and_change_order_by_epoch():
