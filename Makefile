@@ -36,8 +36,12 @@ demo: $(VENV)/.installed-run
 	$(BIN)/tunefleet search $(SPEC)
 	$(BIN)/tunefleet export $(EXPERIMENT) --top-k 3 --out exports/$(EXPERIMENT) --register
 
+# Two pytest workers: most of a search test's time is Ray and MLflow starting and waiting, so a
+# second worker fills the idle core. Tests that share an expensive fixture (the loopback cluster,
+# the shared search) run in one worker (tests/conftest.py, SHARED_FILES).
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The inner loop: everything but real searches and clusters (CI runs the whole suite).
 test-fast: $(VENV)/.installed-dev

@@ -16,11 +16,50 @@ import pytest
 import yaml
 from PIL import Image
 
+# Session fixtures too expensive to start twice, and the files whose tests use them: ``make test``
+# runs two xdist workers, and each file listed runs whole in the worker that holds its fixture
+# (``SharedFixtureScheduling``); any other file is its own unit. xdist's own ``loadgroup`` cannot
+# do this with pytest 9 (it rewrites a node id attribute pytest no longer reads).
+SHARED_FIXTURES = {"loopback_cluster": "cluster", "searched": "searched"}
+SHARED_FILES = {
+    "tests/search/test_cluster.py": "cluster",
+    "tests/search/test_node_loss.py": "cluster",
+    "tests/search/test_service.py": "cluster",
+    "tests/search/test_tracking_faults.py": "cluster",
+    "tests/search/test_end_to_end.py": "searched",
+    "tests/analysis/test_after_search.py": "searched",
+    "tests/analysis/test_report.py": "searched",
+    "tests/analysis/test_pool.py": "searched",
+    "tests/search/test_warm_start.py": "searched",
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        """xdist's per-file scheduling, with the files that share a session fixture as one unit."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return SHARED_FILES.get(path, path)
+
+    return SharedFixtureScheduling(config, log)
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Cluster tests last, in their file order: the session's loopback cluster (tests/search/
-    conftest.py) then starts when they begin and idles beside no other test until the end."""
-    items.sort(key=lambda item: item.get_closest_marker("cluster") is not None)
+    """Every user of a shared fixture must be in a file listed with it (else a second worker would
+    start another). The cluster's tests first: on two workers its long tests start at once on one
+    while the other takes the rest; alone, the cluster starts first and stops after its last test
+    (tests/search/conftest.py), idling beside no other test."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        for fixture, group in SHARED_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()) and SHARED_FILES.get(path) != group:
+                raise pytest.UsageError(
+                    f"{path} uses {fixture}: list it in SHARED_FILES as {group!r} (tests/conftest.py)"
+                )
+    items.sort(key=lambda item: item.get_closest_marker("cluster") is None)
 
 
 # A small, fast spec: digits at 16x16, the tiny timm ResNet, a few epochs.

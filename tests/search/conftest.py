@@ -114,6 +114,12 @@ class LoopbackCluster:
         (added,) = [n for n in self.alive_nodes() if n["node_id"] not in before]
         return added
 
+    def close(self) -> None:
+        """Stop every process it started (by its own process group) and remove the nodes' temp dirs."""
+        stop_groups(list(self.procs.values()))
+        for temp in self.temps:
+            shutil.rmtree(temp, ignore_errors=True)
+
 
 def _ray_node(head: bool, gcs_port: int, dashboard_port: int, log: Path, temp: str) -> subprocess.Popen[bytes]:
     command = [str(BIN / "ray"), "start", "--block", "--num-cpus=1", "--disable-usage-stats", f"--temp-dir={temp}"]
@@ -162,3 +168,13 @@ def loopback_cluster(tmp_path_factory) -> Iterator[LoopbackCluster]:
         stop_groups(list(procs.values()))
         for temp in temps:
             shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Stop the session's cluster right after the last test that uses it (they run one after the
+    other: tests/conftest.py groups them), so it does not idle beside the rest of the suite."""
+    cluster = getattr(item, "funcargs", {}).get("loopback_cluster")
+    yield
+    if cluster is not None and "loopback_cluster" not in getattr(nextitem, "fixturenames", ()):
+        cluster.close()

@@ -78,7 +78,8 @@ def test_killed_worker_resumes_from_its_checkpoint(write_spec, small_spec, tmp_p
     out, code, client = _search_then(tmp_path, write_spec(small_spec), epochs=2, sig=signal.SIGKILL)
     assert code == 0, out[-4000:]
     trials = _trials(client)
-    assert len(trials) == 2 and all(r.info.status == "FINISHED" for r in trials)
+    statuses = [(r.info.status, r.data.metrics.get(rec.EPOCHS_TRAINED)) for r in trials]
+    assert len(trials) == 2 and all(r.info.status == "FINISHED" for r in trials), (statuses, out[-6000:])
     (restarted,) = [r for r in trials if r.data.tags.get(rec.RESTARTS_TAG) == "1"]
     history = [int(m.value) for m in client.get_metric_history(restarted.info.run_id, "epoch")]
     assert set(history) == set(range(1, 7)) and history.count(1) == 1, history
