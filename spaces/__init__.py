@@ -32,6 +32,7 @@ from ._domains import (
 )
 from ._errors import SpecError
 from ._knobs import FAMILIES, FAMILY_DEFAULTS, GROUPS, TOP_KNOBS, Knob
+from ._points import point_from_params, shared_knobs
 from ._schema import spec_json_schema
 from ._sections import SECTIONS, DataKind, DataSpec, Resources, SearchSettings, Section, Tracking
 from ._spec import SPEC_KEYS, SearchSpec, load_spec, spec_from_dict
@@ -98,9 +99,11 @@ __all__ = [
     "load_spec",
     "loguniform",
     "parse_domain",
+    "point_from_params",
     "record_problem",
     "resolve",
     "sampled_values",
+    "shared_knobs",
     "space_rows",
     "space_to_yaml",
     "spec_from_dict",

@@ -146,6 +146,13 @@ Duration = Annotated[
 Metric = Literal["val_acc", "val_loss", "val_f1", "val_precision", "val_recall", "train_loss"]
 
 
+def _as_tuple(raw: Any) -> Any:
+    """A YAML list (or one name) as a tuple: sections are frozen and hashable."""
+    if isinstance(raw, str):
+        return (raw,)
+    return tuple(raw) if isinstance(raw, list) else raw
+
+
 def _mode_of(metric: str) -> Mode:
     return "min" if METRIC_MODES[metric] == "min" else "max"
 
@@ -182,6 +189,11 @@ class SearchSettings(Section):
         None,
         description="stop a trial that reports nothing for this long (a hung worker): 90s, 30m, 2h; "
         "it ends failed as timed_out",
+    )
+    warm_start: Annotated[tuple[str, ...], BeforeValidator(_as_tuple)] = Field(
+        (),
+        description="MLflow experiments (same store) whose completed trials this search learns from: "
+        "their configs that fit this space are the searcher's history, and the best run first",
     )
 
     @field_validator("num_samples", mode="before")

@@ -36,6 +36,9 @@ OUTCOME_TAG = "tunefleet.outcome"  # how a trial ended, in words (OUTCOME_STATUS
 ERROR_TAG = "tunefleet.error"  # a failed trial's exception line
 BEST_TRIAL_TAG = "tunefleet.best_trial"  # the best trial's run name, on the search run
 JOB_ID_TAG = "tunefleet.job_id"  # the Ray Job that ran the search (``tunefleet submit``), on the search run
+# A warm-started search run: the experiments it learned from, and their trial runs it was handed.
+WARM_START_TAG = "tunefleet.warm_start"
+WARM_RUNS_TAG = "tunefleet.warm_runs"
 # The driver of a search, on the search run: where it runs and when it last said it is alive, so a
 # search whose driver is gone shows as interrupted; and Ray Tune's experiment path, to resume it.
 DRIVER_HOST_TAG = "tunefleet.driver_host"

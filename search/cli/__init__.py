@@ -59,26 +59,31 @@ def search(
     storage: Annotated[
         str, typer.Option(help="Ray Tune's state and checkpoints: a path (shared by every node) or s3://, gs://")
     ] = "tunefleet-runs",
+    warm_start: Annotated[
+        list[str] | None,
+        typer.Option("--warm-start", help="learn from this earlier experiment's trials (repeat for more)"),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="check SPEC and print the plan (trials, data, data path); start nothing")
     ] = False,
 ) -> None:
     """Run a hyperparameter search described by SPEC and record it in MLflow."""
     overrides: dict[str, dict[str, Any]] = {
-        "search": {"num_samples": num_samples, "searcher": searcher, "scheduler": scheduler},
+        "search": {"num_samples": num_samples, "searcher": searcher, "scheduler": scheduler, "warm_start": warm_start},
         "tracking": {"experiment": experiment},
     }
     parsed = load_spec(spec, overrides)
+    uri = resolve_uri(tracking_uri, parsed.tracking.uri)
+    _check_store(uri)
     from ..run._experiment import preflight
+    from ..run._warm import warm_start as earlier_trials
 
-    plan = preflight(parsed)
+    plan = preflight(parsed)._replace(warm=earlier_trials(uri, parsed))
     if dry_run:
         from ..run._driver import print_plan
 
         print_plan(parsed, plan, out())
         return
-    uri = resolve_uri(tracking_uri, parsed.tracking.uri)
-    _check_store(uri)
     from ..run._driver import run_search
 
     _exit_with(run_search(parsed, plan, uri, address, storage, out()))

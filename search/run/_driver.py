@@ -77,6 +77,8 @@ def print_plan(spec: SearchSpec, plan: Plan, console: Console) -> None:
     )
     data = f"data: {plan.data} at {spec.data.image_size} px, {plan.cache.describe()}{workers}"
     console.print(data, markup=False, highlight=False)
+    if plan.warm is not None:
+        console.print(plan.warm.describe(s.metric), markup=False, highlight=False)
 
 
 def _open_search_run(
@@ -85,6 +87,7 @@ def _open_search_run(
     """A new search run, or the resumed one reopened; tagged with this driver and the Tune state."""
     tags = driver_tags() | {rec.TUNE_PATH_TAG: tune_path}
     if resume is None:
+        tags |= plan.warm.tags() if plan.warm is not None else {}
         chosen = {rec.DATA_CACHE_PARAM: plan.cache.cache, rec.DATA_DECODED_GIB_PARAM: f"{plan.cache.decoded_gib:.3f}"}
         return start_search_run(client, spec, os.environ.get(JOB_ENV), tags, chosen)
     client.update_run(resume.run_id, status="RUNNING")
@@ -143,7 +146,9 @@ def run_search(
     callbacks = _callbacks(spec, plan, ledger, tracker, console)
     link = RunLink(uri, parent_id) if on_server else None
     if resume is None:
-        experiment = partial(run_experiment, spec, callbacks, storage, plan.trials, run_link=link, name=name)
+        experiment = partial(
+            run_experiment, spec, callbacks, storage, plan.trials, run_link=link, name=name, warm=plan.warm
+        )
         earlier = 0.0
     else:
         discard_unsaved(client, resume)

@@ -28,6 +28,8 @@ from tunefleet.trainables import RunLink, TrialSettings, tune_trainable
 if TYPE_CHECKING:
     from tunefleet.trainables import DataPlan
 
+    from ._warm import WarmStart
+
 
 def _model_names(spec: SearchSpec) -> list[Any]:
     """Every model the space can pick (the catalog's default when the spec names none)."""
@@ -84,6 +86,7 @@ class Plan(NamedTuple):
     trials: int
     data: str  # one line describing the data found
     cache: DataPlan  # memory or stream, and why
+    warm: WarmStart | None = None  # earlier trials it learns from (search.warm_start)
 
 
 def preflight(spec: SearchSpec) -> Plan:
@@ -129,20 +132,29 @@ def optuna_sampler(searcher: str, seed: int) -> Any:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _searcher(spec: SearchSpec) -> Any:
+def _searcher(spec: SearchSpec, warm: WarmStart | None = None) -> Any:
     """``optuna``: OptunaSearch (seeded TPE, define-by-run, so conditional knobs are sampled only
     under their option); ``random``: Tune's own seeded generator over ``tune_domains``;
-    ``grid``: Tune's generator over the points in ``_param_space``."""
+    ``grid``: Tune's generator over the points in ``_param_space``. ``warm``: earlier trials as
+    Optuna's history with the best enqueued (random: the best run first)."""
     s = spec.search
     if s.searcher in ("grid", "random"):
         from ray.tune.search import BasicVariantGenerator
 
         # Tune ignores max_concurrent_trials for a generator; it takes the limit itself (0 = none).
-        return BasicVariantGenerator(random_state=s.seed, max_concurrent=_concurrency(spec) or 0)
+        first = warm.run_first() if warm is not None else None
+        return BasicVariantGenerator(
+            random_state=s.seed, max_concurrent=_concurrency(spec) or 0, points_to_evaluate=first
+        )
     from ray.tune.search.optuna import OptunaSearch
 
     sampler = optuna_sampler(s.searcher, s.seed)
-    return OptunaSearch(space=define_by_run(spec.space), metric=s.metric, mode=s.mode, sampler=sampler)
+    study: dict[str, Any] = {}
+    if warm is not None:
+        from ._warm import warm_study
+
+        study["storage"], study["study_name"] = warm_study(spec, warm, sampler)
+    return OptunaSearch(space=define_by_run(spec.space), metric=s.metric, mode=s.mode, sampler=sampler, **study)
 
 
 def _param_space(spec: SearchSpec) -> dict[str, Any] | None:
@@ -228,6 +240,7 @@ def run_experiment(
     trainable: Any = None,
     run_link: RunLink | None = None,
     name: str | None = None,
+    warm: WarmStart | None = None,
 ) -> None:
     """Build the Tuner for ``spec`` and run it to the end; trial errors do not raise.
 
@@ -235,6 +248,7 @@ def run_experiment(
     benchmarks pass a sleep or table-lookup trainable to time the orchestration alone.
     ``run_link``: trials upload their best checkpoints to MLflow themselves (an MLflow server).
     ``name``: the experiment's folder under ``storage`` (default: a new ``experiment_name``).
+    ``warm``: earlier trials the searcher starts from (``search.warm_start``).
     """
     from ray import tune
 
@@ -246,7 +260,7 @@ def run_experiment(
         tune_config=tune.TuneConfig(
             metric=spec.search.metric,
             mode=spec.search.mode,
-            search_alg=_searcher(spec),
+            search_alg=_searcher(spec, warm),
             scheduler=_scheduler(spec),
             num_samples=1 if grid else num_trials,
             max_concurrent_trials=None if spec.search.searcher in ("grid", "random") else _concurrency(spec),
