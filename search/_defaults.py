@@ -16,5 +16,18 @@ REPORTS_DIR = Path("reports")
 
 
 def tracking_uri(cli_value: str | None, spec_value: str | None = None) -> str:
-    """``--tracking-uri``, else the spec's, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
-    return cli_value or spec_value or os.environ.get("MLFLOW_TRACKING_URI") or rec.DEFAULT_TRACKING_URI
+    """``--tracking-uri``, else the spec's, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``;
+    a relative SQLite file made absolute against the working directory."""
+    uri = cli_value or spec_value or os.environ.get("MLFLOW_TRACKING_URI") or rec.DEFAULT_TRACKING_URI
+    return absolute_sqlite(uri)
+
+
+def absolute_sqlite(uri: str) -> str:
+    """``sqlite:///mlflow.db`` as ``sqlite:////abs/dir/mlflow.db``; other URIs as they are. MLflow
+    keeps one store per URI string for the life of a process, so a relative path would go on
+    reaching the file of the first working directory it was opened in (a notebook, a test that
+    changes directory)."""
+    file = rec.sqlite_file(uri)
+    if not file or file.startswith("/") or file.split("?", 1)[0] in ("", ":memory:"):
+        return uri
+    return f"{rec.SQLITE_PREFIX}{Path(file).absolute()}"

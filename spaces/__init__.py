@@ -34,7 +34,7 @@ from ._errors import SpecError
 from ._knobs import FAMILIES, FAMILY_DEFAULTS, GROUPS, TOP_KNOBS, Knob
 from ._points import point_from_params, shared_knobs
 from ._schema import spec_json_schema
-from ._sections import SECTIONS, DataKind, DataSpec, Resources, SearchSettings, Section, Tracking
+from ._sections import MAX_NUM_SAMPLES, SECTIONS, DataKind, DataSpec, Resources, SearchSettings, Section, Tracking
 from ._spec import SPEC_KEYS, SearchSpec, load_spec, spec_from_dict
 from .artifacts import (
     CheckpointMeta,
@@ -58,6 +58,7 @@ __all__ = [
     "FAMILY_DEFAULTS",
     "GRID_KEY",
     "GROUPS",
+    "MAX_NUM_SAMPLES",
     "SECTIONS",
     "SPEC_KEYS",
     "TOP_KNOBS",

@@ -47,6 +47,11 @@ DRIVER_STARTED_TAG = "tunefleet.driver_started"  # unix seconds the driver proce
 HEARTBEAT_TAG = "tunefleet.heartbeat"  # unix seconds
 HEARTBEAT_EVERY_S = 30.0
 TUNE_PATH_TAG = "tunefleet.tune_path"
+# A search given more trials (``tunefleet resume --more``) runs them as a new Ray Tune experiment:
+# the search run records how many times, and when the latest began (unix ms, as MLflow's start
+# times), so a resume of that experiment tells its trials from the earlier ones.
+EXTENSIONS_TAG = "tunefleet.extensions"
+SEGMENT_START_TAG = "tunefleet.segment_start_ms"
 # On every run the driver creates: a key made before the request, so a create retried after an
 # ambiguous failure (or replayed from a spool) finds its run instead of making a second one.
 CREATE_KEY_TAG = "tunefleet.create_key"

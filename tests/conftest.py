@@ -31,6 +31,7 @@ SHARED_FILES = {
     "tests/analysis/test_report.py": "searched",
     "tests/analysis/test_pool.py": "searched",
     "tests/search/test_warm_start.py": "searched",
+    "tests/search/test_resume_more.py": "searched",
 }
 
 

@@ -94,9 +94,18 @@ def resume(
     search_run: SearchRun = None,
     tracking_uri: TrackingUri = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start Ray here")] = None,
+    more: Annotated[
+        int | None, typer.Option("--more", min=1, help="give a finished search N more trials (its history kept)")
+    ] = None,
+    more_time: Annotated[
+        str | None, typer.Option("--more-time", help="give a finished search this much more time: 90s, 20m, 2h")
+    ] = None,
 ) -> None:
-    """Continue an interrupted search (driver killed, Ctrl-C, reboot, `tunefleet stop`) where it stopped."""
+    """Continue an interrupted search (driver killed, Ctrl-C, reboot, `tunefleet stop`) where it
+    stopped; with --more / --more-time, give a finished one more trials in the same search run."""
     uri = resolve_uri(tracking_uri)
+    if more is not None or more_time is not None:
+        return _extend(uri, experiment, search_run, address, more, more_time)
     from ..resume._resume import find_resumable
 
     point = find_resumable(uri, experiment, search_run)  # MLflow and Tune's state, before Ray or torch load
@@ -106,6 +115,24 @@ def resume(
     plan = preflight(point.spec)
 
     _exit_with(run_search(point.spec, plan, uri, address, point.tune_path, out(), resume=point))
+
+
+def _extend(
+    uri: str, experiment: str, search_run: str | None, address: str | None, more: int | None, more_time: str | None
+) -> None:
+    """``resume --more``: the finished search's trials are the searcher's history (as a warm
+    start from itself, none run again); the new trials run as a new Tune experiment beside the
+    first, logged under the same search run."""
+    from ..resume._resume import find_extendable
+
+    point = find_extendable(uri, experiment, search_run, more, more_time)
+    from ..run._driver import run_search
+    from ..run._experiment import preflight
+    from ..run._warm import own_history
+
+    plan = preflight(point.spec)._replace(warm=own_history(point.spec, point.trials, experiment))
+    storage = point.tune_path.rstrip("/").rsplit("/", 1)[0] or "tunefleet-runs"
+    _exit_with(run_search(point.spec, plan, uri, address, storage, out(), resume=point, more=True))
 
 
 def _exit_with(code: int) -> None:

@@ -16,11 +16,12 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from tunefleet.spaces import SearchSpec, SpecError, load_spec
+from tunefleet.spaces import MAX_NUM_SAMPLES, SearchSpec, SpecError, load_spec
 from tunefleet.spaces import records as rec
 
 from ._liveness import driver_alive
@@ -61,18 +62,53 @@ def find_resumable(uri: str, experiment: str, search_run_id: str | None) -> Resu
         raise SpecError("--search-run", f"search run {run_id} recorded no Ray Tune state path; it cannot be resumed")
     saved = check_tune_state(path)
     runs = trial_runs(client, parent, with_trial_id=True)  # a run without its trial id matches no Tune trial
+    # A search extended with --more: the trials before its latest Tune experiment all ended, and
+    # are kept as they are (Tune's state for the latest experiment does not hold them).
+    segment_start = int(parent.data.tags.get(rec.SEGMENT_START_TAG, 0))
+    earlier = [r for r in runs if r.info.start_time < segment_start]
+    runs = [r for r in runs if r.info.start_time >= segment_start]
     known = [r for r in runs if r.data.tags[rec.TRIAL_ID_TAG] in saved]
     unknown = [r for r in runs if r.data.tags[rec.TRIAL_ID_TAG] not in saved]
-    return Resumable(_recorded_spec(client, run_id), parent, path, known, unknown)
+    return Resumable(_recorded_spec(client, run_id), parent, path, earlier + known, unknown)
 
 
-def _recorded_spec(client: MlflowClient, run_id: str) -> SearchSpec:
+def find_extendable(
+    uri: str, experiment: str, search_run_id: str | None, trials: int | None, time_budget: str | None
+) -> Resumable:
+    """A finished search to give ``trials`` more trials (or ``time_budget`` more time), with the
+    spec they run under: the recorded one, with that budget and a seed moved past the earlier
+    trials (so random search does not propose its first configs again)."""
+    from tunefleet.analysis import open_experiment, search_run, trial_runs
+
+    client, exp = open_experiment(uri, experiment)
+    parent = search_run(client, exp, search_run_id)
+    run_id, status = parent.info.run_id, parent.info.status
+    if status != "FINISHED":
+        raise SpecError(
+            "--more",
+            f"search run {run_id} has not finished ({status}); continue it first: tunefleet resume {experiment}",
+        )
+    runs = trial_runs(client, parent, with_trial_id=True)
+    recorded = _recorded_spec(client, run_id)
+    if recorded.search.searcher == "grid":
+        raise SpecError("--more", f"search run {run_id} is a grid search: it ran every grid point already")
+    search: dict[str, Any] = {
+        "num_samples": trials or MAX_NUM_SAMPLES,  # --more-time alone: as many as the time allows
+        "time_budget": time_budget,
+        "seed": recorded.search.seed + len(runs),
+        "warm_start": [],  # the search's own trials are its history now
+    }
+    spec = _recorded_spec(client, run_id, {"search": search})
+    return Resumable(spec, parent, parent.data.tags.get(rec.TUNE_PATH_TAG, ""), runs, [])
+
+
+def _recorded_spec(client: MlflowClient, run_id: str, overrides: dict[str, dict[str, Any]] | None = None) -> SearchSpec:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = client.download_artifacts(run_id, rec.SPEC_ARTIFACT, tmp)
         except Exception as err:
             raise SpecError("--search-run", f"search run {run_id} has no readable {rec.SPEC_ARTIFACT}: {err}") from None
-        return load_spec(Path(local))
+        return load_spec(Path(local), overrides)
 
 
 def check_tune_state(path: str) -> set[str]:

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from tunefleet.analysis import run_url
-from tunefleet.spaces import SearchSpec, SpecError
+from tunefleet.spaces import MAX_NUM_SAMPLES, SearchSpec, SpecError
 from tunefleet.spaces import records as rec
 from tunefleet.spaces.records import COMPLETED, INTERRUPTED, RUNNING, STOPPED
 from tunefleet.trainables import RunLink
@@ -82,10 +82,11 @@ def print_plan(spec: SearchSpec, plan: Plan, console: Console) -> None:
 
 
 def _open_search_run(
-    client: MlflowClient, spec: SearchSpec, plan: Plan, tune_path: str, resume: Resumable | None
+    client: MlflowClient, spec: SearchSpec, plan: Plan, tags: dict[str, str], resume: Resumable | None
 ) -> str:
-    """A new search run, or the resumed one reopened; tagged with this driver and the Tune state."""
-    tags = driver_tags() | {rec.TUNE_PATH_TAG: tune_path}
+    """A new search run, or the resumed (or extended) one reopened; tagged with this driver and
+    the Tune state (``tags``)."""
+    tags = driver_tags() | tags
     if resume is None:
         tags |= plan.warm.tags() if plan.warm is not None else {}
         chosen = {rec.DATA_CACHE_PARAM: plan.cache.cache, rec.DATA_DECODED_GIB_PARAM: f"{plan.cache.decoded_gib:.3f}"}
@@ -97,7 +98,12 @@ def _open_search_run(
 
 
 def _open(
-    spec: SearchSpec, plan: Plan, client: MlflowClient, address: str | None, tune_path: str, resume: Resumable | None
+    spec: SearchSpec,
+    plan: Plan,
+    client: MlflowClient,
+    address: str | None,
+    tags: dict[str, str],
+    resume: Resumable | None,
 ) -> str:
     """Open the search run while Ray starts (a new SQLite schema takes seconds); refuse a trial
     shape no node holds. ray.init stays on the main thread, where it installs signal handlers."""
@@ -105,7 +111,7 @@ def _open(
     if not joining:
         check_trial_fits(spec.resources, _local_nodes())
     with ThreadPoolExecutor(1) as pool:
-        parent = pool.submit(_open_search_run, client, spec, plan, tune_path, resume)
+        parent = pool.submit(_open_search_run, client, spec, plan, tags, resume)
         try:
             start_ray(address, dashboard=spec.resources.workers_per_trial > 1)
             if joining:
@@ -130,32 +136,36 @@ def run_search(
     storage: str | Path,
     console: Console,
     resume: Resumable | None = None,
+    more: bool = False,
 ) -> int:
-    """Run the search (or continue ``resume``) to its end; returns the exit code (0, 1 every
-    trial failed, 130 interrupted)."""
+    """Run the search (or continue ``resume``, or with ``more`` give the finished ``resume`` more
+    trials as a new Tune experiment) to its end; returns the exit code (0, 1 every trial failed,
+    130 interrupted)."""
     print_plan(spec, plan, console)
     _sigterm_as_interrupt()
     open_store(uri)  # a new SQLite file: created once, safely, even by searches starting together
     client = MlflowClient(tracking_uri=uri)
     name = experiment_name(spec)
-    tune_path = resume.tune_path if resume else experiment_path(storage, name)
-    parent_id = _open(spec, plan, client, address, tune_path, resume)
+    tune_path = resume.tune_path if resume and not more else experiment_path(storage, name)
+    tags = {rec.TUNE_PATH_TAG: tune_path} | (_extension_tags(resume) if resume and more else {})
+    parent_id = _open(spec, plan, client, address, tags, resume)
     on_server = uri.startswith(SERVER_SCHEMES)
     ledger = TrialLedger(spec.search.metric, spec.search.mode)
     tracker = MlflowTrialCallback(uri, parent_id, spec, ledger, driver_uploads=not on_server)
     callbacks = _callbacks(spec, plan, ledger, tracker, console)
     link = RunLink(uri, parent_id) if on_server else None
-    if resume is None:
+    earlier = resume.search_run.data.metrics.get(rec.WALL_S, 0.0) if resume else 0.0  # wall time before
+    if resume is None or more:
         experiment = partial(
             run_experiment, spec, callbacks, storage, plan.trials, run_link=link, name=name, warm=plan.warm
         )
-        earlier = 0.0
     else:
         discard_unsaved(client, resume)
-        adopt_trials(resume, ledger, tracker)
-        console.print(f"resuming search run {parent_id}: {_resume_summary(ledger, resume)}", highlight=False)
         experiment = partial(resume_experiment, tune_path, spec, callbacks, run_link=link)
-        earlier = resume.search_run.data.metrics.get(rec.WALL_S, 0.0)  # the wall time before the resume
+    if resume is not None:
+        adopt_trials(resume, ledger, tracker)
+        summary = _more_summary(ledger, plan) if more else _resume_summary(ledger, resume)
+        console.print(f"{'extending' if more else 'resuming'} search run {parent_id}: {summary}", highlight=False)
     status, wall, cut_short = _run_to_end(experiment, ledger, tracker, console, earlier)
     console.print(trials_table(ledger))
     if status == "KILLED":
@@ -242,6 +252,17 @@ def _report(experiment: str, uri: str, parent_id: str, console: Console) -> None
         console.print(f"no report: {err}; make it later with: tunefleet report {experiment}", style="yellow")
         return
     console.print(f"report: {done.html} (also on the search run, under {done.artifact_path}/)", highlight=False)
+
+
+def _extension_tags(finished: Resumable) -> dict[str, str]:
+    """What the search run records about a --more: the count, and when this Tune experiment began."""
+    count = int(finished.search_run.data.tags.get(rec.EXTENSIONS_TAG, 0)) + 1
+    return {rec.EXTENSIONS_TAG: str(count), rec.SEGMENT_START_TAG: str(int(time.time() * 1000))}
+
+
+def _more_summary(ledger: TrialLedger, plan: Plan) -> str:
+    more = f"up to {plan.trials}" if plan.trials >= MAX_NUM_SAMPLES else str(plan.trials)
+    return f"{len(ledger.records)} earlier trial(s) kept as they are; {more} more"
 
 
 def _resume_summary(ledger: TrialLedger, resume: Resumable) -> str:

@@ -34,15 +34,18 @@ class WarmPoint(NamedTuple):
 class WarmStart(NamedTuple):
     points: list[WarmPoint]  # best first
     experiments: tuple[str, ...]
+    rerun: int = RUN_FIRST  # 0 when the points are this search's own trials (``resume --more``)
 
     def run_first(self) -> list[dict[str, Any]]:
         """The configs that run before the searcher proposes its own."""
-        return [p.point for p in self.points[:RUN_FIRST]]
+        return [p.point for p in self.points[: self.rerun]]
 
     def describe(self, metric: str) -> str:
         """One line for the plan."""
         best = f", best {metric}={self.points[0].value:.4g}" if self.points else ""
-        first = min(RUN_FIRST, len(self.points))
+        if not self.rerun:
+            return f"searcher history: the {len(self.points)} earlier trials of this search{best}"
+        first = min(self.rerun, len(self.points))
         return (
             f"warm start: {len(self.points)} earlier trials from {', '.join(self.experiments)}{best}; "
             f"the best {first} run first"
@@ -76,14 +79,21 @@ def _experiment_points(client: MlflowClient, spec: SearchSpec, name: str) -> lis
     if not any(shared_knobs(spec.space, r.data.params) for r in runs):
         knobs = ", ".join(sorted(spec.space))
         raise SpecError(FIELD, f"the trials of {name!r} share no searched knob with this space ({knobs})")
+    points = _scored_points(spec, runs)
+    if not points:
+        metric = rec.best_key(spec.search.metric)
+        raise SpecError(FIELD, f"none of the {len(runs)} completed trials of {name!r} fits this space or has {metric}")
+    return points
+
+
+def _scored_points(spec: SearchSpec, runs: list[Run]) -> list[WarmPoint]:
+    """The runs that are points of ``spec``'s space and have a best value of its metric."""
     metric = rec.best_key(spec.search.metric)
     points = []
     for run in runs:
         point = point_from_params(spec.space, run.data.params)
         if point is not None and metric in run.data.metrics:
             points.append(WarmPoint(point, run.data.metrics[metric], run.info.run_id))
-    if not points:
-        raise SpecError(FIELD, f"none of the {len(runs)} completed trials of {name!r} fits this space or has {metric}")
     return points
 
 
@@ -98,12 +108,18 @@ def warm_start(uri: str, spec: SearchSpec) -> WarmStart | None:
     database = sqlite_database(uri)
     if database is not None and not database.is_file():  # opening it would create it: nothing is written
         raise SpecError(FIELD, f"no experiment {names[0]!r}: the tracking store {database} does not exist")
-    # MLflow caches a store per URI string: a relative sqlite path would reach the file of the
-    # first working directory it was opened in, so the client gets the file's absolute path.
-    client = MlflowClient(tracking_uri=f"sqlite:///{database.resolve()}" if database else uri)
+    client = MlflowClient(tracking_uri=uri)
     points = [p for name in names for p in _experiment_points(client, spec, name)]
     points.sort(key=lambda p: p.value, reverse=spec.search.mode == "max")
     return WarmStart(points, names)
+
+
+def own_history(spec: SearchSpec, runs: list[Run], experiment: str) -> WarmStart:
+    """A finished search's own trials (completed, or stopped early with a score) as the history a
+    searcher extended by ``resume --more`` goes on from; none of them runs again."""
+    points = _scored_points(spec, runs)
+    points.sort(key=lambda p: p.value, reverse=spec.search.mode == "max")
+    return WarmStart(points, (experiment,), rerun=0)
 
 
 def warm_study(spec: SearchSpec, warm: WarmStart, sampler: Any) -> tuple[Any, str]:
@@ -132,6 +148,6 @@ def warm_study(spec: SearchSpec, warm: WarmStart, sampler: Any) -> tuple[Any, st
             )
         )
     study.add_trials(trials)
-    for trial in trials[:RUN_FIRST]:
+    for trial in trials[: warm.rerun]:
         study.enqueue_trial(trial.params)
     return storage, name
