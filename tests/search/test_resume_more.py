@@ -9,6 +9,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from tunefleet.search.resume._resume import find_resumable
 from tunefleet.spaces import records as rec
 
 from ..conftest import SMALL_SPEC, cli_in
@@ -58,6 +59,14 @@ def test_more_adds_trials_to_the_finished_search_run(searched, tmp_path):
     assert not {(r.data.params["lr"], r.data.params["optimizer"]) for r in new} & configs  # none rerun
     assert after.data.metrics[rec.TRIALS_COMPLETED] == 6
     assert after.data.metrics[rec.WALL_S] > parent.data.metrics[rec.WALL_S]
+
+    # Had this driver died, a resume would restore the second Tune experiment, which holds only
+    # the two new trials: the four earlier ones are kept as they are, never taken for trials
+    # Tune lost (those runs are deleted and rerun).
+    client.set_terminated(after.info.run_id, "KILLED")
+    point = find_resumable(f"sqlite:///{tmp_path / 'mlflow.db'}", "small", None)
+    assert [r.info.run_id for r in point.trials] == [r.info.run_id for r in trials]
+    assert point.unsaved == []
 
 
 def _unfinished_search(tmp_path, searcher: str = "optuna", status: str = "RUNNING") -> None:
