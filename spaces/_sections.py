@@ -9,6 +9,7 @@ into a one-line ``SpecError`` with the full path.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -144,6 +145,11 @@ Duration = Annotated[
     Annotated[float, Field(gt=0)] | None, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)
 ]
 Metric = Literal["val_acc", "val_loss", "val_f1", "val_precision", "val_recall", "train_loss"]
+# The names of search.run._schedulers' tables (SCHEDULERS, SAMPLERS); a test keeps them equal.
+SchedulerName = Literal["asha", "hyperband", "median", "pbt", "fifo"]
+SamplerName = Literal["tpe", "gp", "cmaes"]
+# Where a metric can reach: a search.stop_at outside it would never stop the search.
+_METRIC_RANGES: dict[str, tuple[float, float]] = {"val_loss": (0.0, math.inf), "train_loss": (0.0, math.inf)}
 
 
 def _as_tuple(raw: Any) -> Any:
@@ -163,7 +169,18 @@ class SearchSettings(Section):
     searcher: Literal["grid", "random", "optuna"] = Field(
         "optuna", description="optuna: TPE (conditional spaces define-by-run); random; grid: every grid point"
     )
-    scheduler: Literal["asha", "fifo"] = Field("asha", description="asha stops weak trials early; fifo runs all")
+    sampler: SamplerName = Field(
+        "tpe",
+        description="optuna searcher only: tpe (parallel-aware TPE); gp (Gaussian process, best for small "
+        "numeric spaces); cmaes (CMA-ES over the numeric knobs; categorical knobs are sampled independently)",
+    )
+    scheduler: SchedulerName = Field(
+        "asha",
+        description="asha: async successive halving stops weak trials early; hyperband: synchronous brackets "
+        "(pauses and resumes trials); median: stops a trial below the median of the others at the same epoch; "
+        "pbt: population-based training (random searcher), weak trials continue from a strong one's "
+        "checkpoint with a perturbed lr and augmentation; fifo: every trial runs to the end",
+    )
     num_samples: int = Field(
         8, ge=1, le=MAX_NUM_SAMPLES, description="trials to run (grid: at least the grid size); at most 10000"
     )
@@ -174,8 +191,18 @@ class SearchSettings(Section):
         description="max or min; follows the metric (val_loss/train_loss: min, the rest: max)",
     )
     max_epochs: int = Field(10, ge=1, description="epochs of a trial that is never stopped early")
-    grace_period: int = Field(2, ge=1, description="asha: epochs every trial runs before it may be stopped")
-    reduction_factor: int = Field(3, ge=2, description="asha: keep 1/reduction_factor of trials at each rung")
+    grace_period: int = Field(2, ge=1, description="asha, median: epochs every trial runs before it may be stopped")
+    reduction_factor: int = Field(
+        3, ge=2, description="asha, hyperband: keep 1/reduction_factor of trials at each rung"
+    )
+    perturbation_interval: int = Field(
+        2, ge=1, description="pbt: epochs between two exploit/explore steps of a trial (< max_epochs)"
+    )
+    stop_at: float | None = Field(
+        None,
+        description="end the search (no new trials, running ones stopped) once a trial reports the metric at "
+        "or beyond this value (>= for mode max, <= for min)",
+    )
     max_concurrent: int | None = Field(None, ge=1, description="at most this many trials at once (default: fill)")
     seed: int = Field(0, description="seed of the searcher and of every trial's training")
     time_budget: Duration = Field(None, description="stop starting trials after this long: 90s, 30m, 2h")
@@ -213,9 +240,36 @@ class SearchSettings(Section):
         expected = METRIC_MODES[self.metric]
         if self.mode != expected:
             raise _field_error("mode", f"{self.metric} is ranked with mode {expected}, got {self.mode!r}")
-        if self.scheduler == "asha" and self.grace_period > self.max_epochs:
+        if self.scheduler in ("asha", "median") and self.grace_period > self.max_epochs:
             raise _field_error("grace_period", f"must be <= max_epochs ({self.max_epochs}), got {self.grace_period}")
+        self._check_sampler_and_scheduler()
+        self._check_stop_at()
         return self
+
+    def _check_sampler_and_scheduler(self) -> None:
+        if self.sampler != "tpe" and self.searcher != "optuna":
+            raise _field_error(
+                "sampler", f"{self.sampler!r} is an Optuna sampler; searcher {self.searcher!r} has none (use optuna)"
+            )
+        # Ray's PBT picks each trial's next config itself (a strong trial's, perturbed) and refuses a
+        # searcher that proposes configs (OptunaSearch); a grid's points would be overwritten.
+        if self.scheduler == "pbt" and self.searcher != "random":
+            raise _field_error(
+                "scheduler", f"pbt needs searcher 'random' (it draws the population), got {self.searcher!r}"
+            )
+        if self.scheduler == "pbt" and self.perturbation_interval >= self.max_epochs:
+            raise _field_error(
+                "perturbation_interval",
+                f"must be < max_epochs ({self.max_epochs}) for pbt to perturb, got {self.perturbation_interval}",
+            )
+
+    def _check_stop_at(self) -> None:
+        if self.stop_at is None:
+            return
+        low, high = _METRIC_RANGES.get(self.metric, (0.0, 1.0))
+        if not low <= self.stop_at <= high:
+            reach = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
+            raise _field_error("stop_at", f"{self.metric} is {reach}, so {self.stop_at:g} is never reached")
 
 
 class Resources(Section):

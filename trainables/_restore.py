@@ -48,12 +48,30 @@ def resume_point(resume_from: Path | None) -> tuple[Path | None, dict[str, Any] 
     return source, (load_training_state(source) if source is not None else None)
 
 
+def _new_peak_lr(parts: TrainParts, peaks: list[float]) -> bool:
+    """A checkpoint trained at another peak LR (Population Based Training hands a trial a
+    stronger trial's checkpoint with a perturbed lr): the weights and optimizer moments go on, at
+    this recipe's LR. Every schedule's LR is proportional to its peak (warmup from 1%, the cosine
+    floor at ``min_lr_ratio``, step decays), so each group's current LR is scaled by the ratio of
+    the peaks, and the scheduler stays the fresh one built for this recipe (timm's schedules are
+    functions of the step count; a plateau schedule starts counting again)."""
+    groups = parts.optimizer.param_groups
+    if all(math.isclose(float(g["initial_lr"]), peak, rel_tol=1e-9) for g, peak in zip(groups, peaks, strict=True)):
+        return False
+    for group, peak in zip(groups, peaks, strict=True):
+        group["lr"] = float(group["lr"]) * peak / float(group["initial_lr"])
+        group["initial_lr"] = peak
+    return True
+
+
 def restore(source: Path, state: dict[str, Any], model: nn.Module, parts: TrainParts, staging: Path) -> Progress:
     """Weights, optimizer, scheduler, loss scaling and progress from ``source``; it is staged as
     last/ (so the first checkpoint written keeps it as last.prev/), with its trial's best/."""
     load_weights(source, model)
+    peaks = [float(group["initial_lr"]) for group in parts.optimizer.param_groups]  # this recipe's
     parts.optimizer.load_state_dict(state["optimizer"])
-    parts.scheduler.load_state_dict(state["scheduler"])
+    if not _new_peak_lr(parts, peaks):  # the same LR: an exact resume, schedule and all
+        parts.scheduler.load_state_dict(state["scheduler"])
     parts.precision.load_state_dict(state.get("scaler"))
     parts.accumulate = max(parts.accumulate, int(state.get("accumulate", 1)))
     start = int(state["epoch"]) + 1

@@ -3,7 +3,8 @@
 Our searcher names map onto Ray's own searchers (no registry of our own): ``optuna`` is
 ``OptunaSearch`` with a seeded TPE sampler (conditional spaces define-by-run), ``random`` is Ray's
 seeded ``BasicVariantGenerator`` over Ray Tune domains (``spaces.tune_domains``), ``grid`` the same
-generator over the spec's grid points. ``asha`` is Ray's ``ASHAScheduler``.
+generator over the spec's grid points. Schedulers, Optuna samplers and the ``search.stop_at``
+stopper come from the tables in ``_schedulers`` (imported where a search is built: it loads Ray).
 """
 
 from __future__ import annotations
@@ -121,15 +122,12 @@ def storage_uri(storage: str | Path) -> str:
     return text if "://" in text else str(Path(text).expanduser().resolve())
 
 
-def optuna_sampler(searcher: str, seed: int) -> Any:
-    """The Optuna sampler behind ``searcher`` (``optuna`` or ``random``); benchmarks reuse it."""
-    import optuna
+def optuna_sampler(searcher: str, seed: int, sampler: str = "tpe") -> Any:
+    """The Optuna sampler behind ``searcher`` (``optuna``: ``search.sampler``, seeded TPE by
+    default; ``random``: seeded random); benchmarks reuse it. See ``_schedulers.SAMPLERS``."""
+    from ._schedulers import optuna_sampler as from_table
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if searcher == "optuna":
-        # constant_liar keeps parallel TPE trials from all proposing the same point.
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-    return optuna.samplers.RandomSampler(seed=seed)
+    return from_table(searcher, seed, sampler)
 
 
 def _searcher(spec: SearchSpec, warm: WarmStart | None = None) -> Any:
@@ -148,7 +146,7 @@ def _searcher(spec: SearchSpec, warm: WarmStart | None = None) -> Any:
         )
     from ray.tune.search.optuna import OptunaSearch
 
-    sampler = optuna_sampler(s.searcher, s.seed)
+    sampler = optuna_sampler(s.searcher, s.seed, s.sampler)
     study: dict[str, Any] = {}
     if warm is not None:
         from ._warm import warm_study
@@ -171,16 +169,9 @@ def _param_space(spec: SearchSpec) -> dict[str, Any] | None:
 
 
 def _scheduler(spec: SearchSpec) -> Any:
-    s = spec.search
-    if s.scheduler == "asha":
-        from ray.tune.schedulers import ASHAScheduler
+    from ._schedulers import SCHEDULERS
 
-        return ASHAScheduler(
-            time_attr="epoch", max_t=s.max_epochs, grace_period=s.grace_period, reduction_factor=s.reduction_factor
-        )
-    from ray.tune.schedulers import FIFOScheduler
-
-    return FIFOScheduler()
+    return SCHEDULERS[spec.search.scheduler](spec)
 
 
 def _concurrency(spec: SearchSpec) -> int | None:
@@ -196,6 +187,13 @@ def _concurrency(spec: SearchSpec) -> int | None:
     if res.gpus_per_worker > 0:
         fits.append(total.get("GPU", 0.0) // (res.gpus_per_worker * res.workers_per_trial))
     return max(1, int(min(fits)))
+
+
+def _checkpoints_kept(spec: SearchSpec) -> int:
+    """Checkpoints Tune keeps per trial. One is enough to resume; under PBT a weak trial restarts
+    from a strong trial's checkpoint, which must outlive the strong trial's next reports until
+    the weak one has loaded it (Tune warns below three)."""
+    return 4 if spec.search.scheduler == "pbt" else 1
 
 
 def experiment_name(spec: SearchSpec) -> str:
@@ -252,8 +250,13 @@ def run_experiment(
     """
     from ray import tune
 
+    from ._schedulers import stopper
+
     _save_state_often()
     grid = spec.search.searcher == "grid"
+    stop = stopper(spec, callbacks)
+    if stop is not None:  # it closes the trials its stop_all ends for the other callbacks
+        callbacks = [*callbacks, stop]
     tuner = tune.Tuner(
         _trainable(spec, trainable, run_link),
         param_space=_param_space(spec),
@@ -276,7 +279,8 @@ def run_experiment(
             storage_path=storage_uri(storage),
             verbose=0,
             callbacks=callbacks,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            stop=stop,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=_checkpoints_kept(spec)),
             # A failed trial (worker lost, out of memory) restarts from its latest checkpoint.
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
         ),
@@ -292,9 +296,14 @@ def resume_experiment(
     goes on from its saved state, so no config is proposed twice (Tune saves no scheduler state)."""
     from ray import tune
 
+    from ._schedulers import stopper
+
     _save_state_often()
     tuner = tune.Tuner.restore(path, trainable=_trainable(spec, trainable, run_link), resume_unfinished=True)
     # Restore brings back the callbacks pickled when the search started (stale ledger, no
-    # console); Tune has no public way to pass new ones, so they are set on the restored config.
-    tuner._local_tuner._run_config.callbacks = callbacks  # type: ignore[union-attr]
+    # console); Tune has no public way to pass new ones, so they are set on the restored config,
+    # with a stopper that tells these callbacks (not the pickled ones) of the trials it ends.
+    stop = stopper(spec, callbacks)
+    config = tuner._local_tuner._run_config  # type: ignore[union-attr]
+    config.callbacks, config.stop = ([*callbacks, stop], stop) if stop is not None else (callbacks, None)
     tuner.fit()

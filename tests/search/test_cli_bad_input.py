@@ -12,7 +12,7 @@ import pytest
 
 CASES = {
     "unknown searcher": (("search", "searcher", "bayes"), "search.searcher"),
-    "unknown scheduler": (("search", "scheduler", "pbt"), "search.scheduler"),
+    "unknown scheduler": (("search", "scheduler", "bohb"), "search.scheduler"),
     "unknown optimizer": (("space", "optimizer", {"choice": ["sgd", "adamx"]}), "space.optimizer"),
     "unknown loss": (("space", "loss", "hinge"), "space.loss"),
     "low >= high": (("space", "lr", {"loguniform": [0.1, 0.01]}), "space.lr"),

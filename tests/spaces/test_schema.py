@@ -20,7 +20,7 @@ INVALID = {
     "no name": {"space": {}},
     "unknown section": {"name": "x", "serch": {}},
     "unknown searcher": {"name": "x", "search": {"searcher": "bayes"}},
-    "unknown scheduler": {"name": "x", "search": {"scheduler": "pbt"}},
+    "unknown scheduler": {"name": "x", "search": {"scheduler": "bohb"}},
     "zero samples": {"name": "x", "search": {"num_samples": 0}},
     "epochs as text": {"name": "x", "search": {"max_epochs": "ten"}},
     "unknown metric": {"name": "x", "search": {"metric": "accuracy"}},
