@@ -36,6 +36,7 @@ from ._points import point_from_params, shared_knobs
 from ._schema import spec_json_schema
 from ._sections import MAX_NUM_SAMPLES, SECTIONS, DataKind, DataSpec, Resources, SearchSettings, Section, Tracking
 from ._spec import SPEC_KEYS, SearchSpec, load_spec, spec_from_dict
+from ._zoo import PRESETS, ZOO, ZOO_BATCH, ZOO_MIN_SIZE, ZOO_REFERENCE_SIZE, ZooModel, preset_models
 from .artifacts import (
     CheckpointMeta,
     CheckpointSettings,
@@ -59,9 +60,14 @@ __all__ = [
     "GRID_KEY",
     "GROUPS",
     "MAX_NUM_SAMPLES",
+    "PRESETS",
     "SECTIONS",
     "SPEC_KEYS",
     "TOP_KNOBS",
+    "ZOO",
+    "ZOO_BATCH",
+    "ZOO_MIN_SIZE",
+    "ZOO_REFERENCE_SIZE",
     "Categorical",
     "CheckpointMeta",
     "CheckpointSettings",
@@ -88,6 +94,7 @@ __all__ = [
     "ServingCard",
     "SpecError",
     "Tracking",
+    "ZooModel",
     "active_values",
     "builtin_space",
     "choice",
@@ -101,6 +108,7 @@ __all__ = [
     "loguniform",
     "parse_domain",
     "point_from_params",
+    "preset_models",
     "record_problem",
     "resolve",
     "sampled_values",

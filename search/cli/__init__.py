@@ -23,6 +23,7 @@ from tunefleet.spaces import SpecError, load_spec
 
 from ._analysis import ExportCommand, export, predict, report
 from ._console import error, fail, handle_errors, out
+from ._fit import FitCommand, fit
 from ._options import SearchRun, TrackingUri
 from ._options import tracking_uri as resolve_uri
 from ._replay import replay
@@ -52,7 +53,7 @@ def search(
     spec: Annotated[Path, typer.Argument(help="search spec (YAML)")],
     num_samples: Annotated[int | None, typer.Option("--num-samples", help="trials to run")] = None,
     searcher: Annotated[str | None, typer.Option(help="grid | random | optuna")] = None,
-    scheduler: Annotated[str | None, typer.Option(help="asha | fifo")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="asha | hyperband | median | pbt | fifo")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default: start Ray here")] = None,
     tracking_uri: TrackingUri = None,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment [default: the spec's name]")] = None,
@@ -162,6 +163,7 @@ def _add(to: typer.Typer, *commands: Callable[..., None], cls: type[TyperCommand
 _add(app, up, down, submit, status, logs, stop, replay, trials)
 _add(app, export, cls=ExportCommand)  # `--register` with or without its NAME
 _add(app, report, predict, search, resume)
+_add(app, fit, cls=FitCommand)  # `--register` with or without its NAME
 spaces_app.command("list")(handle_errors(list_spaces))
 _add(spaces_app, show, knobs, schema)
 app.add_typer(spaces_app, name="spaces")

@@ -37,6 +37,8 @@ CASES: dict[str, tuple[tuple[str, ...], str]] = {
     "replay": (("replay", "missing.jsonl"), "missing.jsonl"),
     "spaces": (("spaces", "show", "defualt"), "defualt"),
     "usage": (("search",), "Missing argument"),
+    "fit": (("fit", "digits", "--time", "5s"), "--time"),  # the whole plan of digits, then too short
+    "fit folder": (("fit", "no-such-folder"), "no such folder"),
 }
 
 

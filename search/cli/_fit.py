@@ -1,0 +1,148 @@
+"""``tunefleet fit DATA``: a search planned from the data, a preset and a time, then run, reported
+and exported, as ``make demo`` does with a hand-written spec.
+
+The plan is ``tunefleet.search.fit``'s; this module checks the options that need nothing loaded
+(before the data is scanned, and so before torch), prints the plan, writes the spec it built,
+and then calls what ``tunefleet search`` and ``tunefleet export --register`` call, in that order.
+The written spec runs again unchanged with ``tunefleet search``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+from tunefleet.spaces import PRESETS, SpecError, spec_from_dict
+
+from ..fit import (
+    DIGITS,
+    TOP_K,
+    FitPlan,
+    check_folder,
+    check_options,
+    fit_search_spec,
+    plan_fit,
+    plan_lines,
+    scan_data,
+    spec_header,
+)
+from ._analysis import export, without_bare
+from ._console import fail, out
+from ._options import REPORTS_DIR, TrackingUri
+from ._options import tracking_uri as resolve_uri
+
+EXPORTS_DIR = Path("exports")  # as `make demo` exports: exports/EXPERIMENT
+
+
+class FitCommand(TyperCommand):
+    """``fit``'s parser: ``--register`` with no value after it names the model after the search's
+    experiment (``fit-DATA``), which is known only once the data is found: ``""`` until then."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        args, bare = without_bare(args, "--register")
+        rest = super().parse_args(ctx, args)
+        if bare:
+            ctx.params["register_as"] = ""
+        return rest
+
+
+def _seconds(duration: str, metric: str) -> float:
+    """``--time`` in seconds and ``--metric`` checked, by the spec's own rules (no heavy import)."""
+    fields = {"search.time_budget": "--time", "search.metric": "--metric"}
+    try:
+        parsed = spec_from_dict({"name": "fit", "search": {"time_budget": duration, "metric": metric}})
+    except SpecError as err:
+        raise SpecError(fields.get(err.path, err.path), err.message) from None
+    assert parsed.search.time_budget is not None  # given above, and refused unless > 0
+    return parsed.search.time_budget
+
+
+def _register_check(register_as: str | None) -> None:
+    if register_as:
+        from tunefleet.analysis import check_model_name
+
+        check_model_name(register_as)
+
+
+def fit(
+    data: Annotated[
+        str, typer.Argument(help="an image folder (root/<class>/*.png, or root/train|val[|test]/...) or 'digits'")
+    ],
+    duration: Annotated[str, typer.Option("--time", help="all of it, search and export: 90s, 30m, 2h")] = "30m",
+    preset: Annotated[str, typer.Option(help=" | ".join(PRESETS))] = "balanced",
+    metric: Annotated[str, typer.Option(help="rank trials by: val_acc, val_loss, val_f1, ...")] = "val_acc",
+    gpus: Annotated[int, typer.Option(help="GPUs on this machine to use (one trial each); 0: CPUs only")] = 0,
+    register_as: Annotated[
+        str | None,
+        typer.Option("--register", metavar="[NAME]", help="register the ensemble as NAME (NAME left out: fit-DATA)"),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+    storage: Annotated[str, typer.Option(help="Ray Tune's state and checkpoints")] = "tunefleet-runs",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan; start and write nothing")] = False,
+) -> None:
+    """Search the model zoo for DATA within --time, then report and export the best trials as one ONNX ensemble."""
+    check_options(preset, gpus)
+    total_s = _seconds(duration, metric)
+    if data != DIGITS:
+        check_folder(data)
+    _register_check(register_as)
+    plan = plan_fit(scan_data(data), preset, total_s, gpus, metric, os.cpu_count() or 1)
+    spec = fit_search_spec(plan)
+    console = out()
+    for line in plan_lines(plan):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if dry_run:
+        return
+    uri = resolve_uri(tracking_uri)
+    from . import _check_store, _exit_with  # the search command's own checks and exit codes
+
+    _check_store(uri)
+    from ..run._driver import run_search
+    from ..run._experiment import preflight
+
+    checked = preflight(spec)  # models, data and input size, as `tunefleet search` checks them
+    path = write_spec(plan)
+    console.print(f"wrote {path} (run it again with: tunefleet search {path})", highlight=False)
+    _exit_with(run_search(spec, checked, uri, None, storage, console))
+    _ship(plan, uri, register_as)
+
+
+def write_spec(plan: FitPlan) -> Path:
+    """``reports/fit-NAME/fit-NAME.yaml``: the spec as the search run logs it (``spec.yaml``),
+    under a comment with the plan."""
+    path = REPORTS_DIR / plan.name / f"{plan.name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(spec_header(plan, str(path)) + fit_search_spec(plan).to_yaml())
+    return path
+
+
+def _ship(plan: FitPlan, uri: str, register_as: str | None) -> None:
+    """The ensemble of the (up to) ``TOP_K`` best finished trials, exported and registered as
+    ``tunefleet export`` does; a search whose trials all stopped early has nothing to ship.
+
+    Export refuses a member whose rebuilt model does not reproduce its recorded test logits within
+    an absolute tolerance, which a diverged trial's huge logits (1e4) miss by float32 rounding
+    alone; such a trial ranks last, so the pool shrinks by one and the export runs again."""
+    from tunefleet.analysis import finished_trials, open_experiment, ranking, search_run, trials_frame
+
+    client, experiment = open_experiment(uri, plan.name)
+    parent = search_run(client, experiment, None)  # the search just run: the latest
+    metric, mode = ranking(parent)
+    try:
+        finished = len(finished_trials(trials_frame(client, parent), metric, mode))
+    except SpecError as err:
+        fail(f"nothing to export: {err.message}; give it more --time", code=1)
+    name = plan.name if register_as == "" else register_as
+    for top_k in range(min(TOP_K, finished), 0, -1):
+        try:
+            export(plan.name, top_k, out_dir=EXPORTS_DIR / plan.name, register_as=name, tracking_uri=uri,
+                   search_run=parent.info.run_id)  # fmt: skip
+            return
+        except RuntimeError as err:
+            if "does not reproduce" not in str(err) or top_k == 1:
+                raise
+            out().print(f"note: {err}; exporting the {top_k - 1} best without it", style="yellow", highlight=False)

@@ -1,0 +1,35 @@
+"""``tunefleet fit``'s planning room: from a folder of images (or ``digits``), a preset, a time and
+the machine to a complete search spec, with the reasons.
+
+It owns the scan that plan needs (``_scan``: counts, classes, typical size, channels, through
+``trainables.scan_folder``), the planner (``_plan``: pure functions over the zoo and presets of
+``tunefleet.spaces``: image size, models kept or left out and why, fine-tune or scratch, the
+budget split, epochs, trials, batch sizes), the plan as a spec document (``_spec``) and
+the plan in words (``_describe``). It starts
+nothing: the command (``cli/_fit.py``) runs the spec through ``run`` as ``tunefleet search`` does
+and exports as ``tunefleet export`` does. Imports no other room of ``tunefleet.search``.
+"""
+
+from ._describe import plan_lines, spec_header
+from ._plan import TOP_K, Budget, FitPlan, ModelChoice, check_options, plan_fit
+from ._scan import DIGITS, DataScan, check_folder, digits_scan, scan_data, split_counts
+from ._spec import fit_search_spec, fit_spec
+
+__all__ = [
+    "DIGITS",
+    "TOP_K",
+    "Budget",
+    "DataScan",
+    "FitPlan",
+    "ModelChoice",
+    "check_folder",
+    "check_options",
+    "digits_scan",
+    "fit_search_spec",
+    "fit_spec",
+    "plan_fit",
+    "plan_lines",
+    "scan_data",
+    "spec_header",
+    "split_counts",
+]

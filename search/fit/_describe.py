@@ -1,0 +1,83 @@
+"""The plan in words: what ``tunefleet fit`` prints (``--dry-run`` prints only this) and the
+comment at the top of the spec file it writes. Plain lines, so they read the same in a terminal,
+a log and a YAML comment."""
+
+from __future__ import annotations
+
+from tunefleet.spaces import PRESETS
+
+from ._plan import MIN_FINETUNE_PX, REDUCTION, FitPlan, ModelChoice
+from ._spec import space_base
+
+
+def _machine(plan: FitPlan) -> str:
+    if plan.gpus:
+        return f"{plan.gpus} GPU(s), {plan.cpus} CPUs ({plan.slots} trial(s) at once, one GPU each)"
+    return f"{plan.cpus} CPUs ({plan.slots} trial(s) at once, one CPU thread each)"
+
+
+def _cost_basis(plan: FitPlan) -> str:
+    if plan.gpus:
+        return f"on {plan.gpus} GPU(s); cost per image on a GPU: not measured"
+    return f"training cost per image at {plan.image_size} px on 1 CPU thread, from the zoo table"
+
+
+def _training(plan: FitPlan) -> str:
+    px = plan.scan.typical_px
+    if plan.finetune:
+        return f"fine-tune from timm's pretrained weights (finetune.pretrained; the images are {px} px)"
+    if px < MIN_FINETUNE_PX:
+        why = f"the images are {px} px, under {MIN_FINETUNE_PX} px: ImageNet features do not carry over"
+    else:
+        why = "timm lists no pretrained weights for the models kept"
+    return f"from scratch ({why})"
+
+
+def _model_line(m: ModelChoice, plan: FitPlan) -> str:
+    weights = "pretrained weights" if m.row.pretrained else "no pretrained weights"
+    if m.epoch_s is None:
+        cost = "GPU cost not measured"
+    else:
+        cost = f"{m.row.cpu_ms(plan.image_size):5.2f} ms/img, ~{m.epoch_s:6.1f}s an epoch"
+    head = f"  {'kept' if m.kept else 'left out':<9} {m.row.name:<22} {cost}; {weights}"
+    return head if m.kept else f"{head}; left out: {m.reason}"
+
+
+def plan_lines(plan: FitPlan) -> list[str]:
+    """The plan, one fact a line: data, training mode, models (kept and left out, with reasons),
+    the space, the budget split and the expected trials."""
+    s, b = plan.scan, plan.budget
+    desc = PRESETS[plan.preset]["description"]
+    lines = [
+        f"{plan.name}: preset {plan.preset} ({desc}) · {b.total_s:g}s on {_machine(plan)}",
+        f"data: {s.described}; typical size {s.typical_px} px -> image_size {plan.image_size}; "
+        f"an epoch trains on {s.train_images} images and evaluates {s.eval_images}",
+        f"training: {_training(plan)}",
+        f"models ({len(plan.kept)} of {len(plan.models)} kept; {_cost_basis(plan)}):",
+        *(_model_line(m, plan) for m in plan.models),
+        f"space: base {space_base(plan)}, batch_size one of {list(plan.batch_sizes)}"
+        + (", finetune.pretrained true" if plan.finetune else ""),
+        f"budget: {b.total_s:g}s = {b.start_s:g}s start-up + {b.search_s:g}s search (search.time_budget) "
+        f"+ {b.reserve_s:.0f}s report and export",
+    ]
+    each = "not estimated" if plan.trial_s is None else f"~{plan.trial_s:.0f}s each"
+    lines.append(
+        f"trials: {plan.num_samples} (num_samples; {each}, {plan.slots} at once) · optuna searcher · "
+        f"asha scheduler (max_epochs {plan.max_epochs}, grace_period {plan.grace_period}, reduction {REDUCTION}) · "
+        f"ranked by {plan.metric}"
+    )
+    if plan.trial_s is None:
+        lines.append(
+            "note: the zoo has no measured GPU cost (its GPU column is empty), so epoch times on GPUs are not "
+            "estimated: no model is left out for time, num_samples is the preset's cap and "
+            "search.time_budget ends the search"
+        )
+    return lines
+
+
+def spec_header(plan: FitPlan, path: str) -> str:
+    """The comment on top of the written spec: where it came from, how to run it again."""
+    rerun = f"# Run it again (edit it first if you like): tunefleet search {path}\n"
+    return (
+        "# Written by `tunefleet fit`. The plan it ran:\n" + "".join(f"#   {ln}\n" for ln in plan_lines(plan)) + rerun
+    )
