@@ -267,7 +267,7 @@ def run_experiment(
             scheduler=_scheduler(spec),
             num_samples=1 if grid else num_trials,
             max_concurrent_trials=None if spec.search.searcher in ("grid", "random") else _concurrency(spec),
-            time_budget_s=spec.search.time_budget,
+            # search.time_budget: the stopper keeps it, so trials it cuts close as stopped.
             # One actor per slot runs trial after trial: no process start, and the decoded
             # dataset cached in the worker is reused.
             # Multi-worker trials start a fresh worker group each anyway, and Tune cannot reset

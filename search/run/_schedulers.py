@@ -17,6 +17,7 @@ only where a search is built, so the CLI still answers bad input before Ray load
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -168,6 +169,11 @@ class TargetStopper(Stopper, Callback):
     """``search.stop_at``: once a trial reports the metric at the target, every trial that reports
     next is stopped (``__call__``) and ``stop_all`` ends the search: no new trials.
 
+    It also keeps ``search.time_budget`` (in place of Tune's ``time_budget_s``, which ends the
+    search the same way): once the budget has passed since its first check, ``stop_all`` ends the
+    search, and the trials it cuts close as stopped with their best checkpoints, never as
+    interrupted (a search that ran out of its time budget finished; it was not Ctrl-C).
+
     Tune's ``stop_all`` ends the trials still running without telling the callbacks
     (``on_trial_complete``, which a per-trial stop sends); the search's callbacks would then take
     them for interrupted. So this stopper is a callback too, and at the end of that step tells
@@ -179,6 +185,7 @@ class TargetStopper(Stopper, Callback):
         self.search = search
         self.notify = notify
         self.reached_by: tuple[str, float] | None = None  # (trial id, its value), once reached
+        self._deadline: float | None = None  # monotonic seconds, from the first stop_all check
         self._started: set[str] = set()
         self._ended: set[str] = set()
         self._closed = False
@@ -190,7 +197,14 @@ class TargetStopper(Stopper, Callback):
         return self.reached_by is not None
 
     def stop_all(self) -> bool:
-        return self.reached_by is not None
+        return self.reached_by is not None or self._out_of_time()
+
+    def _out_of_time(self) -> bool:
+        if self.search.time_budget is None:
+            return False
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.search.time_budget
+        return time.monotonic() >= self._deadline
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._started.add(trial.trial_id)
@@ -202,7 +216,7 @@ class TargetStopper(Stopper, Callback):
         self._ended.add(trial.trial_id)
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
-        if self.reached_by is None or self._closed:
+        if self._closed or not (self.reached_by is not None or self._out_of_time()):
             return
         self._closed = True
         for trial in trials:
@@ -213,5 +227,7 @@ class TargetStopper(Stopper, Callback):
 
 
 def stopper(spec: SearchSpec, callbacks: list[Any]) -> TargetStopper | None:
-    """The search's stopper (``search.stop_at``), or None; ``callbacks``: the search's own."""
-    return TargetStopper(spec.search, list(callbacks)) if spec.search.stop_at is not None else None
+    """The search's stopper (``search.stop_at``, ``search.time_budget``), or None; ``callbacks``:
+    the search's own."""
+    wanted = spec.search.stop_at is not None or spec.search.time_budget is not None
+    return TargetStopper(spec.search, list(callbacks)) if wanted else None

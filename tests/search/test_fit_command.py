@@ -236,7 +236,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, run_cli, tmp_pat
 def test_fit_digits_searches_reports_exports_and_registers(cli, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    result = cli("fit", "digits", "--time", "90s", "--preset", "quick", "--register")
+    result = cli("fit", "digits", "--time", "150s", "--preset", "quick", "--register")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     written = tmp_path / "reports" / "fit-digits" / "fit-digits.yaml"
     spec = load_spec(written)  # the file a user edits and reruns

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, get_args
 
@@ -132,6 +133,25 @@ def test_stop_at_ends_the_search_and_completes_its_trials(local_ray, tmp_path):
     # the running trials stopped at their next report at the latest
     assert max(r["epoch"] for _, r in seen.results) <= reached[0][1]["epoch"] + 1
     # every trial that started was completed for the callbacks (none left looking interrupted)
+    assert sorted(seen.completed) == sorted(seen.started)
+
+
+def slow_synthetic(config: dict[str, Any], settings: Any) -> None:
+    """Half a second an epoch: trials that outlast a short time budget."""
+    for epoch in range(1, settings.search.max_epochs + 1):
+        time.sleep(0.5)
+        tune.report({"epoch": epoch, "val_acc": epoch / settings.search.max_epochs})
+
+
+def test_the_time_budget_ends_the_search_and_completes_its_trials(local_ray, tmp_path):
+    """A search out of time finished: the trials it cut close as completed for the callbacks (the
+    driver's ledger then calls them stopped), not as interrupted, which would fail the search."""
+    spec = _spec("fifo", time_budget=10, num_samples=4, max_concurrent=2, max_epochs=100)
+    seen = Collect()
+    started = time.monotonic()
+    run_experiment(spec, [seen], tmp_path / "tune", 4, trainable=slow_synthetic)
+    assert time.monotonic() - started < 40  # a trial alone takes 50 s
+    assert seen.started and max(seen.epochs().values()) < 100
     assert sorted(seen.completed) == sorted(seen.started)
 
 
