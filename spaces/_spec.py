@@ -164,6 +164,10 @@ def spec_from_dict(raw: Any, overrides: dict[str, dict[str, Any]] | None = None)
         space_raw = {"model": raw["model"], **space_raw}
     space = validate_space(space_raw)
     sections = {key: _section(raw, key) for key in SECTIONS}
+    if sections["search"].scheduler == "pbt" and sections["resources"].workers_per_trial > 1:
+        # A multi-worker trial reports its checkpoint as a path, not a Tune checkpoint: PBT
+        # would have nothing to hand from donor to receiver and skip every exploit.
+        raise SpecError("resources.workers_per_trial", "scheduler pbt needs single-worker trials (1)")
     if not sections["tracking"].experiment:
         sections["tracking"] = sections["tracking"].model_copy(update={"experiment": name})
     return SearchSpec(name=name, space=space, **sections)

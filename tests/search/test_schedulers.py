@@ -222,6 +222,15 @@ def test_bad_settings_are_one_line(case, run_cli, write_spec, small_spec):
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}"), result.stderr
 
 
+def test_pbt_needs_single_worker_trials(run_cli, write_spec, small_spec):
+    small_spec["search"] |= {"searcher": "random", "scheduler": "pbt"}
+    small_spec["resources"] = {"workers_per_trial": 2}
+    result = run_cli("search", str(write_spec(small_spec)))
+    assert result.returncode == 2, result.stderr
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert line == "error: resources.workers_per_trial: scheduler pbt needs single-worker trials (1)"
+
+
 @pytest.mark.slow
 def test_pbt_search_hands_a_checkpoint_on_with_a_perturbed_lr(cli, write_spec, small_spec, tmp_path):
     """Through the CLI on digits: a trial's recorded best checkpoint (MLflow artifact) holds the
