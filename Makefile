@@ -45,7 +45,7 @@ test: $(VENV)/.installed-dev
 
 # The inner loop: everything but real searches and clusters (CI runs the whole suite).
 test-fast: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -m "not slow and not cluster"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not cluster"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
