@@ -26,6 +26,7 @@ from tunefleet.spaces import CheckpointMeta, DataSpec, Domain, SpecError, load_s
 from tunefleet.spaces import records as rec
 
 from . import _plots as plots
+from ._cost import cost_by_model
 from ._importance import param_importances, searched_knobs
 from ._runs import finished_trials, open_experiment, ranking, search_run, trials_frame
 
@@ -251,6 +252,9 @@ def _collect(client: MlflowClient, uri: str, parent: Run, trials: pd.DataFrame, 
         _search_figures(draft, trials, space, history, (metric, mode), start_ms, str(best["run_id"].iloc[0]))
         _trial_figures(client, uri, draft, best, Path(tmp))
     draft.tables.insert(0, (f"Top {len(best)} finished trials", _top_table(best, space, metric)))
+    costs = cost_by_model(trials, metric, mode)
+    table = costs.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
+    draft.tables.insert(1, (f"Quality against cost per model (best {metric}; epochs and trial seconds)", table))
     return draft
 
 

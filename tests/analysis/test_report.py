@@ -108,6 +108,8 @@ def test_report_of_a_real_search_has_every_figure_in_png_html_and_mlflow(searche
         assert base64.b64encode(data).decode() in page  # embedded: the one file works anywhere
     assert report.html == out / HTML_NAME and report.search_run_id in page
     assert "Parameter importance" in page and "all finished trials" in page and "Top 3 finished trials" in page
+    # quality against cost: the one model of the search, its four trials, epochs and seconds
+    assert "Quality against cost per model" in page and "<td>test_resnet</td>" in page
     client = MlflowClient(tracking_uri=searched.uri)
     logged = {Path(a.path).name for a in client.list_artifacts(report.search_run_id, ARTIFACT_PATH)}
     assert logged == names | {HTML_NAME} and report.artifact_path == ARTIFACT_PATH
