@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from tunefleet.spaces import PRESETS, SpecError, spec_from_dict
+from tunefleet.spaces import PRESETS, SearchSpec, SpecError, spec_from_dict
 
 from ..fit import (
     DIGITS,
@@ -105,18 +105,18 @@ def fit(
     from ..run._experiment import preflight
 
     checked = preflight(spec)  # models, data and input size, as `tunefleet search` checks them
-    path = write_spec(plan)
+    path = write_spec(plan, spec)
     console.print(f"wrote {path} (run it again with: tunefleet search {path})", highlight=False)
     _exit_with(run_search(spec, checked, uri, None, storage, console))
     _ship(plan, uri, register_as)
 
 
-def write_spec(plan: FitPlan) -> Path:
+def write_spec(plan: FitPlan, spec: SearchSpec) -> Path:
     """``reports/fit-NAME/fit-NAME.yaml``: the spec as the search run logs it (``spec.yaml``),
     under a comment with the plan."""
     path = REPORTS_DIR / plan.name / f"{plan.name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(spec_header(plan, str(path)) + fit_search_spec(plan).to_yaml())
+    path.write_text(spec_header(plan, str(path)) + spec.to_yaml())
     return path
 
 
