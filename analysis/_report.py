@@ -13,6 +13,7 @@ import html
 import io
 import math
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +27,7 @@ from tunefleet.spaces import CheckpointMeta, DataSpec, Domain, SpecError, load_s
 from tunefleet.spaces import records as rec
 
 from . import _plots as plots
-from ._cost import cost_by_model
+from ._cost import cost_by_model, cost_figure
 from ._importance import param_importances, searched_knobs
 from ._runs import finished_trials, open_experiment, ranking, search_run, trials_frame
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from tunefleet.trainables import FileSplit, ImageData, Split
 
 ARTIFACT_PATH = rec.REPORT_ARTIFACT_DIR
+LIVE_NOTE = "the search is still running: this report is a snapshot"
 HTML_NAME = "report.html"
 DPI = 110
 BAD_CASES = 16  # images per bad-case grid
@@ -43,7 +45,8 @@ BAD_CASES_PREFIX = "bad_cases_top"
 # File names of the figures (each top trial's bad cases: BAD_CASES_PREFIX + rank + ".png").
 IMPORTANCE_PNG, PARALLEL_PNG = "importance.png", "parallel_coordinates.png"
 CURVES_PNG, BEST_SO_FAR_PNG, CONFUSION_PNG = "learning_curves.png", "best_so_far.png", "confusion_matrix.png"
-FIGURE_NAMES = (IMPORTANCE_PNG, PARALLEL_PNG, CURVES_PNG, BEST_SO_FAR_PNG, CONFUSION_PNG)
+COST_PNG = "quality_vs_cost.png"
+FIGURE_NAMES = (IMPORTANCE_PNG, PARALLEL_PNG, CURVES_PNG, BEST_SO_FAR_PNG, CONFUSION_PNG, COST_PNG)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Report:
     experiment_id: str
     artifact_path: str | None  # where the files are on the search run; None when not logged
     notes: list[str]
+    summary: str = ""  # the page's first line: the search run, its ranking and its trials
 
 
 @dataclass
@@ -255,6 +259,8 @@ def _collect(client: MlflowClient, uri: str, parent: Run, trials: pd.DataFrame, 
     costs = cost_by_model(trials, metric, mode)
     table = costs.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
     draft.tables.insert(1, (f"Quality against cost per model (best {metric}; epochs and trial seconds)", table))
+    caption = f"each trial's best {metric} against its seconds, by model: was the bigger model worth its time?"
+    draft.add(COST_PNG, caption, cost_figure(trials, metric))
     return draft
 
 
@@ -299,10 +305,11 @@ def build_report(
     draft = _collect(client, uri, parent, trials, best)
     counts = ", ".join(f"{n} {o or 'unknown'}" for o, n in trials["outcome"].value_counts().items())
     summary = f"search run {run_id}, ranked by {metric} ({mode}); {len(trials)} trials: {counts}"
+    if parent.info.status == "RUNNING":  # a live refresh (or a search that died without closing its run)
+        summary += f"; {LIVE_NOTE} as of {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
     files, page = _write(draft, out_dir, f"tunefleet report: {experiment}", summary)
     if log_artifacts:
         for path in [*files, page]:  # only our files: out_dir may hold other things
             client.log_artifact(run_id, str(path), artifact_path=ARTIFACT_PATH)
-    return Report(
-        out_dir, files, page, run_id, found.experiment_id, ARTIFACT_PATH if log_artifacts else None, list(draft.notes)
-    )
+    logged = ARTIFACT_PATH if log_artifacts else None
+    return Report(out_dir, files, page, run_id, found.experiment_id, logged, list(draft.notes), summary)

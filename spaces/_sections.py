@@ -295,6 +295,12 @@ class Tracking(Section):
         None, description="MLflow tracking URI; --tracking-uri, then this, then $MLFLOW_TRACKING_URI"
     )
     experiment: str = Field("", description="MLflow experiment (default: the spec's name)")
+    report_every: int = Field(
+        5,
+        ge=0,
+        description="refresh the report on the search run every N ended trials while the search runs "
+        "(in a child process); 0: only when it ends",
+    )
 
 
 SECTIONS: dict[str, type[Section]] = {

@@ -169,8 +169,9 @@ def search_in(tmp_path_factory) -> Callable[..., Searched]:
 @pytest.fixture(scope="session")
 def searched(search_in) -> Searched:
     """One real, short search (``SMALL_SPEC``: four trials, all run to the end, with SGD's
-    conditional momentum) for every test that only reads a search back or adds exports to it."""
-    return search_in("searched", search={**SMALL_SPEC["search"], "max_epochs": 3})
+    conditional momentum) for every test that only reads a search back or adds exports to it. Its
+    report is refreshed after every ended trial while it runs."""
+    return search_in("searched", search={**SMALL_SPEC["search"], "max_epochs": 3}, tracking={"report_every": 1})
 
 
 # Image folders generated on the fly: colour-coded classes, uneven sizes.

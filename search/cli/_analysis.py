@@ -128,6 +128,7 @@ def report(
     uri = resolve_uri(tracking_uri)
     done = build_report(uri, experiment, out_dir or REPORTS_DIR / experiment, search_run)
     console = out()
+    console.print(done.summary, highlight=False, markup=False, soft_wrap=True)
     for note in done.notes:
         console.print(f"note: {note}", highlight=False)
     console.print(f"wrote {len(done.files)} figures and {done.html}", highlight=False)

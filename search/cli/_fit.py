@@ -82,6 +82,7 @@ def fit(
     ] = None,
     tracking_uri: TrackingUri = None,
     storage: Annotated[str, typer.Option(help="Ray Tune's state and checkpoints")] = "tunefleet-runs",
+    seed: Annotated[int, typer.Option(help="the search's seed (search.seed)")] = 0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan; start and write nothing")] = False,
 ) -> None:
     """Search the model zoo for DATA within --time, then report and export the best trials as one ONNX ensemble."""
@@ -90,7 +91,7 @@ def fit(
     if data != DIGITS:
         check_folder(data)
     _register_check(register_as)
-    plan = plan_fit(scan_data(data), preset, total_s, gpus, metric, os.cpu_count() or 1)
+    plan = plan_fit(scan_data(data), preset, total_s, gpus, metric, os.cpu_count() or 1, seed=seed)
     spec = fit_search_spec(plan)
     console = out()
     for line in plan_lines(plan):
@@ -124,9 +125,8 @@ def _ship(plan: FitPlan, uri: str, register_as: str | None) -> None:
     """The ensemble of the (up to) ``TOP_K`` best finished trials, exported and registered as
     ``tunefleet export`` does; a search whose trials all stopped early has nothing to ship.
 
-    Export refuses a member whose rebuilt model does not reproduce its recorded test logits within
-    an absolute tolerance, which a diverged trial's huge logits (1e4) miss by float32 rounding
-    alone; such a trial ranks last, so the pool shrinks by one and the export runs again."""
+    A member that does not reproduce its recorded test logits when rebuilt is refused by export;
+    the export then runs again over the K - 1 best, rather than shipping nothing."""
     from tunefleet.analysis import finished_trials, open_experiment, ranking, search_run, trials_frame
 
     client, experiment = open_experiment(uri, plan.name)

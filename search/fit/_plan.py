@@ -88,6 +88,11 @@ class Budget:
     search_s: int  # search.time_budget: whole seconds
 
     @property
+    def searching_s(self) -> int:
+        """All the time for searching, whatever the phases: ``--time`` less start-up and reserve."""
+        return self.search_s
+
+    @property
     def training_s(self) -> float:
         """The search's time once its first workers are up."""
         return self.search_s - WORKER_START_S
@@ -117,6 +122,7 @@ class FitPlan:
     grace_period: int
     trial_s: float | None  # expected seconds of one trial (None: not estimable on GPUs)
     num_samples: int
+    seed: int = 0
 
     @property
     def name(self) -> str:
@@ -252,7 +258,7 @@ def check_options(preset: str, gpus: int) -> None:
         raise SpecError("--gpus", f"must be >= 0, got {gpus}")
 
 
-def plan_fit(scan: DataScan, preset: str, total_s: float, gpus: int, metric: str, cpus: int) -> FitPlan:
+def plan_fit(scan: DataScan, preset: str, total_s: float, gpus: int, metric: str, cpus: int, seed: int = 0) -> FitPlan:
     """The whole plan; ``SpecError`` for an unknown preset, negative GPUs or too little time."""
     check_options(preset, gpus)
     size = image_size(scan.typical_px, preset)
@@ -279,4 +285,5 @@ def plan_fit(scan: DataScan, preset: str, total_s: float, gpus: int, metric: str
         grace_period=grace(epochs),
         trial_s=per_trial,
         num_samples=trials,
+        seed=seed,
     )

@@ -37,7 +37,7 @@ def fit_spec(plan: FitPlan) -> dict[str, Any]:
         "grace_period": plan.grace_period,
         "reduction_factor": REDUCTION,
         "time_budget": plan.budget.search_s,
-        "seed": 0,
+        "seed": plan.seed,
     }
     _, cpus_per_trial = slots(plan.cpus, plan.gpus)
     resources = {"workers_per_trial": 1, "cpus_per_worker": cpus_per_trial, "gpus_per_worker": 1 if plan.gpus else 0}

@@ -37,6 +37,7 @@ from ..tracking._search_run import search_summary, start_search_run
 from ..tracking._store import open_store
 from ..tracking._trial_records import driver_tags
 from ._experiment import Plan, experiment_name, experiment_path, resume_experiment, run_experiment
+from ._live import LiveReport
 from ._progress import ConsoleProgress, trials_table
 from ._ray import start_ray
 from ._watchdog import TrialWatchdog
@@ -152,7 +153,9 @@ def run_search(
     on_server = uri.startswith(SERVER_SCHEMES)
     ledger = TrialLedger(spec.search.metric, spec.search.mode)
     tracker = MlflowTrialCallback(uri, parent_id, spec, ledger, driver_uploads=not on_server)
-    callbacks = _callbacks(spec, plan, ledger, tracker, console)
+    live = LiveReport(spec.tracking.experiment, uri, parent_id, spec.tracking.report_every,
+                      REPORTS_DIR / spec.tracking.experiment)  # fmt: skip
+    callbacks = _callbacks(spec, plan, ledger, tracker, console, live)
     link = RunLink(uri, parent_id) if on_server else None
     earlier = resume.search_run.data.metrics.get(rec.WALL_S, 0.0) if resume else 0.0  # wall time before
     if resume is None or more:
@@ -166,7 +169,12 @@ def run_search(
         adopt_trials(resume, ledger, tracker)
         summary = _more_summary(ledger, plan) if more else _resume_summary(ledger, resume)
         console.print(f"{'extending' if more else 'resuming'} search run {parent_id}: {summary}", highlight=False)
-    status, wall, cut_short = _run_to_end(experiment, ledger, tracker, console, earlier)
+    try:
+        status, wall, cut_short = _run_to_end(experiment, ledger, tracker, console, earlier)
+    except BaseException:
+        live.close(wait=False)
+        raise
+    live.close(wait=status == "FINISHED")
     console.print(trials_table(ledger))
     if status == "KILLED":
         return _interrupted(spec, uri, parent_id, cut_short, console)
@@ -174,11 +182,20 @@ def run_search(
 
 
 def _callbacks(
-    spec: SearchSpec, plan: Plan, ledger: TrialLedger, tracker: MlflowTrialCallback, console: Console
+    spec: SearchSpec,
+    plan: Plan,
+    ledger: TrialLedger,
+    tracker: MlflowTrialCallback,
+    console: Console,
+    live: LiveReport,
 ) -> list[Any]:
-    """Tune's callbacks, in order: the ledger first (the others read it), MLflow, the console, and
-    the watchdog when ``search.trial_timeout`` is set."""
+    """Tune's callbacks, in order: the ledger first (the others read it), MLflow, the console, the
+    live report when ``tracking.report_every`` is set, and the watchdog when
+    ``search.trial_timeout`` is."""
     callbacks: list[Any] = [ledger, tracker, ConsoleProgress(ledger, console, plan.trials)]
+    if live.every:
+        live.ledger = ledger
+        callbacks.append(live)
     if spec.search.trial_timeout is not None:
         callbacks.append(TrialWatchdog(spec.search.trial_timeout, ledger))
     return callbacks

@@ -6,7 +6,8 @@ import math
 
 import pandas as pd
 
-from tunefleet.analysis._cost import COST_COLUMNS, cost_by_model
+from tunefleet.analysis._cost import COST_COLUMNS, cost_by_model, cost_figure
+from tunefleet.spaces import records as rec
 
 
 def _trials() -> pd.DataFrame:
@@ -33,3 +34,21 @@ def test_one_row_per_model_best_first_with_its_cost():
 def test_a_search_without_the_metric_has_an_empty_table():
     assert cost_by_model(_trials(), "val_acc", "max").empty
     assert cost_by_model(pd.DataFrame(), "val_acc", "max").empty
+
+
+def test_cost_figure_has_a_point_per_scored_trial_and_a_legend_entry_per_model():
+    trials = _trials().assign(outcome=[rec.COMPLETED, rec.STOPPED, rec.STOPPED, rec.COMPLETED, rec.FAILED])
+    figure = cost_figure(trials, "val_loss", model="unknown")
+    assert figure is not None
+    (ax,) = figure.axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["resnet18", "lcnet_050"]  # unscored: no entry
+    points = {tuple(map(tuple, c.get_offsets())): c for c in ax.collections}
+    assert len(points) == 4 and sum(len(k) for k in points) == 4  # one marker per scored trial
+    hollow = [c for c in ax.collections if len(c.get_facecolors()) == 0 or c.get_facecolors()[0][3] == 0]
+    assert sorted(tuple(c.get_offsets()[0]) for c in hollow) == [(8.0, 0.5), (60.0, 0.2)]  # the stopped ones
+    assert ax.get_xlabel() == "trial wall-clock seconds" and ax.get_ylabel() == "best val_loss"
+
+
+def test_no_cost_figure_without_the_metric():
+    assert cost_figure(_trials(), "val_acc") is None
+    assert cost_figure(pd.DataFrame(), "val_loss") is None

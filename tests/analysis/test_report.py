@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import shutil
 from pathlib import Path
 
 import mlflow.artifacts
@@ -24,6 +25,7 @@ from tunefleet.analysis._report import (
     CURVES_PNG,
     FIGURE_NAMES,
     HTML_NAME,
+    LIVE_NOTE,
     build_report,
 )
 from tunefleet.spaces import SpecError
@@ -114,6 +116,28 @@ def test_report_of_a_real_search_has_every_figure_in_png_html_and_mlflow(searche
     logged = {Path(a.path).name for a in client.list_artifacts(report.search_run_id, ARTIFACT_PATH)}
     assert logged == names | {HTML_NAME} and report.artifact_path == ARTIFACT_PATH
     assert client.get_run(report.search_run_id).data.tags[rec.ROLE_TAG] == rec.ROLE_SEARCH
+    assert LIVE_NOTE not in report.summary and report.summary in page  # the search has ended
+
+
+@pytest.mark.slow
+def test_the_report_refreshed_while_the_search_ran(searched):
+    """``searched`` refreshes its report after every ended trial (``tracking.report_every: 1``): at
+    least one refresh ran to its end while the search was still running, and said so."""
+    log = (searched.folder / "reports" / "small" / "live-report.log").read_text()
+    assert LIVE_NOTE in log, log
+    assert "logged as artifacts report/ of search run" in log
+
+
+@pytest.mark.slow
+def test_a_report_of_a_running_search_says_it_is_a_snapshot(searched, tmp_path):
+    copy = tmp_path / "mlflow.db"  # the runs' artifacts stay where the copy's records point
+    shutil.copy(searched.folder / "mlflow.db", copy)
+    uri = f"sqlite:///{copy}"
+    client = MlflowClient(tracking_uri=uri)
+    parent = _search_run_id(client)
+    client.update_run(parent, status="RUNNING")
+    report = build_report(uri, "small", tmp_path / "out", log_artifacts=False)
+    assert LIVE_NOTE in report.summary and report.summary in report.html.read_text()
 
 
 @pytest.mark.slow
@@ -141,6 +165,12 @@ def test_unknown_experiment_or_search_run_writes_nothing(searched, tmp_path):
     with pytest.raises(SpecError, match="not a search run"):
         build_report(searched.uri, "small", out, search_run_id=_a_trial_run(searched.uri))
     assert not out.exists()
+
+
+def _search_run_id(client: MlflowClient) -> str:
+    experiment = client.get_experiment_by_name("small")
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_SEARCH}'")
+    return str(runs[0].info.run_id)
 
 
 def _a_trial_run(uri: str) -> str:

@@ -1,0 +1,94 @@
+"""The live report: while a search runs, its report on the search run is rebuilt every few ended
+trials, so the MLflow UI is a live view of the study (as optuna-dashboard and W&B sweeps are).
+
+Off the driver's hot path: the report is ``tunefleet report`` in a child process (its own
+interpreter, so its pandas, matplotlib and image decoding never hold the driver's GIL), at most
+one at a time; when one is still running as the next is due, that refresh is skipped, and the
+next ended trial tries again. It reads what the tracking writer has delivered by then (a trial
+that ended a moment ago may show in the next refresh). The search's own final report replaces
+the last live one: when the search ends, ``close`` lets a refresh still running finish (the
+two would otherwise write the same files at once), and stops it when the search was interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from tunefleet.spaces import records as rec
+
+from ..tracking._ledger import TrialLedger
+
+logger = logging.getLogger(__name__)
+FINISH_WAIT_S = 60.0  # the most a finished search waits for a refresh still running
+STOP_WAIT_S = 10.0  # for one stopped (interrupted search) to exit
+
+
+class LiveReport(Callback):
+    """Rebuilds the search's report every ``every`` ended trials (completed, stopped, failed),
+    once at least one trial has completed (a report ranks completed trials)."""
+
+    def __init__(self, experiment: str, uri: str, search_run_id: str, every: int, out_dir: Path) -> None:
+        self.command = [sys.executable, "-m", "tunefleet.search.cli", "report", experiment,
+                        "--search-run", search_run_id, "--tracking-uri", uri, "--out", str(out_dir)]  # fmt: skip
+        self.every = every
+        self.log_path = out_dir / "live-report.log"
+        self.ledger: TrialLedger | None = None  # the search's ledger (its first callback)
+        self.ended = 0
+        self.refreshed_at = 0  # trials ended at the last refresh started
+        self.refreshes = 0
+        self._child: subprocess.Popen[bytes] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__ | {"_child": None}  # Tune pickles its callbacks with its state
+
+    def _due(self) -> bool:
+        if self.ended - self.refreshed_at < self.every:
+            return False
+        if self.ledger is not None and not self.ledger.counts()[rec.COMPLETED]:
+            return False
+        return self._child is None or self._child.poll() is not None
+
+    def _trial_ended(self) -> None:
+        self.ended += 1
+        if not self._due():
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            try:
+                self._child = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL)  # fmt: skip
+            except OSError as err:  # a report is a view: never a reason to stop the search
+                logger.warning("live report not started: %s", err)
+                return
+        self.refreshed_at = self.ended
+        self.refreshes += 1
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._trial_ended()
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._trial_ended()
+
+    def close(self, wait: bool) -> None:
+        """Before the search's final report: let a refresh still running finish (``wait``), or stop it."""
+        child, self._child = self._child, None
+        if child is None or child.poll() is not None:
+            return
+        if wait:
+            try:
+                child.wait(FINISH_WAIT_S)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        child.terminate()
+        try:
+            child.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
