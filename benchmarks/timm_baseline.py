@@ -98,18 +98,22 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     epochs = args.epochs
     sched = None
     epoch = 0
+    epoch_s = 0.0
     while epoch < (epochs or 1):
         began = time.monotonic()
         train_epoch(model, x, y, opt)
         epoch += 1
+        epoch_s = time.monotonic() - began
         if not epochs:  # sized from the first epoch, as a user would after one trial run
-            left = args.time - (time.monotonic() - start) - 2 * (time.monotonic() - began) / 3
-            epochs = 1 + max(0, math.floor(left / (time.monotonic() - began)))
+            left = args.time - (time.monotonic() - start) - 2 * epoch_s / 3
+            epochs = 1 + max(0, math.floor(left / epoch_s))
+        elif not args.epochs and time.monotonic() - start + epoch_s > args.time:
+            break  # the machine got slower than the first epoch said: the deadline holds
         if sched is None:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs - 1))
         else:
             sched.step()
-    result = {"test_acc": accuracy(model, tx, ty), "epochs": float(epochs), "seconds": time.monotonic() - start}
+    result = {"test_acc": accuracy(model, tx, ty), "epochs": float(epoch), "seconds": time.monotonic() - start}
     print(json.dumps(result))
     return result
 

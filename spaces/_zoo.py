@@ -88,6 +88,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "target_images": 10_000,
         "epochs": [2, 10],
         "max_trials": 16,
+        "final_epochs": 30,  # the most epochs a final-phase trial trains
     },
     "balanced": {
         "description": "six small models, the everyday recipe space, up to 128 px",
@@ -99,6 +100,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "target_images": 30_000,
         "epochs": [3, 20],
         "max_trials": 64,
+        "final_epochs": 60,  # the most epochs a final-phase trial trains
     },
     "best": {
         "description": "eight models up to resnet50, up to 224 px, longer trials",
@@ -110,6 +112,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "target_images": 100_000,
         "epochs": [5, 50],
         "max_trials": 256,
+        "final_epochs": 150,  # the most epochs a final-phase trial trains
     },
 }
 

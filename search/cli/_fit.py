@@ -10,6 +10,7 @@ The written spec runs again unchanged with ``tunefleet search``.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +25,10 @@ from ..fit import (
     FitPlan,
     check_folder,
     check_options,
+    final_phase,
+    final_search,
     fit_search_spec,
+    fit_spec,
     plan_fit,
     plan_lines,
     scan_data,
@@ -86,8 +90,10 @@ def fit(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan; start and write nothing")] = False,
 ) -> None:
     """Search the model zoo for DATA within --time, then report and export the best trials as one ONNX ensemble."""
+    deadline = time.monotonic()  # plus --time, once it is read
     check_options(preset, gpus)
     total_s = _seconds(duration, metric)
+    deadline += total_s
     if data != DIGITS:
         check_folder(data)
     _register_check(register_as)
@@ -109,19 +115,60 @@ def fit(
     path = write_spec(plan, spec)
     console.print(f"wrote {path} (run it again with: tunefleet search {path})", highlight=False)
     _exit_with(run_search(spec, checked, uri, None, storage, console))
-    _ship(plan, uri, register_as)
+    _ship(plan, uri, register_as, _final_phase(plan, uri, storage, deadline))
 
 
 def write_spec(plan: FitPlan, spec: SearchSpec) -> Path:
-    """``reports/fit-NAME/fit-NAME.yaml``: the spec as the search run logs it (``spec.yaml``),
-    under a comment with the plan."""
-    path = REPORTS_DIR / plan.name / f"{plan.name}.yaml"
+    """``reports/fit-NAME/SPEC-NAME.yaml`` (``fit-NAME``, and ``fit-NAME-final`` for the final
+    phase): the spec as the search run logs it (``spec.yaml``), under a comment with the plan."""
+    path = REPORTS_DIR / plan.name / f"{spec.name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(spec_header(plan, str(path)) + spec.to_yaml())
     return path
 
 
-def _ship(plan: FitPlan, uri: str, register_as: str | None) -> None:
+def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float) -> str:
+    """Run the final phase (``tunefleet.search.fit._final``) when the plan has one and the time
+    left allows; the search run to export from: the final one, or the search's when the final
+    phase was skipped or shipped no finished trial."""
+    from tunefleet.analysis import finished_trials, open_experiment, ranking, search_run, trials_frame
+
+    from ..run._driver import run_search
+    from ..run._experiment import preflight
+    from ..run._warm import warm_start
+    from . import _exit_with
+
+    client, experiment = open_experiment(uri, plan.name)
+    searched = search_run(client, experiment, None)
+    if not plan.final_epochs:
+        return searched.info.run_id
+    metric, mode = ranking(searched)
+    trials = trials_frame(client, searched)
+    ranked = finished_trials(trials, metric, mode) if (trials["status"] == "FINISHED").any() else trials.iloc[:0]
+    left = deadline - time.monotonic() - plan.budget.reserve_s
+    final = final_phase(plan, ranked, trials, left)
+    console = out()
+    if final is None:
+        console.print(f"final phase: skipped ({left:.0f}s left is too little to train longer than the search did)")
+        return searched.info.run_id
+    spec = spec_from_dict(final_search(plan, final, fit_spec(plan)))
+    path = write_spec(plan, spec)
+    console.print(
+        f"final phase: {', '.join(final.models)} again for {final.epochs} epochs (~{final.epoch_s:.1f}s an epoch "
+        f"measured), {final.time_budget}s; spec {path}",
+        highlight=False,
+    )
+    code = run_search(spec, preflight(spec)._replace(warm=warm_start(uri, spec)), uri, None, storage, console)
+    if code == 130:
+        _exit_with(code)
+    done = search_run(client, experiment, None)
+    if code == 0 and (trials_frame(client, done)["status"] == "FINISHED").any():
+        return done.info.run_id
+    console.print("final phase: no trial finished; exporting the search's own trials", style="yellow")
+    return searched.info.run_id
+
+
+def _ship(plan: FitPlan, uri: str, register_as: str | None, run_id: str) -> None:
     """The ensemble of the (up to) ``TOP_K`` best finished trials, exported and registered as
     ``tunefleet export`` does; a search whose trials all stopped early has nothing to ship.
 
@@ -130,7 +177,7 @@ def _ship(plan: FitPlan, uri: str, register_as: str | None) -> None:
     from tunefleet.analysis import finished_trials, open_experiment, ranking, search_run, trials_frame
 
     client, experiment = open_experiment(uri, plan.name)
-    parent = search_run(client, experiment, None)  # the search just run: the latest
+    parent = search_run(client, experiment, run_id)
     metric, mode = ranking(parent)
     try:
         finished = len(finished_trials(trials_frame(client, parent), metric, mode))

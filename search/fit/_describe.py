@@ -58,7 +58,8 @@ def plan_lines(plan: FitPlan) -> list[str]:
         f"space: base {space_base(plan)}, batch_size one of {list(plan.batch_sizes)}"
         + (", finetune.pretrained true" if plan.finetune else ""),
         f"budget: {b.total_s:g}s = {b.start_s:g}s start-up + {b.search_s:g}s search (search.time_budget) "
-        f"+ {b.reserve_s:.0f}s report and export",
+        + (f"+ {b.searching_s - b.search_s:g}s final phase " if b.final_s else "")
+        + f"+ {b.reserve_s:.0f}s report and export",
     ]
     each = "not estimated" if plan.trial_s is None else f"~{plan.trial_s:.0f}s each"
     lines.append(
@@ -66,6 +67,12 @@ def plan_lines(plan: FitPlan) -> list[str]:
         f"asha scheduler (max_epochs {plan.max_epochs}, grace_period {plan.grace_period}, reduction {REDUCTION}) · "
         f"ranked by {plan.metric}"
     )
+    if plan.final_epochs:
+        lines.append(
+            f"final phase: the {plan.slots} best completed configs of the search trained again, side by side, "
+            f"from scratch, for as long as the time left allows (~{plan.final_epochs} epochs; fifo, no early "
+            f"stopping; search.time_budget {b.final_s}s); the ensemble is exported from them"
+        )
     if plan.trial_s is None:
         lines.append(
             "note: the zoo has no measured GPU cost (its GPU column is empty), so epoch times on GPUs are not "

@@ -31,6 +31,11 @@ presets x data sizes x budgets. The rules, in order:
    per slot (the first wave starts together and fits the tail), at most the preset's
    ``max_trials``.
 9. **Batch sizes**: the preset's choices that leave at least ``MIN_STEPS`` steps per epoch.
+10. **Final phase** (``_final``): ``FINAL_SHARE`` of the searching time is kept for training the
+    best configs again, longer, once the search has found them; rules 3-8 then plan the search in
+    the rest. Kept only when a final trial would train at least ``WORTH`` x the search's
+    ``max_epochs`` (estimated here from the zoo; decided from measured epoch times after the
+    search); otherwise the search has all the time.
 """
 
 from __future__ import annotations
@@ -65,6 +70,13 @@ MIN_FINETUNE_PX = 32
 MIN_STEPS = 8  # optimizer steps per epoch a batch size must leave
 GRID = 32  # image sizes are multiples of this
 REDUCTION = 3
+FINAL_SHARE = 0.5  # of the searching time, for the final phase
+FINAL_START_S = WORKER_START_S + 2.0  # the final phase's search run, and its trials' workers starting again
+WORTH = 2  # a final phase pays when its trials train this many times the search's max_epochs
+# The share of the final phase's budget its epochs are planned to fill: a trial still running at
+# the budget is cut short (and an export takes finished trials only), and an epoch of two trials
+# side by side, each with its own data loading, runs a little slower than the search measured.
+FINAL_FILL = 0.85
 
 
 @dataclass(frozen=True)
@@ -86,11 +98,12 @@ class Budget:
     start_s: float
     reserve_s: float  # the report and the export
     search_s: int  # search.time_budget: whole seconds
+    final_s: int = 0  # the final phase's search.time_budget (0: no final phase)
 
     @property
     def searching_s(self) -> int:
-        """All the time for searching, whatever the phases: ``--time`` less start-up and reserve."""
-        return self.search_s
+        """All the time for searching, both phases: ``--time`` less start-up and reserve."""
+        return self.search_s + (math.ceil(FINAL_START_S) + self.final_s if self.final_s else 0)
 
     @property
     def training_s(self) -> float:
@@ -123,6 +136,7 @@ class FitPlan:
     trial_s: float | None  # expected seconds of one trial (None: not estimable on GPUs)
     num_samples: int
     seed: int = 0
+    final_epochs: int = 0  # the final phase's estimated epochs (0: no final phase)
 
     @property
     def name(self) -> str:
@@ -146,10 +160,21 @@ def slots(cpus: int, gpus: int) -> tuple[int, float]:
     return max(1, cpus), 1.0
 
 
-def budget(total_s: float) -> Budget:
-    """Rule 3: the search's share of ``--time`` (may be <= 0: then nothing fits)."""
+def budget(total_s: float, final_share: float = 0.0) -> Budget:
+    """Rule 3: the search's share of ``--time`` (may be <= 0: then nothing fits); with
+    ``final_share``, that share of it goes to a final phase instead (rule 10)."""
     reserve = REPORT_S + TOP_K * EXPORT_S + RESERVE_SHARE * total_s
-    return Budget(total_s, START_S, reserve, math.floor(total_s - START_S - reserve))
+    searching = math.floor(total_s - START_S - reserve)
+    final = math.floor(final_share * searching)
+    if not final:
+        return Budget(total_s, START_S, reserve, searching)
+    return Budget(total_s, START_S, reserve, searching - final, final - math.ceil(FINAL_START_S))
+
+
+def final_epochs(time_budget: float, epoch_s: float, preset: str) -> int:
+    """Rule 10: epochs a final trial fits in ``time_budget`` once its worker is up, within the preset's cap."""
+    fits = math.floor((FINAL_FILL * time_budget - WORKER_START_S - SETUP_S) / max(epoch_s, 1e-3))
+    return max(0, min(int(PRESETS[preset]["final_epochs"]), fits))
 
 
 def epoch_seconds(row: ZooModel, scan: DataScan, size: int, gpus: int) -> float | None:
@@ -261,14 +286,35 @@ def check_options(preset: str, gpus: int) -> None:
 def plan_fit(scan: DataScan, preset: str, total_s: float, gpus: int, metric: str, cpus: int, seed: int = 0) -> FitPlan:
     """The whole plan; ``SpecError`` for an unknown preset, negative GPUs or too little time."""
     check_options(preset, gpus)
+    two_phase = _plan_with(budget(total_s, FINAL_SHARE), scan, preset, gpus, metric, cpus, seed)
+    if two_phase is not None and two_phase.final_epochs >= WORTH * two_phase.max_epochs:
+        return two_phase
+    one_phase = _plan_with(budget(total_s), scan, preset, gpus, metric, cpus, seed)
+    if one_phase is None:
+        choices, _ = choose_models(preset_models(preset), scan, image_size(scan.typical_px, preset), gpus,
+                                   budget(total_s), preset)  # fmt: skip
+        raise too_short(choices, total_s, preset)
+    return one_phase
+
+
+def _plan_with(
+    split: Budget, scan: DataScan, preset: str, gpus: int, metric: str, cpus: int, seed: int
+) -> FitPlan | None:
+    """The plan within ``split``; None when it keeps no model."""
     size = image_size(scan.typical_px, preset)
     n_slots, _ = slots(cpus, gpus)
-    split = budget(total_s)
     choices, finetune = choose_models(preset_models(preset), scan, size, gpus, split, preset)
     kept = [m for m in choices if m.kept]
     if not kept or split.tail_s < SETUP_S:
-        raise too_short(choices, total_s, preset)
+        return None
     epochs, trials, per_trial = epochs_and_trials(kept, scan, preset, split, n_slots)
+    slowest = max((m.epoch_s for m in kept if m.epoch_s is not None), default=None)
+    if not split.final_s:
+        final = 0
+    elif slowest is None:  # no cost figure (GPUs): the measured epochs decide after the search
+        final = int(PRESETS[preset]["final_epochs"])
+    else:
+        final = final_epochs(split.final_s, slowest, preset)
     return FitPlan(
         scan=scan,
         preset=preset,
@@ -286,4 +332,5 @@ def plan_fit(scan: DataScan, preset: str, total_s: float, gpus: int, metric: str
         trial_s=per_trial,
         num_samples=trials,
         seed=seed,
+        final_epochs=final,
     )

@@ -3,6 +3,7 @@ and one real fit of digits end to end (search, report, export, registry)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -11,8 +12,11 @@ import yaml
 
 from tunefleet.search.fit import DataScan, digits_scan, fit_search_spec, fit_spec, plan_fit, plan_lines, split_counts
 from tunefleet.search.fit._plan import (
+    FINAL_FILL,
     MIN_STEPS,
     SETUP_S,
+    WORKER_START_S,
+    WORTH,
     asha_epochs,
     budget,
     image_size,
@@ -103,7 +107,7 @@ def test_plan_fits_its_budget(preset, images, total_s):
             plan_fit(scan, preset, least - 1, 0, "val_acc", 2)
         return
     b, need = plan.budget, PRESETS[preset]["min_epochs"]
-    assert b.start_s + b.search_s + b.reserve_s <= total_s
+    assert b.start_s + b.searching_s + b.reserve_s <= total_s and b.search_s <= b.searching_s
     assert {m.row.name for m in plan.models} == {m.name for m in preset_models(preset)}
     for m in plan.models:  # kept: one trial of the least epochs fits the tail; left out: it does not, and says so
         assert m.epoch_s is not None and m.epoch_s > 0
@@ -111,6 +115,12 @@ def test_plan_fits_its_budget(preset, images, total_s):
         assert m.kept or re.search(rf"a trial of {need} epoch\(s\) takes ~\d+s", m.reason)
     slowest = max(m.epoch_s for m in plan.kept if m.epoch_s)
     assert SETUP_S + plan.max_epochs * slowest <= b.tail_s  # a whole trial of any kept model ends in time
+    if plan.final_epochs:  # a final phase only where its trials train WORTH x longer, and fit its time
+        assert b.final_s > 0 and plan.final_epochs >= WORTH * plan.max_epochs
+        assert WORKER_START_S + SETUP_S + plan.final_epochs * slowest <= FINAL_FILL * b.final_s
+        assert plan.final_epochs <= PRESETS[preset]["final_epochs"]
+    else:
+        assert b.final_s == 0 and b.searching_s == b.search_s
     assert 1 <= plan.max_epochs <= PRESETS[preset]["epochs"][1] and plan.grace_period <= plan.max_epochs
     assert 1 <= plan.num_samples <= PRESETS[preset]["max_trials"]
     assert plan.num_samples == plan.slots or plan.num_samples * plan.trial_s <= plan.slots * b.training_s
@@ -184,7 +194,8 @@ def test_dry_run_on_digits_prints_the_plan_and_writes_nothing(run_cli, tmp_path)
     assert out.startswith("fit-digits: preset quick") and "1797 images in 10 classes" in out
     assert "image_size 32" in out and "from scratch" in out
     assert re.search(r"kept\s+lcnet_050", out) and re.search(r"kept\s+mobilenetv3_small_100", out)
-    assert re.search(r"budget: 600s = 15s start-up \+ 526s search \(search.time_budget\) \+ 59s report and export", out)
+    budget = r"budget: 600s = 15s start-up \+ 263s search \(search.time_budget\) \+ 263s final phase \+ 59s report"
+    assert re.search(budget, out) and re.search(r"final phase: the 2 best completed configs .*~30 epochs", out)
     assert re.search(r"trials: \d+ \(num_samples; ~\d+s each, 2 at once\)", out)
     assert _files(tmp_path) == set() and result.stderr == ""
 
@@ -233,24 +244,35 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, run_cli, tmp_pat
 
 
 @pytest.mark.slow
-def test_fit_digits_searches_reports_exports_and_registers(cli, tmp_path):
+def test_fit_searches_trains_the_best_again_reports_exports_and_registers(cli, tmp_path, image_folder):
     from mlflow.tracking import MlflowClient
 
-    result = cli("fit", "digits", "--time", "150s", "--preset", "quick", "--register")
+    image_folder(tmp_path / "digits", {"cat": 60, "dog": 60, "fox": 60, "owl": 60})  # small: a final phase pays
+    result = cli("fit", "digits/", "--time", "120s", "--preset", "quick", "--register")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    written = tmp_path / "reports" / "fit-digits" / "fit-digits.yaml"
-    spec = load_spec(written)  # the file a user edits and reruns
+    folder = tmp_path / "reports" / "fit-digits"
+    written, final_written = folder / "fit-digits.yaml", folder / "fit-digits-final.yaml"
+    spec, final = load_spec(written), load_spec(final_written)  # the files a user edits and reruns
     assert spec.name == "fit-digits" and spec.data.image_size == 32 and spec.search.time_budget
     assert set(spec.space["model"].grid_values("model")) <= {m.name for m in preset_models("quick")}
+    # the final phase: the search's best configs again, longer, warm-started from the search
+    assert final.space == spec.space and list(final.search.warm_start) == ["fit-digits"]
+    assert final.search.scheduler == "fifo" and final.search.max_epochs > spec.search.max_epochs
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("fit-digits")
     searches = client.search_runs([experiment.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_SEARCH}'")
-    assert [r.info.status for r in searches] == ["FINISHED"]
-    logged = Path(client.download_artifacts(searches[0].info.run_id, rec.SPEC_ARTIFACT, str(tmp_path)))
-    assert yaml.safe_load(logged.read_text()) == yaml.safe_load(written.read_text())  # the same spec, logged
-    assert (tmp_path / "reports" / "fit-digits" / "report.html").is_file()
+    assert [r.info.status for r in searches] == ["FINISHED", "FINISHED"]  # the final phase first: newest
+    assert searches[0].data.tags[rec.WARM_START_TAG] == "fit-digits"
+    for run, path in zip(searches, (final_written, written), strict=True):  # each spec, as its run logged it
+        logged = Path(client.download_artifacts(run.info.run_id, rec.SPEC_ARTIFACT, str(tmp_path / run.info.run_id)))
+        assert yaml.safe_load(logged.read_text()) == yaml.safe_load(path.read_text())
+    assert (folder / "report.html").is_file()
     assert (tmp_path / "exports" / "fit-digits" / rec.ONNX_FILE).is_file()
-    assert (tmp_path / "exports" / "fit-digits" / rec.CARD_FILE).is_file()
+    card = json.loads((tmp_path / "exports" / "fit-digits" / rec.CARD_FILE).read_text())
+    final_id = searches[0].info.run_id
+    in_final = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{final_id}'")
+    assert card["search_run_id"] == final_id  # shipped from the final phase's trials
+    assert card["members"] and {m["run_id"] for m in card["members"]} <= {r.info.run_id for r in in_final}
     assert [int(v.version) for v in client.search_model_versions("name = 'fit-digits'")] == [1]
     again = cli("search", str(written), "--dry-run")  # it runs again as a plain search
     assert again.returncode == 0 and "fit-digits:" in again.stdout, again.stderr
