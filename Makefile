@@ -13,7 +13,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 STRICT := --config-settings editable_mode=strict
 MODULES := $(sort $(wildcard search/*.py search/*/*.py spaces/*.py trainables/*.py analysis/*.py))
 
-.PHONY: demo test test-fast lint format bench bench-quality bench-smoke clean FORCE
+.PHONY: demo test test-fast lint format bench bench-quality bench-automl bench-smoke clean FORCE
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,11 @@ bench: $(VENV)/.installed-bench
 bench-quality: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/search_quality.py
 	$(BIN)/python benchmarks/early_stopping.py
+
+# tunefleet fit against a timm script and random search on three data sets (about 100 min), then warm start.
+bench-automl: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/automl.py
+	$(BIN)/python benchmarks/warm_start.py
 
 bench-smoke: $(VENV)/.installed-dev $(VENV)/.installed-bench
 	$(BIN)/python -m pytest tests/benchmarks -q

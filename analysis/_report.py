@@ -8,13 +8,10 @@ report rather than a failure: a finished search must not fail because its report
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,17 +26,15 @@ from tunefleet.spaces import records as rec
 from . import _plots as plots
 from ._cost import cost_by_model, cost_figure
 from ._importance import param_importances, searched_knobs
+from ._page import Draft, page_html, render_png
 from ._runs import finished_trials, open_experiment, ranking, search_run, trials_frame
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from tunefleet.trainables import FileSplit, ImageData, Split
 
 ARTIFACT_PATH = rec.REPORT_ARTIFACT_DIR
 LIVE_NOTE = "the search is still running: this report is a snapshot"
 HTML_NAME = "report.html"
-DPI = 110
 BAD_CASES = 16  # images per bad-case grid
 BAD_CASES_PREFIX = "bad_cases_top"
 # File names of the figures (each top trial's bad cases: BAD_CASES_PREFIX + rank + ".png").
@@ -63,19 +58,6 @@ class Report:
     summary: str = ""  # the page's first line: the search run, its ranking and its trials
 
 
-@dataclass
-class _Draft:
-    """What the report collects before anything is written: figures in order, tables, notes."""
-
-    figures: list[tuple[str, str, Figure]] = field(default_factory=list)
-    tables: list[tuple[str, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, name: str, caption: str, figure: Figure | None) -> None:
-        if figure is not None:
-            self.figures.append((name, caption, figure))
-
-
 def _download(uri: str, run: Run, path: str, tmp: Path) -> Path:
     """One artifact file of ``run``, read from the run's artifact store itself.
 
@@ -88,7 +70,7 @@ def _download(uri: str, run: Run, path: str, tmp: Path) -> Path:
     return Path(download_artifacts(artifact_uri=f"{run.info.artifact_uri}/{path}", dst_path=str(tmp), tracking_uri=uri))
 
 
-def _space(uri: str, parent: Run, tmp: Path, draft: _Draft) -> dict[str, Domain] | None:
+def _space(uri: str, parent: Run, tmp: Path, draft: Draft) -> dict[str, Domain] | None:
     try:
         return load_spec(_download(uri, parent, rec.SPEC_ARTIFACT, tmp)).space
     except Exception as err:  # no such artifact (MlflowException), or a spec this version no longer reads
@@ -113,7 +95,7 @@ def _history(client: MlflowClient, trials: pd.DataFrame, metric: str) -> pd.Data
 
 
 def _search_figures(
-    draft: _Draft,
+    draft: Draft,
     trials: pd.DataFrame,
     space: dict[str, Domain] | None,
     history: pd.DataFrame,
@@ -181,7 +163,7 @@ def _val_images(meta: CheckpointMeta, labels: np.ndarray, cache: dict[DataSpec, 
     return _SplitImages(val)
 
 
-def _trial_figures(client: MlflowClient, uri: str, draft: _Draft, best: pd.DataFrame, tmp: Path) -> None:
+def _trial_figures(client: MlflowClient, uri: str, draft: Draft, best: pd.DataFrame, tmp: Path) -> None:
     """The best trial's confusion matrix and each top trial's most confident mistakes."""
     cache: dict[DataSpec, ImageData] = {}
     for rank, (run_id, name) in enumerate(zip(best["run_id"], best["name"], strict=True), start=1):
@@ -220,35 +202,10 @@ def _top_table(best: pd.DataFrame, space: dict[str, Domain] | None, metric: str)
     return str(table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
 
 
-def _html(title: str, summary: str, draft: _Draft, images: list[bytes]) -> str:
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}",
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}",
-        "img{max-width:100%}figure{margin:1.5em 0}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>",
-    ]
-    parts += [f"<h2>{html.escape(heading)}</h2>{table}" for heading, table in draft.tables]
-    for (_, caption, _), data in zip(draft.figures, images, strict=True):
-        uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-        parts.append(f"<figure><img src='{uri}' alt='{html.escape(caption)}'>")
-        parts.append(f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in draft.notes) or "<li>none: every figure was drawn</li>"
-    parts.append(f"<h2>Notes</h2><ul>{notes}</ul></body></html>")
-    return "\n".join(parts)
-
-
-def _render(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    figure.clear()  # free its artists now: a search may build many reports in one process
-    return buffer.getvalue()
-
-
-def _collect(client: MlflowClient, uri: str, parent: Run, trials: pd.DataFrame, best: pd.DataFrame) -> _Draft:
+def _collect(client: MlflowClient, uri: str, parent: Run, trials: pd.DataFrame, best: pd.DataFrame) -> Draft:
     """Read what the report needs (into a scratch folder, deleted after) and draw every figure."""
     metric, mode = ranking(parent)
-    draft = _Draft()
+    draft = Draft()
     with tempfile.TemporaryDirectory(prefix="tunefleet-report-") as tmp:
         space = _space(uri, parent, Path(tmp), draft)
         history = _history(client, trials, metric)
@@ -264,11 +221,11 @@ def _collect(client: MlflowClient, uri: str, parent: Run, trials: pd.DataFrame, 
     return draft
 
 
-def _write(draft: _Draft, out_dir: Path, title: str, summary: str) -> tuple[list[Path], Path]:
+def _write(draft: Draft, out_dir: Path, title: str, summary: str) -> tuple[list[Path], Path]:
     """The PNGs and the page, in ``out_dir``; figures of an earlier report there that this one lacks
     are removed, so the folder never shows a figure the page does not."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    images = [_render(figure) for _, _, figure in draft.figures]
+    images = [render_png(figure) for _, _, figure in draft.figures]
     files = [out_dir / name for name, _, _ in draft.figures]
     stale = [*(out_dir / name for name in FIGURE_NAMES), *out_dir.glob(f"{BAD_CASES_PREFIX}*.png")]
     for path in set(stale) - set(files):
@@ -276,7 +233,7 @@ def _write(draft: _Draft, out_dir: Path, title: str, summary: str) -> tuple[list
     for path, data in zip(files, images, strict=True):
         path.write_bytes(data)
     page = out_dir / HTML_NAME
-    page.write_text(_html(title, summary, draft, images), encoding="utf-8")
+    page.write_text(page_html(title, summary, draft, images), encoding="utf-8")
     return files, page
 
 

@@ -1,6 +1,6 @@
 """``tunefleet fit`` against what a user does without it, in the same wall time, on held-out data.
 
-    python benchmarks/automl.py [--datasets digits,shapes,mnist] [--arms fit,timm,random] [--write]
+    python benchmarks/automl.py [--datasets digits,shapes,mnist] [--arms fit,timm,random] [--no-write]
 
 Three arms per data set and seed, each a whole command timed from start to exported model:
 
@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="digits,shapes,mnist")
     parser.add_argument("--arms", default=",".join(ARMS), help="arms to run now (kept results are reused)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/tunefleet-automl"))
-    parser.add_argument("--write", action="store_true", help="append the table to RESULTS.md")
+    parser.add_argument("--no-write", action="store_true", help="print the table; leave RESULTS.md alone")
     args = parser.parse_args()
     datasets = [d for d in args.datasets.split(",") if d]
     arms = [a for a in args.arms.split(",") if a]
@@ -179,7 +179,7 @@ def main() -> None:
     )
     commits = sorted({json.loads(p.read_text())["commit"] for p in (args.work / "results").glob("*.json")})
     note += f" Arms measured at {', '.join(commits)}; each arm's 1-minute load at its start is kept with its result."
-    append(f"{heading('AutoML: tunefleet fit vs a timm script vs random + ASHA', note)}\n{text}\n", args.write)
+    append(f"{heading('AutoML: tunefleet fit vs a timm script vs random + ASHA', note)}\n{text}\n", not args.no_write)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,12 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from tunefleet.spaces import SpecError, load_spec
+from tunefleet.spaces import load_spec
 
 from ._analysis import ExportCommand, export, predict, report
-from ._console import error, fail, handle_errors, out
+from ._console import error, handle_errors, out
 from ._fit import FitCommand, fit
-from ._options import SearchRun, TrackingUri
+from ._options import SearchRun, TrackingUri, check_store, exit_with
 from ._options import tracking_uri as resolve_uri
 from ._replay import replay
 from ._service import down, logs, status, stop, submit, up
@@ -39,14 +39,6 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 PROG = "tunefleet"  # the name usage lines and hints give, however the CLI was started
-
-
-def _check_store(uri: str) -> None:
-    from ..tracking._store import sqlite_database
-
-    path = sqlite_database(uri)
-    if path is not None and not path.resolve().parent.is_dir():
-        raise SpecError("--tracking-uri", f"directory {path.parent} does not exist")
 
 
 def search(
@@ -75,7 +67,7 @@ def search(
     }
     parsed = load_spec(spec, overrides)
     uri = resolve_uri(tracking_uri, parsed.tracking.uri)
-    _check_store(uri)
+    check_store(uri)
     from ..run._experiment import preflight
     from ..run._warm import warm_start as earlier_trials
 
@@ -87,7 +79,7 @@ def search(
         return
     from ..run._driver import run_search
 
-    _exit_with(run_search(parsed, plan, uri, address, storage, out()))
+    exit_with(run_search(parsed, plan, uri, address, storage, out()))
 
 
 def resume(
@@ -115,7 +107,7 @@ def resume(
 
     plan = preflight(point.spec)
 
-    _exit_with(run_search(point.spec, plan, uri, address, point.tune_path, out(), resume=point))
+    exit_with(run_search(point.spec, plan, uri, address, point.tune_path, out(), resume=point))
 
 
 def _extend(
@@ -133,15 +125,7 @@ def _extend(
 
     plan = preflight(point.spec)._replace(warm=own_history(point.spec, point.trials, experiment))
     storage = point.tune_path.rstrip("/").rsplit("/", 1)[0] or "tunefleet-runs"
-    _exit_with(run_search(point.spec, plan, uri, address, storage, out(), resume=point, more=True))
-
-
-def _exit_with(code: int) -> None:
-    """A search's exit: 0 done, 1 every trial failed, 130 interrupted."""
-    if code == 1:
-        fail("every trial failed; see the errors above", code=1)
-    if code:
-        raise typer.Exit(code)
+    exit_with(run_search(point.spec, plan, uri, address, storage, out(), resume=point, more=True))
 
 
 app = typer.Typer(

@@ -36,7 +36,7 @@ from ..fit import (
 )
 from ._analysis import export, without_bare
 from ._console import fail, out
-from ._options import REPORTS_DIR, TrackingUri
+from ._options import REPORTS_DIR, TrackingUri, check_store, exit_with
 from ._options import tracking_uri as resolve_uri
 
 EXPORTS_DIR = Path("exports")  # as `make demo` exports: exports/EXPERIMENT
@@ -105,16 +105,14 @@ def fit(
     if dry_run:
         return
     uri = resolve_uri(tracking_uri)
-    from . import _check_store, _exit_with  # the search command's own checks and exit codes
-
-    _check_store(uri)
+    check_store(uri)
     from ..run._driver import run_search
     from ..run._experiment import preflight
 
     checked = preflight(spec)  # models, data and input size, as `tunefleet search` checks them
     path = write_spec(plan, spec)
     console.print(f"wrote {path} (run it again with: tunefleet search {path})", highlight=False)
-    _exit_with(run_search(spec, checked, uri, None, storage, console))
+    exit_with(run_search(spec, checked, uri, None, storage, console))
     _ship(plan, uri, register_as, _final_phase(plan, uri, storage, deadline))
 
 
@@ -136,7 +134,6 @@ def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float) -> str:
     from ..run._driver import run_search
     from ..run._experiment import preflight
     from ..run._warm import warm_start
-    from . import _exit_with
 
     client, experiment = open_experiment(uri, plan.name)
     searched = search_run(client, experiment, None)
@@ -160,7 +157,7 @@ def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float) -> str:
     )
     code = run_search(spec, preflight(spec)._replace(warm=warm_start(uri, spec)), uri, None, storage, console)
     if code == 130:
-        _exit_with(code)
+        exit_with(code)
     done = search_run(client, experiment, None)
     if code == 0 and (trials_frame(client, done)["status"] == "FINISHED").any():
         return done.info.run_id

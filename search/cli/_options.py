@@ -1,4 +1,5 @@
-"""Options several ``tunefleet`` commands share, declared once so their help reads the same."""
+"""Options several ``tunefleet`` commands share, declared once so their help reads the same, and
+the checks and exits of the commands that run a search (``search``, ``resume``, ``fit``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ from typing import Annotated
 
 import typer
 
-from .._defaults import REPORTS_DIR, tracking_uri
+from tunefleet.spaces import SpecError
 
-__all__ = ["REPORTS_DIR", "SearchRun", "TrackingUri", "tracking_uri"]
+from .._defaults import REPORTS_DIR, tracking_uri
+from ._console import fail
+
+__all__ = ["REPORTS_DIR", "SearchRun", "TrackingUri", "check_store", "exit_with", "tracking_uri"]
 
 TrackingUri = Annotated[
     str | None,
@@ -18,3 +22,20 @@ TrackingUri = Annotated[
     ),
 ]
 SearchRun = Annotated[str | None, typer.Option("--search-run", help="search run id [default: the latest search]")]
+
+
+def check_store(uri: str) -> None:
+    """A SQLite store's folder must exist: MLflow would create the file, but not its folder."""
+    from ..tracking._store import sqlite_database
+
+    path = sqlite_database(uri)
+    if path is not None and not path.resolve().parent.is_dir():
+        raise SpecError("--tracking-uri", f"directory {path.parent} does not exist")
+
+
+def exit_with(code: int) -> None:
+    """A search's exit: 0 done, 1 every trial failed, 130 interrupted."""
+    if code == 1:
+        fail("every trial failed; see the errors above", code=1)
+    if code:
+        raise typer.Exit(code)

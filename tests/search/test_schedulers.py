@@ -3,7 +3,8 @@
 Each scheduler runs a real, tiny Ray Tune experiment through ``run_experiment`` (searcher,
 scheduler, stopper and checkpoint settings as a search builds them) with a function trainable
 whose synthetic metric makes bad trials clearly bad; each sampler runs a real seeded Optuna study
-over a spec's space. One slow search through the CLI checks PBT's hand-off in MLflow.
+over a spec's space. Slow searches through the CLI check PBT's hand-off in MLflow, and that
+HyperBand and median stopping run a whole search.
 """
 
 from __future__ import annotations
@@ -267,3 +268,30 @@ def test_pbt_search_hands_a_checkpoint_on_with_a_perturbed_lr(cli, write_spec, s
             handed_on.append((run.info.run_id, donors))
     assert handed_on and all(donors for _, donors in handed_on), handed_on
     assert perturbed and {run for run, _ in handed_on} <= set(perturbed), (handed_on, perturbed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["hyperband", "median"])
+def test_early_stopping_schedulers_run_a_search_end_to_end(scheduler, cli, write_spec, small_spec, tmp_path):
+    """Through the CLI on digits: the search ends, every trial closes completed or stopped early,
+    at least one runs to the end, and the search run's logged spec names the scheduler."""
+    from mlflow.tracking import MlflowClient
+
+    from tunefleet.analysis._runs import open_experiment, search_run, trials_frame
+    from tunefleet.spaces import records as rec
+
+    small_spec["search"] |= {"scheduler": scheduler, "num_samples": 4, "max_epochs": 3, "grace_period": 1}
+    write_spec(small_spec)
+    result = cli("search", "spec.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{scheduler} scheduler" in result.stdout
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, experiment = open_experiment(uri, "small")
+    parent = search_run(client, experiment)
+    trials = trials_frame(client, parent)
+    assert parent.info.status == "FINISHED" and len(trials) == 4
+    assert set(trials["outcome"]) <= {rec.COMPLETED, rec.STOPPED} and (trials["outcome"] == rec.COMPLETED).any()
+    completed = trials[trials["outcome"] == rec.COMPLETED]
+    assert (completed[rec.EPOCHS_TRAINED] == 3).all()
+    logged = MlflowClient(uri).download_artifacts(parent.info.run_id, rec.SPEC_ARTIFACT, str(tmp_path))
+    assert f"scheduler: {scheduler}" in Path(logged).read_text()
