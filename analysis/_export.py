@@ -129,16 +129,18 @@ def export_ensemble(
     search_run_id: str | None = None,
     method: str = "auto",
     say: Any = print,
+    stopped: bool = False,
 ) -> ExportResult:
     """Build, check and write ``out/ensemble.onnx`` and ``out/card.json``; return the card.
 
     ``method`` chooses how the pool of the ``top_k`` best trials is combined; every method, and
-    ``auto`` choosing among them, sees validation predictions only.
+    ``auto`` choosing among them, sees validation predictions only. ``stopped``: trials stopped
+    early are candidates too (``finished_trials``).
     """
     client, exp = open_experiment(uri, experiment)
     parent = search_run(client, exp, search_run_id)
     metric, mode = ranking(parent)
-    ranked = finished_trials(trials_frame(client, parent), metric, mode)
+    ranked = finished_trials(trials_frame(client, parent), metric, mode, stopped)
     if top_k > len(ranked):
         raise SpecError("--top-k", f"asked for {top_k} trials but the search has {len(ranked)} finished trials")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -121,11 +121,18 @@ def trials_frame(client: MlflowClient, parent: Run) -> pd.DataFrame:
     return pd.concat([frame[list(TRIAL_COLUMNS)], pd.DataFrame(params), pd.DataFrame(metrics)], axis=1)
 
 
-def finished_trials(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
+def finished_trials(frame: pd.DataFrame, metric: str, mode: str, stopped: bool = False) -> pd.DataFrame:
     """Trials that ran their planned epochs (status FINISHED) with a best ``metric``, best first;
-    a SpecError when there are none (nothing to rank, ensemble or report)."""
+    a SpecError when there are none (nothing to rank, ensemble or report). ``stopped``: also the
+    trials stopped early (by a scheduler or the time budget), whose best checkpoint is as usable."""
     column = rec.best_key(metric)
-    finished = frame[frame["status"] == rec.OUTCOME_STATUS[rec.COMPLETED]] if len(frame) else frame
+    if len(frame):
+        kept = frame["status"] == rec.OUTCOME_STATUS[rec.COMPLETED]
+        if stopped:  # by outcome: a KILLED run may also be a trial interrupted with its search
+            kept |= frame["outcome"] == rec.STOPPED
+        finished = frame[kept]
+    else:
+        finished = frame
     if column in finished:
         finished = finished.dropna(subset=[column])
     if finished.empty or column not in finished:

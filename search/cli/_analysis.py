@@ -90,6 +90,9 @@ def export(
     ] = None,
     tracking_uri: TrackingUri = None,
     search_run: SearchRun = None,
+    include_stopped: Annotated[
+        bool, typer.Option("--include-stopped", help="trials stopped early are candidates too (their best epoch)")
+    ] = False,
 ) -> None:
     """Ensemble the best trials of a search; write OUT/ensemble.onnx and OUT/card.json."""
     if top_k < 1:  # before the analysis stack (torch, MLflow) loads
@@ -102,7 +105,9 @@ def export(
     if register_as is not None:
         check_model_name(register_as)
     console = out()
-    result = export_ensemble(uri, experiment, top_k, out_dir, search_run, method, say=console.print)
+    result = export_ensemble(
+        uri, experiment, top_k, out_dir, search_run, method, say=console.print, stopped=include_stopped
+    )
     card = result.card
     console.print(export_table(card))
     diff = card.onnx.max_abs_diff_vs_torch

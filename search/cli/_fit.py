@@ -113,7 +113,7 @@ def fit(
     path = write_spec(plan, spec)
     console.print(f"wrote {path} (run it again with: tunefleet search {path})", highlight=False)
     exit_with(run_search(spec, checked, uri, None, storage, console))
-    _ship(plan, uri, register_as, _final_phase(plan, uri, storage, deadline))
+    _ship(plan, uri, register_as, *_final_phase(plan, uri, storage, deadline))
 
 
 def write_spec(plan: FitPlan, spec: SearchSpec) -> Path:
@@ -125,10 +125,11 @@ def write_spec(plan: FitPlan, spec: SearchSpec) -> Path:
     return path
 
 
-def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float) -> str:
+def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float) -> tuple[str, bool]:
     """Run the final phase (``tunefleet.search.fit._final``) when the plan has one and the time
-    left allows; the search run to export from: the final one, or the search's when the final
-    phase was skipped or shipped no finished trial."""
+    left allows. Returns the search run to export from, and whether its trials stopped early
+    count: the final one's do (a final trial the time budget cut short still has its best
+    epoch), the search's do not (ASHA stopped them for being worse)."""
     from tunefleet.analysis import finished_trials, open_experiment, ranking, search_run, trials_frame
 
     from ..run._driver import run_search
@@ -138,16 +139,16 @@ def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float) -> str:
     client, experiment = open_experiment(uri, plan.name)
     searched = search_run(client, experiment, None)
     if not plan.final_epochs:
-        return searched.info.run_id
+        return searched.info.run_id, False
     metric, mode = ranking(searched)
     trials = trials_frame(client, searched)
-    ranked = finished_trials(trials, metric, mode) if (trials["status"] == "FINISHED").any() else trials.iloc[:0]
+    ranked = finished_trials(trials, metric, mode) if _has_candidates(trials, metric, mode, False) else trials.iloc[:0]
     left = deadline - time.monotonic() - plan.budget.reserve_s
     final = final_phase(plan, ranked, trials, left)
     console = out()
     if final is None:
         console.print(f"final phase: skipped ({left:.0f}s left is too little to train longer than the search did)")
-        return searched.info.run_id
+        return searched.info.run_id, False
     spec = spec_from_dict(final_search(plan, final, fit_spec(plan)))
     path = write_spec(plan, spec)
     console.print(
@@ -159,15 +160,26 @@ def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float) -> str:
     if code == 130:
         exit_with(code)
     done = search_run(client, experiment, None)
-    if code == 0 and (trials_frame(client, done)["status"] == "FINISHED").any():
-        return done.info.run_id
-    console.print("final phase: no trial finished; exporting the search's own trials", style="yellow")
-    return searched.info.run_id
+    if code == 0 and _has_candidates(trials_frame(client, done), metric, mode):
+        return done.info.run_id, True
+    console.print("final phase: no trial to export; exporting the search's own trials", style="yellow")
+    return searched.info.run_id, False
 
 
-def _ship(plan: FitPlan, uri: str, register_as: str | None, run_id: str) -> None:
-    """The ensemble of the (up to) ``TOP_K`` best finished trials, exported and registered as
-    ``tunefleet export`` does; a search whose trials all stopped early has nothing to ship.
+def _has_candidates(trials: Any, metric: str, mode: str, stopped: bool = True) -> bool:
+    """Whether ``finished_trials`` (with trials stopped early, as fit exports) has any."""
+    from tunefleet.analysis import finished_trials
+
+    try:
+        return bool(len(finished_trials(trials, metric, mode, stopped)))
+    except SpecError:
+        return False
+
+
+def _ship(plan: FitPlan, uri: str, register_as: str | None, run_id: str, stopped: bool) -> None:
+    """The ensemble of the (up to) ``TOP_K`` best finished trials of search run ``run_id`` (with
+    ``stopped``, trials stopped early too), exported and registered as ``tunefleet export``
+    does; a search without such a trial has nothing to ship.
 
     A member that does not reproduce its recorded test logits when rebuilt is refused by export;
     the export then runs again over the K - 1 best, rather than shipping nothing."""
@@ -177,14 +189,14 @@ def _ship(plan: FitPlan, uri: str, register_as: str | None, run_id: str) -> None
     parent = search_run(client, experiment, run_id)
     metric, mode = ranking(parent)
     try:
-        finished = len(finished_trials(trials_frame(client, parent), metric, mode))
+        finished = len(finished_trials(trials_frame(client, parent), metric, mode, stopped))
     except SpecError as err:
         fail(f"nothing to export: {err.message}; give it more --time", code=1)
     name = plan.name if register_as == "" else register_as
     for top_k in range(min(TOP_K, finished), 0, -1):
         try:
             export(plan.name, top_k, out_dir=EXPORTS_DIR / plan.name, register_as=name, tracking_uri=uri,
-                   search_run=parent.info.run_id)  # fmt: skip
+                   search_run=parent.info.run_id, include_stopped=stopped)  # fmt: skip
             return
         except RuntimeError as err:
             if "does not reproduce" not in str(err) or top_k == 1:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from tunefleet.spaces import records as rec
 
-from ._plan import FINAL_START_S, SETUP_S, FitPlan, final_epochs
+from ._plan import FINAL_START_S, FitPlan, final_epochs
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,12 @@ class FinalPhase:
 
 
 def measured_epoch_s(trials: pd.DataFrame, model: str = "") -> pd.Series:
-    """Seconds an epoch per model, from the search's trials (their wall time less a trial's set-up,
-    over the epochs they trained; the median over a model's trials). ``model``: the name for
-    trials that logged none (a spec with one model)."""
+    """Seconds an epoch per model, from the search's trials: their wall time over the epochs they
+    trained, the median over a model's trials. An upper bound (it counts a trial's set-up, which
+    a reused worker mostly skips), so a final trial planned from it ends within its budget.
+    ``model``: the name for trials that logged none (a spec with one model)."""
     epochs = trials.get(rec.EPOCHS_TRAINED, pd.Series(0.0, index=trials.index)).astype(float)
-    seconds = (trials["duration_s"].astype(float) - SETUP_S).clip(lower=0)
+    seconds = trials["duration_s"].astype(float)
     rate = (seconds / epochs.where(epochs > 0)).dropna()
     names = trials.loc[rate.index, "params.model"] if "params.model" in trials else pd.Series(model, index=rate.index)
     return rate.groupby(names.fillna(model)).median()

@@ -34,14 +34,17 @@ presets x data sizes x budgets. The rules, in order:
 10. **Final phase** (``_final``): ``FINAL_SHARE`` of the searching time is kept for training the
     best configs again, longer, once the search has found them; rules 3-8 then plan the search in
     the rest. Kept only when a final trial would train at least ``WORTH`` x the search's
-    ``max_epochs`` (estimated here from the zoo; decided from measured epoch times after the
-    search); otherwise the search has all the time.
+    ``max_epochs`` (estimated here from the zoo, for the kept models' median epoch; decided from
+    the measured epoch times of the configs chosen, after the search), and only where the search
+    phase still runs ``MIN_SEARCH_EPOCHS`` a trial and ``MIN_SEARCH_TRIALS`` a slot; otherwise the
+    search has all the time.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import statistics
 from dataclasses import dataclass
 
 from tunefleet.spaces import PRESETS, ZOO_MIN_SIZE, SpecError, ZooModel, preset_models, suggest
@@ -76,7 +79,12 @@ WORTH = 2  # a final phase pays when its trials train this many times the search
 # The share of the final phase's budget its epochs are planned to fill: a trial still running at
 # the budget is cut short (and an export takes finished trials only), and an epoch of two trials
 # side by side, each with its own data loading, runs a little slower than the search measured.
-FINAL_FILL = 0.85
+FINAL_FILL = 0.95
+# A search phase too short to rank configs makes a final phase train a poor one for longer: one
+# is planned only where the search phase still runs this many epochs a trial (ASHA has a rung
+# past its grace period) and this many trials a slot.
+MIN_SEARCH_EPOCHS = 5
+MIN_SEARCH_TRIALS = 3
 
 
 @dataclass(frozen=True)
@@ -272,7 +280,9 @@ def epochs_and_trials(
 
 
 def grace(max_epochs: int) -> int:
-    return 1 if max_epochs < 4 else 2
+    """ASHA's first rung: after 2 epochs where a trial has 3 or more (on small data, one epoch's
+    validation score is mostly noise: every config is near chance)."""
+    return 1 if max_epochs < 3 else 2
 
 
 def check_options(preset: str, gpus: int) -> None:
@@ -286,15 +296,21 @@ def check_options(preset: str, gpus: int) -> None:
 def plan_fit(scan: DataScan, preset: str, total_s: float, gpus: int, metric: str, cpus: int, seed: int = 0) -> FitPlan:
     """The whole plan; ``SpecError`` for an unknown preset, negative GPUs or too little time."""
     check_options(preset, gpus)
-    two_phase = _plan_with(budget(total_s, FINAL_SHARE), scan, preset, gpus, metric, cpus, seed)
-    if two_phase is not None and two_phase.final_epochs >= WORTH * two_phase.max_epochs:
-        return two_phase
+    two = _plan_with(budget(total_s, FINAL_SHARE), scan, preset, gpus, metric, cpus, seed)
+    if two is not None and _final_pays(two):
+        return two
     one_phase = _plan_with(budget(total_s), scan, preset, gpus, metric, cpus, seed)
     if one_phase is None:
         choices, _ = choose_models(preset_models(preset), scan, image_size(scan.typical_px, preset), gpus,
                                    budget(total_s), preset)  # fmt: skip
         raise too_short(choices, total_s, preset)
     return one_phase
+
+
+def _final_pays(plan: FitPlan) -> bool:
+    """Rule 10's test: the final trials train ``WORTH`` x longer, after a search long enough to rank."""
+    searched = plan.max_epochs >= MIN_SEARCH_EPOCHS and plan.num_samples >= MIN_SEARCH_TRIALS * plan.slots
+    return searched and plan.final_epochs >= WORTH * plan.max_epochs
 
 
 def _plan_with(
@@ -308,13 +324,13 @@ def _plan_with(
     if not kept or split.tail_s < SETUP_S:
         return None
     epochs, trials, per_trial = epochs_and_trials(kept, scan, preset, split, n_slots)
-    slowest = max((m.epoch_s for m in kept if m.epoch_s is not None), default=None)
+    timed = [m.epoch_s for m in kept if m.epoch_s is not None]
     if not split.final_s:
         final = 0
-    elif slowest is None:  # no cost figure (GPUs): the measured epochs decide after the search
+    elif not timed:  # no cost figure (GPUs): the measured epochs decide after the search
         final = int(PRESETS[preset]["final_epochs"])
-    else:
-        final = final_epochs(split.final_s, slowest, preset)
+    else:  # the best configs may be of any kept model: the typical one's epochs
+        final = final_epochs(split.final_s, statistics.median(timed), preset)
     return FitPlan(
         scan=scan,
         preset=preset,

@@ -42,6 +42,13 @@ class DataScan:
         return DIGITS if self.kind == DIGITS else Path(self.root).name
 
 
+# What fit holds out of a folder without val/test splits on disk (and of digits): less than a
+# search's 20/20 default, because under a time limit on small data training images are the
+# scarcest thing. Validation picks the configs and weighs the ensemble; the test split only
+# reports the export (a user scores it on their own held-out images).
+HOLDOUT = {"val_fraction": 0.15, "test_fraction": 0.1}
+
+
 def split_counts(per_split: dict[str, int], data: DataSpec) -> tuple[int, int]:
     """(training images, val + test images) as ``folder_splits`` divides them: splits on disk as
     they are, missing val/test carved out of train (or the one folder) by the spec's fractions."""
@@ -53,7 +60,7 @@ def split_counts(per_split: dict[str, int], data: DataSpec) -> tuple[int, int]:
 
 
 def digits_scan(data: DataSpec | None = None) -> DataScan:
-    data = data or DataSpec(kind="digits")
+    data = data or DataSpec(kind="digits", **HOLDOUT)
     train, held = split_counts({"all": DIGITS_IMAGES}, data)
     described = f"{DIGITS_IMAGES} images in {DIGITS_CLASSES} classes (scikit-learn digits; grayscale)"
     return DataScan("digits", "", DIGITS_IMAGES, DIGITS_CLASSES, train, held, DIGITS_PX, 1, described)
@@ -95,7 +102,7 @@ def scan_data(target: str) -> DataScan:
         scan = scan_folder(root)
     except SpecError as err:  # the same checks as a search's; named after this command's argument
         raise SpecError("DATA", err.message) from None
-    data = DataSpec(kind="imagefolder", root=str(root))
+    data = DataSpec(kind="imagefolder", root=str(root), **HOLDOUT)
     train, held = split_counts({split: len(files) for split, files in scan.files.items()}, data)
     paths = [path for files in scan.files.values() for path, _ in files]
     channels = 1 if scan.grayscale else 3

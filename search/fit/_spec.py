@@ -8,6 +8,7 @@ from typing import Any
 from tunefleet.spaces import PRESETS, SearchSpec, spec_from_dict
 
 from ._plan import REDUCTION, FitPlan, slots
+from ._scan import HOLDOUT
 
 
 def space_base(plan: FitPlan) -> str:
@@ -25,7 +26,7 @@ def fit_spec(plan: FitPlan) -> dict[str, Any]:
     }
     if plan.finetune:
         space["finetune"] = {"pretrained": True}
-    data: dict[str, Any] = {"kind": plan.scan.kind, "image_size": plan.image_size}
+    data: dict[str, Any] = {"kind": plan.scan.kind, "image_size": plan.image_size, **HOLDOUT}
     if plan.scan.root:
         data["root"] = plan.scan.root
     search = {

@@ -52,3 +52,18 @@ def test_cost_figure_has_a_point_per_scored_trial_and_a_legend_entry_per_model()
 def test_no_cost_figure_without_the_metric():
     assert cost_figure(_trials(), "val_acc") is None
     assert cost_figure(pd.DataFrame(), "val_loss") is None
+
+
+def test_trials_stopped_early_are_candidates_only_when_asked():
+    from tunefleet.analysis import finished_trials
+
+    frame = pd.DataFrame(
+        {
+            "name": ["t01", "t02", "t03", "t04"],
+            "status": ["FINISHED", "KILLED", "KILLED", "FAILED"],
+            "outcome": [rec.COMPLETED, rec.STOPPED, rec.INTERRUPTED, rec.FAILED],
+            "best_val_acc": [0.8, 0.9, 0.95, 0.99],
+        }
+    )
+    assert list(finished_trials(frame, "val_acc", "max")["name"]) == ["t01"]
+    assert list(finished_trials(frame, "val_acc", "max", stopped=True)["name"]) == ["t02", "t01"]  # not interrupted

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ import yaml
 from tunefleet.search.fit import DataScan, digits_scan, fit_search_spec, fit_spec, plan_fit, plan_lines, split_counts
 from tunefleet.search.fit._plan import (
     FINAL_FILL,
+    MIN_SEARCH_EPOCHS,
+    MIN_SEARCH_TRIALS,
     MIN_STEPS,
     SETUP_S,
     WORKER_START_S,
@@ -116,8 +119,10 @@ def test_plan_fits_its_budget(preset, images, total_s):
     slowest = max(m.epoch_s for m in plan.kept if m.epoch_s)
     assert SETUP_S + plan.max_epochs * slowest <= b.tail_s  # a whole trial of any kept model ends in time
     if plan.final_epochs:  # a final phase only where its trials train WORTH x longer, and fit its time
-        assert b.final_s > 0 and plan.final_epochs >= WORTH * plan.max_epochs
-        assert WORKER_START_S + SETUP_S + plan.final_epochs * slowest <= FINAL_FILL * b.final_s
+        assert b.final_s > 0 and plan.final_epochs >= WORTH * plan.max_epochs >= WORTH * MIN_SEARCH_EPOCHS
+        assert plan.num_samples >= MIN_SEARCH_TRIALS * plan.slots
+        typical = statistics.median(m.epoch_s for m in plan.kept)
+        assert WORKER_START_S + SETUP_S + plan.final_epochs * typical <= FINAL_FILL * b.final_s
         assert plan.final_epochs <= PRESETS[preset]["final_epochs"]
     else:
         assert b.final_s == 0 and b.searching_s == b.search_s
@@ -207,7 +212,8 @@ def test_dry_run_on_a_folder_scans_it_and_plans_from_its_images(run_cli, tmp_pat
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.startswith("fit-pets: preset balanced") and "36 images in 3 classes" in out
-    assert re.search(r"typical size 2\d px -> image_size 32; an epoch trains on 22 images and evaluates 14", out)
+    # 15% val + 10% test held out
+    assert re.search(r"typical size 2\d px -> image_size 32; an epoch trains on 27 images and evaluates 9", out)
     assert "training: from scratch (the images are 2" in out and "models (6 of 6 kept" in out
     assert "batch_size one of [2]" in out  # 22 training images: a batch that leaves 8 steps an epoch
     assert _files(tmp_path) == before
