@@ -65,13 +65,14 @@ def _fit(data: Path, test: Path, seconds: int, seed: int, cwd: Path, uri: str) -
 def _random(data: Path, test: Path, seconds: int, seed: int, cwd: Path, uri: str) -> dict[str, Any]:
     """fit's space and models searched at random under ASHA for all the time fit searches in
     (as many trials as fit's preset allows; the time budget ends the search)."""
-    from tunefleet.search.fit import plan_fit, scan_data
-    from tunefleet.search.fit._spec import fit_spec
-    from tunefleet.spaces import PRESETS
+    from tunefleet.search.fit import fit_spec, loadable_weights, plan_fit, scan_data
+    from tunefleet.spaces import PRESETS, preset_models
 
-    plan = plan_fit(scan_data(str(data)), "balanced", seconds, 0, "val_acc", os.cpu_count() or 1, seed=seed)
+    loadable = loadable_weights(m.name for m in preset_models("balanced"))  # as fit checks them
+    plan = plan_fit(scan_data(str(data)), "balanced", seconds, 0, "val_acc", os.cpu_count() or 1, seed, loadable)
     doc = fit_spec(plan)
     doc["search"] |= {"searcher": "random", "num_samples": PRESETS["balanced"]["max_trials"]}
+    doc["search"].pop("start_with", None)  # fit's own start configs: part of what fit adds
     doc["search"]["time_budget"] = plan.budget.searching_s
     doc["name"] = doc["tracking"]["experiment"] = "random-data"
     spec = cwd / "random.yaml"

@@ -32,11 +32,21 @@ from ._domains import (
 )
 from ._errors import SpecError
 from ._knobs import FAMILIES, FAMILY_DEFAULTS, GROUPS, TOP_KNOBS, Knob
-from ._points import point_from_params, shared_knobs
+from ._points import point_from_params, shared_knobs, start_point_problem
 from ._schema import spec_json_schema
 from ._sections import MAX_NUM_SAMPLES, SECTIONS, DataKind, DataSpec, Resources, SearchSettings, Section, Tracking
 from ._spec import SPEC_KEYS, SearchSpec, load_spec, spec_from_dict
-from ._zoo import PRESETS, ZOO, ZOO_BATCH, ZOO_MIN_SIZE, ZOO_REFERENCE_SIZE, ZooModel, preset_models
+from ._zoo import (
+    PRESETS,
+    START_BATCH,
+    START_RECIPES,
+    ZOO,
+    ZOO_BATCH,
+    ZOO_MIN_SIZE,
+    ZOO_REFERENCE_SIZE,
+    ZooModel,
+    preset_models,
+)
 from .artifacts import (
     CheckpointMeta,
     CheckpointSettings,
@@ -61,6 +71,8 @@ __all__ = [
     "GROUPS",
     "MAX_NUM_SAMPLES",
     "PRESETS",
+    "START_BATCH",
+    "START_RECIPES",
     "SECTIONS",
     "SPEC_KEYS",
     "TOP_KNOBS",
@@ -108,6 +120,7 @@ __all__ = [
     "loguniform",
     "parse_domain",
     "point_from_params",
+    "start_point_problem",
     "preset_models",
     "record_problem",
     "resolve",

@@ -56,3 +56,27 @@ def point_from_params(space: dict[str, Domain], params: dict[str, str]) -> Point
 def shared_knobs(space: dict[str, Domain], params: dict[str, str]) -> set[str]:
     """The space's top-level knobs that ``params`` also has: what an earlier search and this one share."""
     return {path for path in space if path in params}
+
+
+def start_point_problem(space: dict[str, Domain], point: dict[str, Any]) -> tuple[str, str] | None:
+    """Why ``point`` (one of ``search.start_with``) cannot start a search of ``space``: (the knob,
+    the reason), or None when every value lies inside its domain. A conditional knob's own knobs
+    (``optimizer.sgd.momentum``) need their option chosen in the point too."""
+    for key, value in point.items():
+        if key in space:
+            domain = space[key]
+        else:
+            parent = next((p for p in space if key.startswith(p + ".") and isinstance(space[p], Conditional)), None)
+            if parent is None:
+                return key, "not a knob of this space"
+            option, _, knob = key[len(parent) + 1 :].partition(".")
+            conditional = space[parent]
+            assert isinstance(conditional, Conditional)
+            if knob not in conditional.options.get(option, {}):
+                return key, f"{parent} has no option {option!r} with a knob {knob!r}"
+            if point.get(parent) != option:
+                return key, f"a knob of {parent}={option}: set {parent}: {option} in the same config"
+            domain = conditional.options[option][knob]
+        if not domain.contains(value):
+            return key, f"{value!r} is outside its domain"
+    return None

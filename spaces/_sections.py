@@ -217,6 +217,12 @@ class SearchSettings(Section):
         description="stop a trial that reports nothing for this long (a hung worker): 90s, 30m, 2h; "
         "it ends failed as timed_out",
     )
+    start_with: Annotated[tuple[dict[str, Any], ...], BeforeValidator(_as_tuple)] = Field(
+        (),
+        description="configs the optuna searcher runs first, before proposing its own: each maps the space's "
+        "knob names (a conditional knob's own knobs as knob.option.name) to values inside their domains; "
+        "knobs left out are sampled",
+    )
     warm_start: Annotated[tuple[str, ...], BeforeValidator(_as_tuple)] = Field(
         (),
         description="MLflow experiments (same store) whose completed trials this search learns from: "

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from ._catalog import space_to_yaml, suggest, validate_space
 from ._domains import Domain
 from ._errors import SpecError
+from ._points import start_point_problem
 from ._secrets import check_no_secrets
 from ._sections import FIELD_ERROR, SECTIONS, DataSpec, Resources, SearchSettings, Section, Tracking
 
@@ -168,9 +169,19 @@ def spec_from_dict(raw: Any, overrides: dict[str, dict[str, Any]] | None = None)
         # A multi-worker trial reports its checkpoint as a path, not a Tune checkpoint: PBT
         # would have nothing to hand from donor to receiver and skip every exploit.
         raise SpecError("resources.workers_per_trial", "scheduler pbt needs single-worker trials (1)")
+    _check_start_with(space, sections["search"])
     if not sections["tracking"].experiment:
         sections["tracking"] = sections["tracking"].model_copy(update={"experiment": name})
     return SearchSpec(name=name, space=space, **sections)
+
+
+def _check_start_with(space: dict[str, Domain], search: SearchSettings) -> None:
+    if search.start_with and search.searcher != "optuna":
+        raise SpecError("search.start_with", f"needs the optuna searcher (it enqueues them), not {search.searcher}")
+    for i, point in enumerate(search.start_with):
+        problem = start_point_problem(space, point)
+        if problem is not None:
+            raise SpecError(f"search.start_with[{i}].{problem[0]}", problem[1])
 
 
 def load_spec(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> SearchSpec:

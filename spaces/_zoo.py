@@ -120,3 +120,35 @@ PRESETS: dict[str, dict[str, Any]] = {
 def preset_models(preset: str) -> list[ZooModel]:
     """The zoo rows ``preset`` includes, cheapest (on a CPU) first."""
     return sorted((row for row in _ROWS if preset in row.presets), key=lambda row: row.cpu_ms_per_img)
+
+
+# What a fit search runs first (AutoGluon's "zero-shot" portfolio idea, through Optuna's
+# enqueue_trial): the recipe a careful user starts from and that trains reliably in few epochs
+# (AdamW, cosine, plain cross-entropy, light crops, no dropout), once per model for the cheapest
+# kept models; the searcher explores from there. A knob the space lacks, or a value outside its
+# domain, is left to the sampler. Per training mode: from scratch, and fine-tuning (a lower LR).
+START_RECIPES: dict[str, dict[str, Any]] = {
+    "scratch": {
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "warmup_epochs": 0,
+        "schedule": "cosine",
+        "loss": "ce",
+        "augmentation.scale_min": 0.9,
+        "regularization.drop_rate": 0.0,
+        "regularization.drop_path_rate": 0.0,
+    },
+    "finetune": {
+        "optimizer": "adamw",
+        "lr": 3e-4,
+        "weight_decay": 1e-4,
+        "warmup_epochs": 0,
+        "loss": "ce",
+        "augmentation.scale_min": 0.9,
+        "regularization.drop_path_rate": 0.0,
+        "finetune.freeze_stages": 0,
+        "finetune.layer_decay": 1.0,
+    },
+}
+START_BATCH = 64  # the start configs' batch size where the plan allows it (else its smallest)

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from tunefleet.spaces import PRESETS, SearchSpec, SpecError, spec_from_dict
+from tunefleet.spaces import PRESETS, SearchSpec, SpecError, preset_models, spec_from_dict
 
 from ..fit import (
     DIGITS,
@@ -29,11 +29,13 @@ from ..fit import (
     final_search,
     fit_search_spec,
     fit_spec,
+    loadable_weights,
     plan_fit,
     plan_lines,
     scan_data,
     spec_header,
 )
+from ..fit._budget import MIN_FINETUNE_PX
 from ._analysis import export, without_bare
 from ._console import fail, out
 from ._options import REPORTS_DIR, TrackingUri, check_store, exit_with
@@ -97,7 +99,9 @@ def fit(
     if data != DIGITS:
         check_folder(data)
     _register_check(register_as)
-    plan = plan_fit(scan_data(data), preset, total_s, gpus, metric, os.cpu_count() or 1, seed=seed)
+    scan = scan_data(data)
+    loadable = loadable_weights(m.name for m in preset_models(preset)) if scan.typical_px >= MIN_FINETUNE_PX else None
+    plan = plan_fit(scan, preset, total_s, gpus, metric, os.cpu_count() or 1, seed=seed, loadable=loadable)
     spec = fit_search_spec(plan)
     console = out()
     for line in plan_lines(plan):

@@ -11,11 +11,13 @@ nothing: the command (``cli/_fit.py``) runs the spec through ``run`` as ``tunefl
 and exports as ``tunefleet export`` does. Imports no other room of ``tunefleet.search``.
 """
 
+from ._budget import TOP_K, Budget
 from ._describe import plan_lines, spec_header
 from ._final import FinalPhase, final_phase, final_search, measured_epoch_s
-from ._plan import TOP_K, Budget, FitPlan, ModelChoice, check_options, plan_fit
+from ._plan import FitPlan, ModelChoice, check_options, plan_fit
 from ._scan import DIGITS, DataScan, check_folder, digits_scan, scan_data, split_counts
 from ._spec import fit_search_spec, fit_spec
+from ._weights import loadable_weights
 
 __all__ = [
     "DIGITS",
@@ -33,6 +35,7 @@ __all__ = [
     "final_search",
     "fit_search_spec",
     "fit_spec",
+    "loadable_weights",
     "plan_fit",
     "plan_lines",
     "scan_data",

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from tunefleet.spaces import PRESETS
 
-from ._plan import MIN_FINETUNE_PX, REDUCTION, FitPlan, ModelChoice
+from ._budget import MIN_FINETUNE_PX, REDUCTION
+from ._plan import FitPlan, ModelChoice
 from ._spec import space_base
 
 
@@ -28,6 +29,8 @@ def _training(plan: FitPlan) -> str:
         return f"fine-tune from timm's pretrained weights (finetune.pretrained; the images are {px} px)"
     if px < MIN_FINETUNE_PX:
         why = f"the images are {px} px, under {MIN_FINETUNE_PX} px: ImageNet features do not carry over"
+    elif plan.loadable is not None and any(m.row.pretrained for m in plan.kept):
+        why = "no kept model's pretrained weights can be loaded here (not in the local cache, the Hub unreachable)"
     else:
         why = "timm lists no pretrained weights for the models kept"
     return f"from scratch ({why})"
@@ -63,7 +66,8 @@ def plan_lines(plan: FitPlan) -> list[str]:
     ]
     each = "not estimated" if plan.trial_s is None else f"~{plan.trial_s:.0f}s each"
     lines.append(
-        f"trials: {plan.num_samples} (num_samples; {each}, {plan.slots} at once) · optuna searcher · "
+        f"trials: ~{plan.num_samples} expected ({each}, {plan.slots} at once; num_samples is the preset's cap, "
+        f"{PRESETS[plan.preset]['max_trials']}: search.time_budget ends the search) · optuna searcher · "
         f"asha scheduler (max_epochs {plan.max_epochs}, grace_period {plan.grace_period}, reduction {REDUCTION}) · "
         f"ranked by {plan.metric}"
     )

@@ -21,7 +21,8 @@ import pandas as pd
 
 from tunefleet.spaces import records as rec
 
-from ._plan import FINAL_START_S, FitPlan, final_epochs
+from ._budget import FINAL_START_S, final_epochs
+from ._plan import FitPlan
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,10 @@ presets x data sizes x budgets. The rules, in order:
    thumbnails such as the 8 px digits) and timm lists weights for a kept model.
 7. **Epochs**: ``max_epochs`` so a trial sees the preset's ``target_images`` (within its epoch
    bounds), lowered until a whole trial of the slowest kept model fits the tail. ASHA's grace
-   period: 1 epoch below 4, else 2; reduction factor 3.
-8. **Trials**: ``num_samples`` = the slots' planned time over the expected time of one trial
+   period: 1 epoch below 3, else 2; reduction factor 3.
+8. **Trials**: the expected trials (``num_samples`` here; the spec's is the preset's cap, so
+   the time budget, not a count, ends the search and no time is left over when trials run
+   faster than the zoo says) = the slots' planned time over the expected time of one trial
    (set-up + ASHA's expected epochs per trial x the kept models' mean epoch time), at least one
    per slot (the first wave starts together and fits the tail), at most the preset's
    ``max_trials``.
@@ -49,42 +51,26 @@ from dataclasses import dataclass
 
 from tunefleet.spaces import PRESETS, ZOO_MIN_SIZE, SpecError, ZooModel, preset_models, suggest
 
+from ._budget import (
+    EVAL_SHARE,
+    FINAL_SHARE,
+    GRID,
+    MIN_FINETUNE_PX,
+    MIN_SEARCH_EPOCHS,
+    MIN_SEARCH_TRIALS,
+    MIN_STEPS,
+    REDUCTION,
+    RESERVE_SHARE,
+    SETUP_S,
+    TRAINING_OVERHEAD,
+    UTILIZATION,
+    WORKER_START_S,
+    WORTH,
+    Budget,
+    budget,
+    final_epochs,
+)
 from ._scan import DataScan
-
-# Measured on this 2-core machine with `fit digits --time 2m --preset quick` (quiet: 4 s to the
-# search run, 7 s more to the first trial; report 3.5 s; export of 3 members 16 s, registry 2 s)
-# and, for a loaded machine, the fixed ~19 s of a search in benchmarks/RESULTS.md.
-START_S = 15.0  # imports, preflight, Ray start, the search run
-WORKER_START_S = 8.0  # the first trials' Ray workers start and import torch and timm (once per slot)
-SETUP_S = 3.0  # a trial's set-up before its first step: 1.4-2.3 s cold (trial_setup.py), plus its actor
-REPORT_S = 5.0  # the report the search ends with
-EXPORT_S = 8.0  # per ensemble member: load, score, ONNX export, parity check, registry
-RESERVE_SHARE = 0.05  # and a share of the time, as larger data and models take longer to score
-# A trial's epoch against the zoo's bare training steps: data loading, augmentation, metrics,
-# checkpoints (measured on digits, lcnet_050 and mobilenetv3_small_100 at 32 px: 1.16-1.22x).
-TRAINING_OVERHEAD = 1.2
-TOP_K = 3  # members of the exported ensemble, as `make demo` exports
-EVAL_SHARE = 1 / 3  # a forward pass (val, test) against a training step
-# The share of the search budget planned trials fill; the rest is for the last trial to end in:
-# a trial still running at search.time_budget is cut short, so a whole trial of the slowest kept
-# model must fit in the remaining (1 - UTILIZATION).
-UTILIZATION = 0.6
-MIN_FINETUNE_PX = 32
-MIN_STEPS = 8  # optimizer steps per epoch a batch size must leave
-GRID = 32  # image sizes are multiples of this
-REDUCTION = 3
-FINAL_SHARE = 0.5  # of the searching time, for the final phase
-FINAL_START_S = WORKER_START_S + 2.0  # the final phase's search run, and its trials' workers starting again
-WORTH = 2  # a final phase pays when its trials train this many times the search's max_epochs
-# The share of the final phase's budget its epochs are planned to fill: a trial still running at
-# the budget is cut short (and an export takes finished trials only), and an epoch of two trials
-# side by side, each with its own data loading, runs a little slower than the search measured.
-FINAL_FILL = 0.95
-# A search phase too short to rank configs makes a final phase train a poor one for longer: one
-# is planned only where the search phase still runs this many epochs a trial (ASHA has a rung
-# past its grace period) and this many trials a slot.
-MIN_SEARCH_EPOCHS = 5
-MIN_SEARCH_TRIALS = 3
 
 
 @dataclass(frozen=True)
@@ -98,30 +84,6 @@ class ModelChoice:
     @property
     def kept(self) -> bool:
         return not self.reason
-
-
-@dataclass(frozen=True)
-class Budget:
-    total_s: float
-    start_s: float
-    reserve_s: float  # the report and the export
-    search_s: int  # search.time_budget: whole seconds
-    final_s: int = 0  # the final phase's search.time_budget (0: no final phase)
-
-    @property
-    def searching_s(self) -> int:
-        """All the time for searching, both phases: ``--time`` less start-up and reserve."""
-        return self.search_s + (math.ceil(FINAL_START_S) + self.final_s if self.final_s else 0)
-
-    @property
-    def training_s(self) -> float:
-        """The search's time once its first workers are up."""
-        return self.search_s - WORKER_START_S
-
-    @property
-    def tail_s(self) -> float:
-        """The longest a whole trial may take: one started as the planned trials run out must end in time."""
-        return (1 - UTILIZATION) * self.training_s
 
 
 @dataclass(frozen=True)
@@ -145,6 +107,7 @@ class FitPlan:
     num_samples: int
     seed: int = 0
     final_epochs: int = 0  # the final phase's estimated epochs (0: no final phase)
+    loadable: frozenset[str] | None = None  # models whose weights load here (None: not checked)
 
     @property
     def name(self) -> str:
@@ -166,23 +129,6 @@ def slots(cpus: int, gpus: int) -> tuple[int, float]:
     if gpus:
         return gpus, float(max(1, cpus // gpus))
     return max(1, cpus), 1.0
-
-
-def budget(total_s: float, final_share: float = 0.0) -> Budget:
-    """Rule 3: the search's share of ``--time`` (may be <= 0: then nothing fits); with
-    ``final_share``, that share of it goes to a final phase instead (rule 10)."""
-    reserve = REPORT_S + TOP_K * EXPORT_S + RESERVE_SHARE * total_s
-    searching = math.floor(total_s - START_S - reserve)
-    final = math.floor(final_share * searching)
-    if not final:
-        return Budget(total_s, START_S, reserve, searching)
-    return Budget(total_s, START_S, reserve, searching - final, final - math.ceil(FINAL_START_S))
-
-
-def final_epochs(time_budget: float, epoch_s: float, preset: str) -> int:
-    """Rule 10: epochs a final trial fits in ``time_budget`` once its worker is up, within the preset's cap."""
-    fits = math.floor((FINAL_FILL * time_budget - WORKER_START_S - SETUP_S) / max(epoch_s, 1e-3))
-    return max(0, min(int(PRESETS[preset]["final_epochs"]), fits))
 
 
 def epoch_seconds(row: ZooModel, scan: DataScan, size: int, gpus: int) -> float | None:
@@ -222,9 +168,17 @@ def batch_sizes(train_images: int, preset: str) -> tuple[int, ...]:
 
 
 def choose_models(
-    rows: list[ZooModel], scan: DataScan, size: int, gpus: int, split: Budget, preset: str
+    rows: list[ZooModel],
+    scan: DataScan,
+    size: int,
+    gpus: int,
+    split: Budget,
+    preset: str,
+    loadable: frozenset[str] | None = None,
 ) -> tuple[tuple[ModelChoice, ...], bool]:
-    """Rules 5 and 6: each preset model kept or left out with its reason; and whether to fine-tune."""
+    """Rules 5 and 6: each preset model kept or left out with its reason; and whether to fine-tune.
+    ``loadable``: the models whose weights can be loaded here (``_weights``); None: all that timm
+    lists weights for."""
     need = PRESETS[preset]["min_epochs"]
     timed = []
     for row in rows:
@@ -234,11 +188,20 @@ def choose_models(
         if trial is not None and trial > split.tail_s:
             why = f"a trial of {need} epoch(s) takes ~{trial:.0f}s, over the {max(0.0, split.tail_s):.0f}s one may take"
         timed.append(ModelChoice(row, epoch, why))
-    finetune = scan.typical_px >= MIN_FINETUNE_PX and any(m.kept and m.row.pretrained for m in timed)
+
+    def weights(row: ZooModel) -> bool:
+        return row.pretrained and (loadable is None or row.name in loadable)
+
+    finetune = scan.typical_px >= MIN_FINETUNE_PX and any(m.kept and weights(m.row) for m in timed)
     if finetune:
-        no_weights = "timm lists no pretrained weights for it, and this plan fine-tunes"
-        timed = [m if m.reason or m.row.pretrained else ModelChoice(m.row, m.epoch_s, no_weights) for m in timed]
+        timed = [m if m.reason or weights(m.row) else ModelChoice(m.row, m.epoch_s, _no_weights(m.row)) for m in timed]
     return tuple(timed), finetune
+
+
+def _no_weights(row: ZooModel) -> str:
+    if row.pretrained:
+        return "its pretrained weights cannot be loaded here (not cached, no Hub), and this plan fine-tunes"
+    return "timm lists no pretrained weights for it, and this plan fine-tunes"
 
 
 def too_short(choices: tuple[ModelChoice, ...], total_s: float, preset: str) -> SpecError:
@@ -293,13 +256,23 @@ def check_options(preset: str, gpus: int) -> None:
         raise SpecError("--gpus", f"must be >= 0, got {gpus}")
 
 
-def plan_fit(scan: DataScan, preset: str, total_s: float, gpus: int, metric: str, cpus: int, seed: int = 0) -> FitPlan:
-    """The whole plan; ``SpecError`` for an unknown preset, negative GPUs or too little time."""
+def plan_fit(
+    scan: DataScan,
+    preset: str,
+    total_s: float,
+    gpus: int,
+    metric: str,
+    cpus: int,
+    seed: int = 0,
+    loadable: frozenset[str] | None = None,
+) -> FitPlan:
+    """The whole plan; ``SpecError`` for an unknown preset, negative GPUs or too little time.
+    ``loadable``: the models whose pretrained weights load here (None: every one timm lists)."""
     check_options(preset, gpus)
-    two = _plan_with(budget(total_s, FINAL_SHARE), scan, preset, gpus, metric, cpus, seed)
+    two = _plan_with(budget(total_s, FINAL_SHARE), scan, preset, gpus, metric, cpus, seed, loadable)
     if two is not None and _final_pays(two):
         return two
-    one_phase = _plan_with(budget(total_s), scan, preset, gpus, metric, cpus, seed)
+    one_phase = _plan_with(budget(total_s), scan, preset, gpus, metric, cpus, seed, loadable)
     if one_phase is None:
         choices, _ = choose_models(preset_models(preset), scan, image_size(scan.typical_px, preset), gpus,
                                    budget(total_s), preset)  # fmt: skip
@@ -314,12 +287,19 @@ def _final_pays(plan: FitPlan) -> bool:
 
 
 def _plan_with(
-    split: Budget, scan: DataScan, preset: str, gpus: int, metric: str, cpus: int, seed: int
+    split: Budget,
+    scan: DataScan,
+    preset: str,
+    gpus: int,
+    metric: str,
+    cpus: int,
+    seed: int,
+    loadable: frozenset[str] | None,
 ) -> FitPlan | None:
     """The plan within ``split``; None when it keeps no model."""
     size = image_size(scan.typical_px, preset)
     n_slots, _ = slots(cpus, gpus)
-    choices, finetune = choose_models(preset_models(preset), scan, size, gpus, split, preset)
+    choices, finetune = choose_models(preset_models(preset), scan, size, gpus, split, preset, loadable)
     kept = [m for m in choices if m.kept]
     if not kept or split.tail_s < SETUP_S:
         return None
@@ -349,4 +329,5 @@ def _plan_with(
         num_samples=trials,
         seed=seed,
         final_epochs=final,
+        loadable=loadable,
     )

@@ -46,7 +46,7 @@ class DataScan:
 # search's 20/20 default, because under a time limit on small data training images are the
 # scarcest thing. Validation picks the configs and weighs the ensemble; the test split only
 # reports the export (a user scores it on their own held-out images).
-HOLDOUT = {"val_fraction": 0.15, "test_fraction": 0.1}
+VAL_FRACTION, TEST_FRACTION = 0.15, 0.1
 
 
 def split_counts(per_split: dict[str, int], data: DataSpec) -> tuple[int, int]:
@@ -60,7 +60,7 @@ def split_counts(per_split: dict[str, int], data: DataSpec) -> tuple[int, int]:
 
 
 def digits_scan(data: DataSpec | None = None) -> DataScan:
-    data = data or DataSpec(kind="digits", **HOLDOUT)
+    data = data or DataSpec(kind="digits", val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION)
     train, held = split_counts({"all": DIGITS_IMAGES}, data)
     described = f"{DIGITS_IMAGES} images in {DIGITS_CLASSES} classes (scikit-learn digits; grayscale)"
     return DataScan("digits", "", DIGITS_IMAGES, DIGITS_CLASSES, train, held, DIGITS_PX, 1, described)
@@ -102,7 +102,7 @@ def scan_data(target: str) -> DataScan:
         scan = scan_folder(root)
     except SpecError as err:  # the same checks as a search's; named after this command's argument
         raise SpecError("DATA", err.message) from None
-    data = DataSpec(kind="imagefolder", root=str(root), **HOLDOUT)
+    data = DataSpec(kind="imagefolder", root=str(root), val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION)
     train, held = split_counts({split: len(files) for split, files in scan.files.items()}, data)
     paths = [path for files in scan.files.values() for path, _ in files]
     channels = 1 if scan.grayscale else 3

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunefleet.spaces import PRESETS, SearchSpec, spec_from_dict
+from tunefleet.spaces import (
+    PRESETS,
+    START_BATCH,
+    START_RECIPES,
+    SearchSpec,
+    spec_from_dict,
+    start_point_problem,
+    validate_space,
+)
 
-from ._plan import REDUCTION, FitPlan, slots
-from ._scan import HOLDOUT
+from ._budget import REDUCTION
+from ._plan import FitPlan, slots
+from ._scan import TEST_FRACTION, VAL_FRACTION
 
 
 def space_base(plan: FitPlan) -> str:
@@ -26,13 +35,14 @@ def fit_spec(plan: FitPlan) -> dict[str, Any]:
     }
     if plan.finetune:
         space["finetune"] = {"pretrained": True}
-    data: dict[str, Any] = {"kind": plan.scan.kind, "image_size": plan.image_size, **HOLDOUT}
+    data: dict[str, Any] = {"kind": plan.scan.kind, "image_size": plan.image_size}
+    data |= {"val_fraction": VAL_FRACTION, "test_fraction": TEST_FRACTION}
     if plan.scan.root:
         data["root"] = plan.scan.root
     search = {
         "searcher": "optuna",
         "scheduler": "asha",
-        "num_samples": plan.num_samples,
+        "num_samples": int(PRESETS[plan.preset]["max_trials"]),  # the time budget ends it (rule 8)
         "metric": plan.metric,
         "max_epochs": plan.max_epochs,
         "grace_period": plan.grace_period,
@@ -40,17 +50,35 @@ def fit_spec(plan: FitPlan) -> dict[str, Any]:
         "time_budget": plan.budget.search_s,
         "seed": plan.seed,
     }
+    model: Any = names[0] if len(names) == 1 else {"choice": names}
+    search["start_with"] = start_configs(plan, {"model": model, **space})
     _, cpus_per_trial = slots(plan.cpus, plan.gpus)
     resources = {"workers_per_trial": 1, "cpus_per_worker": cpus_per_trial, "gpus_per_worker": 1 if plan.gpus else 0}
     return {
         "name": plan.name,
         "data": data,
-        "model": names[0] if len(names) == 1 else {"choice": names},
+        "model": model,
         "space": space,
         "search": search,
         "resources": resources,
         "tracking": {"experiment": plan.name},
     }
+
+
+def start_configs(plan: FitPlan, space_doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """``search.start_with``: the preset's start recipe (``spaces.START_RECIPES``) on each of the
+    cheapest kept models, one per trial slot; a knob the space lacks or bounds elsewhere is left
+    to the sampler."""
+    space = validate_space(space_doc)
+    recipe = START_RECIPES["finetune" if plan.finetune else "scratch"]
+    batch = START_BATCH if START_BATCH in plan.batch_sizes else min(plan.batch_sizes)
+    configs = []
+    for row in [m.row for m in plan.kept][: plan.slots]:
+        point: dict[str, Any] = {"model": row.name, "batch_size": batch, **recipe}
+        while (problem := start_point_problem(space, point)) is not None:
+            point.pop(problem[0])
+        configs.append(point)
+    return configs
 
 
 def fit_search_spec(plan: FitPlan) -> SearchSpec:

@@ -97,6 +97,7 @@ def find_extendable(
         "time_budget": time_budget,
         "seed": recorded.search.seed + len(runs),
         "warm_start": [],  # the search's own trials are its history now
+        "start_with": [],  # ... and its start configs ran already
     }
     spec = _recorded_spec(client, run_id, {"search": search})
     return Resumable(spec, parent, parent.data.tags.get(rec.TUNE_PATH_TAG, ""), runs, [])

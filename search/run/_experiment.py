@@ -134,7 +134,8 @@ def _searcher(spec: SearchSpec, warm: WarmStart | None = None) -> Any:
     """``optuna``: OptunaSearch (seeded TPE, define-by-run, so conditional knobs are sampled only
     under their option); ``random``: Tune's own seeded generator over ``tune_domains``;
     ``grid``: Tune's generator over the points in ``_param_space``. ``warm``: earlier trials as
-    Optuna's history with the best enqueued (random: the best run first)."""
+    Optuna's history with the best enqueued (random: the best run first); ``search.start_with``
+    enqueued before them."""
     s = spec.search
     if s.searcher in ("grid", "random"):
         from ray.tune.search import BasicVariantGenerator
@@ -148,7 +149,7 @@ def _searcher(spec: SearchSpec, warm: WarmStart | None = None) -> Any:
 
     sampler = optuna_sampler(s.searcher, s.seed, s.sampler)
     study: dict[str, Any] = {}
-    if warm is not None:
+    if warm is not None or s.start_with:
         from ._warm import warm_study
 
         study["storage"], study["study_name"] = warm_study(spec, warm, sampler)

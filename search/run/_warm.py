@@ -122,10 +122,10 @@ def own_history(spec: SearchSpec, runs: list[Run], experiment: str) -> WarmStart
     return WarmStart(points, (experiment,), rerun=0)
 
 
-def warm_study(spec: SearchSpec, warm: WarmStart, sampler: Any) -> tuple[Any, str]:
-    """An Optuna study (in memory) that already holds the earlier trials, with the best enqueued
-    to run first; ``OptunaSearch(storage=..., study_name=...)`` loads it. Returns the storage and
-    the study name."""
+def warm_study(spec: SearchSpec, warm: WarmStart | None, sampler: Any) -> tuple[Any, str]:
+    """An Optuna study (in memory) that already holds the earlier trials (``warm``), with
+    ``search.start_with`` and then the best earlier configs enqueued to run first;
+    ``OptunaSearch(storage=..., study_name=...)`` loads it. Returns the storage and the study name."""
     import optuna
 
     storage = optuna.storages.InMemoryStorage()
@@ -136,7 +136,7 @@ def warm_study(spec: SearchSpec, warm: WarmStart, sampler: Any) -> tuple[Any, st
     study = optuna.create_study(storage=storage, sampler=sampler, study_name=name, direction=direction)
     space = define_by_run(spec.space)
     trials = []
-    for p in warm.points:
+    for p in warm.points if warm is not None else []:
         fixed = optuna.trial.FixedTrial(p.point)
         space(fixed)  # records the distributions of the searched params, as the search's own trials have them
         trials.append(
@@ -148,6 +148,8 @@ def warm_study(spec: SearchSpec, warm: WarmStart, sampler: Any) -> tuple[Any, st
             )
         )
     study.add_trials(trials)
-    for trial in trials[: warm.rerun]:
+    for point in spec.search.start_with:  # partial configs: the sampler fills in the rest
+        study.enqueue_trial(dict(point))
+    for trial in trials[: warm.rerun if warm is not None else 0]:
         study.enqueue_trial(trial.params)
     return storage, name

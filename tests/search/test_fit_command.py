@@ -11,8 +11,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunefleet.search.fit import DataScan, digits_scan, fit_search_spec, fit_spec, plan_fit, plan_lines, split_counts
-from tunefleet.search.fit._plan import (
+from tunefleet.search.fit import (
+    DataScan,
+    digits_scan,
+    fit_search_spec,
+    fit_spec,
+    loadable_weights,
+    plan_fit,
+    plan_lines,
+    split_counts,
+)
+from tunefleet.search.fit._budget import (
     FINAL_FILL,
     MIN_SEARCH_EPOCHS,
     MIN_SEARCH_TRIALS,
@@ -20,10 +29,9 @@ from tunefleet.search.fit._plan import (
     SETUP_S,
     WORKER_START_S,
     WORTH,
-    asha_epochs,
     budget,
-    image_size,
 )
+from tunefleet.search.fit._plan import asha_epochs, image_size
 from tunefleet.spaces import (
     BUILTIN_SPACES,
     PRESETS,
@@ -132,9 +140,13 @@ def test_plan_fits_its_budget(preset, images, total_s):
     assert all(bs * MIN_STEPS <= scan.train_images for bs in plan.batch_sizes) or len(plan.batch_sizes) == 1
     spec = fit_search_spec(plan)
     assert spec.search.time_budget == b.search_s and spec.search.max_epochs == plan.max_epochs
-    assert spec.search.num_samples == plan.num_samples and spec.search.searcher == "optuna"
+    assert spec.search.num_samples == PRESETS[preset]["max_trials"] and spec.search.searcher == "optuna"
     assert spec.search.scheduler == "asha" and spec.data.image_size == plan.image_size
     assert set(spec.space["model"].grid_values("model")) == {m.row.name for m in plan.kept}
+    # the start recipe on the cheapest kept models, one per slot, inside the space (spec_from_dict checked it)
+    starts = spec.search.start_with
+    assert [p["model"] for p in starts] == [m.row.name for m in plan.kept][: plan.slots]
+    assert all(p.get("optimizer") == "adamw" and "lr" in p for p in starts)
 
 
 def test_a_short_budget_on_large_data_leaves_out_the_slow_models_with_reasons():
@@ -160,6 +172,19 @@ def test_digits_train_from_scratch_and_photos_fine_tune():
     photos = plan_fit(scan_of(2_000, typical_px=256), "balanced", 3600, 0, "val_acc", 2)
     assert photos.finetune and fit_spec(photos)["space"]["base"] == "finetune"
     assert fit_search_spec(photos).space["finetune.pretrained"].grid_values("x") == [True]
+
+
+def test_fine_tuning_only_where_the_weights_load_here():
+    scan = scan_of(2_000, typical_px=256)
+    offline = plan_fit(scan, "balanced", 3600, 0, "val_acc", 2, loadable=frozenset())
+    assert not offline.finetune and all(m.kept for m in offline.models)  # from scratch, every model
+    assert fit_spec(offline)["space"]["base"] == "default"
+    assert any("pretrained weights can be loaded here" in line for line in plan_lines(offline))
+    one = plan_fit(scan, "balanced", 3600, 0, "val_acc", 2, loadable=frozenset({"resnet18"}))
+    assert one.finetune and [m.row.name for m in one.kept] == ["resnet18"]
+    assert all("cannot be loaded here" in m.reason for m in one.models if not m.kept)
+    names = [m.name for m in preset_models("balanced")]
+    assert loadable_weights(names) <= set(names)  # this machine: whatever its cache and network allow
 
 
 def test_on_gpus_the_plan_says_it_has_no_cost_figure_and_leaves_nothing_out_for_time():
@@ -201,7 +226,7 @@ def test_dry_run_on_digits_prints_the_plan_and_writes_nothing(run_cli, tmp_path)
     assert re.search(r"kept\s+lcnet_050", out) and re.search(r"kept\s+mobilenetv3_small_100", out)
     budget = r"budget: 600s = 15s start-up \+ 263s search \(search.time_budget\) \+ 263s final phase \+ 59s report"
     assert re.search(budget, out) and re.search(r"final phase: the 2 best completed configs .*~30 epochs", out)
-    assert re.search(r"trials: \d+ \(num_samples; ~\d+s each, 2 at once\)", out)
+    assert re.search(r"trials: ~\d+ expected \(~\d+s each, 2 at once; num_samples is the preset's cap, 64", out)
     assert _files(tmp_path) == set() and result.stderr == ""
 
 

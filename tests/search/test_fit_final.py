@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from tunefleet.search.fit import final_phase, final_search, fit_spec, measured_epoch_s, plan_fit
-from tunefleet.search.fit._plan import FINAL_FILL, FINAL_START_S, SETUP_S, WORKER_START_S
+from tunefleet.search.fit._budget import FINAL_FILL, FINAL_START_S, SETUP_S, WORKER_START_S
 from tunefleet.spaces import PRESETS, spec_from_dict
 from tunefleet.spaces import records as rec
 

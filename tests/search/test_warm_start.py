@@ -81,6 +81,25 @@ def test_the_warm_study_holds_the_earlier_trials_and_asks_the_best_first():
     assert len(warm.tags()[rec.WARM_RUNS_TAG].split(",")) == 5
 
 
+def test_start_configs_run_first_then_the_warm_best_and_the_sampler_fills_the_rest():
+    start = {"optimizer": "sgd", "optimizer.sgd.momentum": 0.9, "lr": 0.02}  # batch_size left to the sampler
+    spec = spec_from_dict({**SMALL_SPEC, "search": {**SMALL_SPEC["search"], "start_with": [start]}})
+    points = _sampled_points(spec.space, 2, seed=1)
+    warm = WarmStart([WarmPoint(p, 0.9 - i / 10, f"run{i}") for i, p in enumerate(points)], ("earlier",))
+    sample = define_by_run(spec.space)
+    for given in (None, warm):  # with no earlier search, and before the earlier best
+        storage, name = warm_study(spec, given, optuna.samplers.TPESampler(seed=0))
+        study = optuna.load_study(study_name=name, storage=storage)
+        trial = study.ask()
+        sample(trial)
+        assert {k: trial.params[k] for k in start} == start and trial.params["batch_size"] in (32, 64)
+        study.tell(trial, 0.5)
+        if given is not None:  # then the earlier best, enqueued after
+            trial = study.ask()
+            sample(trial)
+            assert trial.params == {k: v for k, v in points[0].items() if k in trial.params}
+
+
 def _store_with(tmp_path, params: dict[str, str]) -> None:
     """A real SQLite MLflow store holding one completed trial run of experiment ``other``."""
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
