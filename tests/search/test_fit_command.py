@@ -226,7 +226,7 @@ def test_dry_run_on_digits_prints_the_plan_and_writes_nothing(run_cli, tmp_path)
     assert re.search(r"kept\s+lcnet_050", out) and re.search(r"kept\s+mobilenetv3_small_100", out)
     budget = r"budget: 600s = 15s start-up \+ 263s search \(search.time_budget\) \+ 263s final phase \+ 59s report"
     assert re.search(budget, out) and re.search(r"final phase: the 2 best completed configs .*~30 epochs", out)
-    assert re.search(r"trials: ~\d+ expected \(~\d+s each, 2 at once; num_samples is the preset's cap, 64", out)
+    assert re.search(r"trials: ~\d+ expected \(~\d+s each, 2 at once; num_samples is the preset's cap, 16", out)
     assert _files(tmp_path) == set() and result.stderr == ""
 
 
