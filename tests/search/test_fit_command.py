@@ -279,7 +279,7 @@ def test_fit_searches_trains_the_best_again_reports_exports_and_registers(cli, t
     from mlflow.tracking import MlflowClient
 
     image_folder(tmp_path / "digits", {"cat": 60, "dog": 60, "fox": 60, "owl": 60})  # small: a final phase pays
-    result = cli("fit", "digits/", "--time", "120s", "--preset", "quick", "--register")
+    result = cli("fit", "digits/", "--time", "150s", "--preset", "quick", "--register")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     folder = tmp_path / "reports" / "fit-digits"
     written, final_written = folder / "fit-digits.yaml", folder / "fit-digits-final.yaml"
