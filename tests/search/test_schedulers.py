@@ -280,7 +280,7 @@ def test_early_stopping_schedulers_run_a_search_end_to_end(scheduler, cli, write
     from tunefleet.analysis._runs import open_experiment, search_run, trials_frame
     from tunefleet.spaces import records as rec
 
-    small_spec["search"] |= {"scheduler": scheduler, "num_samples": 4, "max_epochs": 3, "grace_period": 1}
+    small_spec["search"] |= {"scheduler": scheduler, "num_samples": 3, "max_epochs": 2, "grace_period": 1}
     write_spec(small_spec)
     result = cli("search", "spec.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -289,9 +289,9 @@ def test_early_stopping_schedulers_run_a_search_end_to_end(scheduler, cli, write
     client, experiment = open_experiment(uri, "small")
     parent = search_run(client, experiment)
     trials = trials_frame(client, parent)
-    assert parent.info.status == "FINISHED" and len(trials) == 4
+    assert parent.info.status == "FINISHED" and len(trials) == 3
     assert set(trials["outcome"]) <= {rec.COMPLETED, rec.STOPPED} and (trials["outcome"] == rec.COMPLETED).any()
     completed = trials[trials["outcome"] == rec.COMPLETED]
-    assert (completed[rec.EPOCHS_TRAINED] == 3).all()
+    assert (completed[rec.EPOCHS_TRAINED] == 2).all()
     logged = MlflowClient(uri).download_artifacts(parent.info.run_id, rec.SPEC_ARTIFACT, str(tmp_path))
     assert f"scheduler: {scheduler}" in Path(logged).read_text()
