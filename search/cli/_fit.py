@@ -134,7 +134,7 @@ def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float) -> tupl
     left allows. Returns the search run to export from, and whether its trials stopped early
     count: the final one's do (a final trial the time budget cut short still has its best
     epoch), the search's do not (ASHA stopped them for being worse)."""
-    from tunefleet.analysis import finished_trials, open_experiment, ranking, search_run, trials_frame
+    from tunefleet.analysis import open_experiment, ranking, search_run, trials_frame
 
     from ..run._driver import run_search
     from ..run._experiment import preflight
@@ -146,7 +146,7 @@ def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float) -> tupl
         return searched.info.run_id, False
     metric, mode = ranking(searched)
     trials = trials_frame(client, searched)
-    ranked = finished_trials(trials, metric, mode) if _has_candidates(trials, metric, mode, False) else trials.iloc[:0]
+    ranked = _candidates(trials, metric, mode, stopped=False)
     left = deadline - time.monotonic() - plan.budget.reserve_s
     final = final_phase(plan, ranked, trials, left)
     console = out()
@@ -164,20 +164,20 @@ def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float) -> tupl
     if code == 130:
         exit_with(code)
     done = search_run(client, experiment, None)
-    if code == 0 and _has_candidates(trials_frame(client, done), metric, mode):
+    if code == 0 and len(_candidates(trials_frame(client, done), metric, mode, stopped=True)):
         return done.info.run_id, True
     console.print("final phase: no trial to export; exporting the search's own trials", style="yellow")
     return searched.info.run_id, False
 
 
-def _has_candidates(trials: Any, metric: str, mode: str, stopped: bool = True) -> bool:
-    """Whether ``finished_trials`` (with trials stopped early, as fit exports) has any."""
+def _candidates(trials: Any, metric: str, mode: str, stopped: bool) -> Any:
+    """``finished_trials`` (with ``stopped``, trials stopped early too), empty where it has none."""
     from tunefleet.analysis import finished_trials
 
     try:
-        return bool(len(finished_trials(trials, metric, mode, stopped)))
+        return finished_trials(trials, metric, mode, stopped)
     except SpecError:
-        return False
+        return trials.iloc[:0]
 
 
 def _ship(plan: FitPlan, uri: str, register_as: str | None, run_id: str, stopped: bool) -> None:

@@ -154,7 +154,7 @@ def run_search(
     ledger = TrialLedger(spec.search.metric, spec.search.mode)
     tracker = MlflowTrialCallback(uri, parent_id, spec, ledger, driver_uploads=not on_server)
     live = LiveReport(spec.tracking.experiment, uri, parent_id, spec.tracking.report_every,
-                      REPORTS_DIR / spec.tracking.experiment)  # fmt: skip
+                      REPORTS_DIR / spec.tracking.experiment, ledger)  # fmt: skip
     callbacks = _callbacks(spec, plan, ledger, tracker, console, live)
     link = RunLink(uri, parent_id) if on_server else None
     earlier = resume.search_run.data.metrics.get(rec.WALL_S, 0.0) if resume else 0.0  # wall time before
@@ -194,7 +194,6 @@ def _callbacks(
     ``search.trial_timeout`` is."""
     callbacks: list[Any] = [ledger, tracker, ConsoleProgress(ledger, console, plan.trials)]
     if live.every:
-        live.ledger = ledger
         callbacks.append(live)
     if spec.search.trial_timeout is not None:
         callbacks.append(TrialWatchdog(spec.search.trial_timeout, ledger))

@@ -33,15 +33,16 @@ class LiveReport(Callback):
     """Rebuilds the search's report every ``every`` ended trials (completed, stopped, failed),
     once at least one trial has completed (a report ranks completed trials)."""
 
-    def __init__(self, experiment: str, uri: str, search_run_id: str, every: int, out_dir: Path) -> None:
+    def __init__(
+        self, experiment: str, uri: str, search_run_id: str, every: int, out_dir: Path, ledger: TrialLedger
+    ) -> None:
         self.command = [sys.executable, "-m", "tunefleet.search.cli", "report", experiment,
                         "--search-run", search_run_id, "--tracking-uri", uri, "--out", str(out_dir)]  # fmt: skip
         self.every = every
         self.log_path = out_dir / "live-report.log"
-        self.ledger: TrialLedger | None = None  # the search's ledger (its first callback)
+        self.ledger = ledger  # the search's ledger (its first callback, so it is current here)
         self.ended = 0
         self.refreshed_at = 0  # trials ended at the last refresh started
-        self.refreshes = 0
         self._child: subprocess.Popen[bytes] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -50,7 +51,7 @@ class LiveReport(Callback):
     def _due(self) -> bool:
         if self.ended - self.refreshed_at < self.every:
             return False
-        if self.ledger is not None and not self.ledger.counts()[rec.COMPLETED]:
+        if not self.ledger.counts()[rec.COMPLETED]:
             return False
         return self._child is None or self._child.poll() is not None
 
@@ -67,7 +68,6 @@ class LiveReport(Callback):
                 logger.warning("live report not started: %s", err)
                 return
         self.refreshed_at = self.ended
-        self.refreshes += 1
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._trial_ended()

