@@ -35,12 +35,15 @@ class FinalPhase:
 
 
 def measured_epoch_s(trials: pd.DataFrame, model: str = "") -> pd.Series:
-    """Seconds an epoch per model, from the search's trials: their wall time over the epochs they
-    trained, the median over a model's trials. An upper bound (it counts a trial's set-up, which
-    a reused worker mostly skips), so a final trial planned from it ends within its budget.
+    """Seconds an epoch per model, from the search's trials: their wall time less the set-up they
+    measured (``final_epochs`` budgets a set-up of its own) over the epochs they trained, the
+    median over a model's trials. Still an upper bound (it counts reports and checkpoints), so a
+    final trial planned from it ends within its budget; the set-up is left out because it would
+    dominate the two-epoch trials ASHA stops, and more so on a loaded machine.
     ``model``: the name for trials that logged none (a spec with one model)."""
     epochs = trials.get(rec.EPOCHS_TRAINED, pd.Series(0.0, index=trials.index)).astype(float)
-    seconds = trials["duration_s"].astype(float)
+    setup = trials.get(rec.SETUP_TIME, pd.Series(0.0, index=trials.index)).astype(float).fillna(0.0)
+    seconds = trials["duration_s"].astype(float) - setup
     rate = (seconds / epochs.where(epochs > 0)).dropna()
     names = trials.loc[rate.index, "params.model"] if "params.model" in trials else pd.Series(model, index=rate.index)
     return rate.groupby(names.fillna(model)).median()
