@@ -64,12 +64,17 @@ def _fit(data: Path, test: Path, seconds: int, seed: int, cwd: Path, uri: str) -
 
 def _random(data: Path, test: Path, seconds: int, seed: int, cwd: Path, uri: str) -> dict[str, Any]:
     """fit's space and models searched at random under ASHA for all the time fit searches in
-    (as many trials as fit's preset allows; the time budget ends the search)."""
-    from tunefleet.search.fit import fit_spec, loadable_weights, plan_fit, scan_data
+    (as many trials as fit's preset allows; the time budget ends the search): fit's plan of a
+    search alone, whatever fit itself then chose (a final phase, a portfolio)."""
+    from tunefleet.search.fit import fit_spec, loadable_weights, scan_data
+    from tunefleet.search.fit._budget import budget
+    from tunefleet.search.fit._plan import plan_within
     from tunefleet.spaces import PRESETS, preset_models
 
     loadable = loadable_weights(m.name for m in preset_models("balanced"))  # as fit checks them
-    plan = plan_fit(scan_data(str(data)), "balanced", seconds, 0, "val_acc", os.cpu_count() or 1, seed, loadable)
+    scan, cpus = scan_data(str(data)), os.cpu_count() or 1
+    plan = plan_within(budget(seconds), scan, "balanced", 0, "val_acc", cpus, seed, loadable)
+    assert plan is not None, f"fit keeps no model for {data} in {seconds}s"
     doc = fit_spec(plan)
     doc["search"] |= {"searcher": "random", "num_samples": PRESETS["balanced"]["max_trials"]}
     doc["search"].pop("start_with", None)  # fit's own start configs: part of what fit adds
@@ -164,13 +169,15 @@ def main() -> None:
     parser.add_argument("--datasets", default="digits,shapes,mnist")
     parser.add_argument("--arms", default=",".join(ARMS), help="arms to run now (kept results are reused)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/tunefleet-automl"))
+    parser.add_argument("--seeds", default="", help="run only these seeds now, e.g. 0 (default: each data set's)")
     parser.add_argument("--no-write", action="store_true", help="print the table; leave RESULTS.md alone")
     args = parser.parse_args()
+    only = {int(s) for s in args.seeds.split(",") if s}
     datasets = [d for d in args.datasets.split(",") if d]
     arms = [a for a in args.arms.split(",") if a]
     for name in datasets:
         for seed in SEEDS[name]:
-            for arm in arms:
+            for arm in arms if not only or seed in only else ():
                 run_arm(args.work, name, seed, arm)
     text, ahead = table(args.work, datasets)
     note = (

@@ -39,6 +39,7 @@ from ._spec import SPEC_KEYS, SearchSpec, load_spec, spec_from_dict
 from ._zoo import (
     PRESETS,
     START_BATCH,
+    START_MODELS,
     START_RECIPES,
     ZOO,
     ZOO_BATCH,
@@ -46,6 +47,7 @@ from ._zoo import (
     ZOO_REFERENCE_SIZE,
     ZooModel,
     preset_models,
+    start_models,
 )
 from .artifacts import (
     CheckpointMeta,
@@ -72,6 +74,7 @@ __all__ = [
     "MAX_NUM_SAMPLES",
     "PRESETS",
     "START_BATCH",
+    "START_MODELS",
     "START_RECIPES",
     "SECTIONS",
     "SPEC_KEYS",
@@ -122,6 +125,7 @@ __all__ = [
     "point_from_params",
     "start_point_problem",
     "preset_models",
+    "start_models",
     "record_problem",
     "resolve",
     "sampled_values",

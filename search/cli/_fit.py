@@ -142,8 +142,8 @@ def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float) -> tupl
 
     client, experiment = open_experiment(uri, plan.name)
     searched = search_run(client, experiment, None)
-    if not plan.final_epochs:
-        return searched.info.run_id, False
+    if not plan.final_epochs:  # a portfolio's trials that the time budget cut short count
+        return searched.info.run_id, plan.portfolio
     metric, mode = ranking(searched)
     trials = trials_frame(client, searched)
     ranked = _candidates(trials, metric, mode, stopped=False)

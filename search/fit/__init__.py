@@ -5,7 +5,8 @@ It owns the scan that plan needs (``_scan``: counts, classes, typical size, chan
 ``trainables.scan_folder``), the planner (``_plan``: pure functions over the zoo and presets of
 ``tunefleet.spaces``: image size, models kept or left out and why, fine-tune or scratch, the
 budget split, epochs, trials, batch sizes), the final phase that trains the search's best
-configs again for the time left (``_final``), the plan as a spec document (``_spec``) and
+configs again for the time left (``_final``), the choice between search and final phase, a
+portfolio of start recipes, or a search alone (``_strategy``), the plan as a spec document (``_spec``) and
 the plan in words (``_describe``). It starts
 nothing: the command (``cli/_fit.py``) runs the spec through ``run`` as ``tunefleet search`` does
 and exports as ``tunefleet export`` does. Imports no other room of ``tunefleet.search``.
@@ -14,9 +15,10 @@ and exports as ``tunefleet export`` does. Imports no other room of ``tunefleet.s
 from ._budget import TOP_K, Budget
 from ._describe import plan_lines, spec_header
 from ._final import FinalPhase, final_phase, final_search, measured_epoch_s
-from ._plan import FitPlan, ModelChoice, check_options, plan_fit
+from ._plan import FitPlan, ModelChoice, check_options
 from ._scan import DIGITS, DataScan, check_folder, digits_scan, scan_data, split_counts
 from ._spec import fit_search_spec, fit_spec
+from ._strategy import plan_fit, portfolio_models
 from ._weights import loadable_weights
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "fit_spec",
     "loadable_weights",
     "plan_fit",
+    "portfolio_models",
     "plan_lines",
     "scan_data",
     "spec_header",

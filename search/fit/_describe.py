@@ -9,6 +9,7 @@ from tunefleet.spaces import PRESETS
 from ._budget import MIN_FINETUNE_PX, REDUCTION
 from ._plan import FitPlan, ModelChoice
 from ._spec import space_base
+from ._strategy import portfolio_models
 
 
 def _machine(plan: FitPlan) -> str:
@@ -65,6 +66,9 @@ def plan_lines(plan: FitPlan) -> list[str]:
         + f"+ {b.reserve_s:.0f}s report and export",
     ]
     each = "not estimated" if plan.trial_s is None else f"~{plan.trial_s:.0f}s each"
+    if plan.portfolio:
+        lines.append(_portfolio_line(plan))
+        return lines
     lines.append(
         f"trials: ~{plan.num_samples} expected ({each}, {plan.slots} at once; num_samples is the preset's cap, "
         f"{PRESETS[plan.preset]['max_trials']}: search.time_budget ends the search) · optuna searcher · "
@@ -84,6 +88,16 @@ def plan_lines(plan: FitPlan) -> list[str]:
             "search.time_budget ends the search"
         )
     return lines
+
+
+def _portfolio_line(plan: FitPlan) -> str:
+    names = ", ".join(portfolio_models(plan))
+    return (
+        f"trials: a portfolio, no search (a search's trials would be cut short of their epochs here): the start "
+        f"recipe on {names}, side by side, {plan.max_epochs} epochs each (~{plan.trial_s or 0:.0f}s; optuna "
+        f"searcher running search.start_with; fifo, no early stopping) · ranked by {plan.metric}; the ensemble is "
+        f"exported from them"
+    )
 
 
 def spec_header(plan: FitPlan, path: str) -> str:

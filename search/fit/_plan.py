@@ -40,6 +40,13 @@ presets x data sizes x budgets. The rules, in order:
     the measured epoch times of the configs chosen, after the search), and only where the search
     phase still runs ``MIN_SEARCH_EPOCHS`` a trial and ``MIN_SEARCH_TRIALS`` a slot; otherwise the
     search has all the time.
+11. **Portfolio** (``_strategy``): where the search alone would cut its trials short of rule 7's
+    epochs and one trial per slot of the start recipes (``spaces.START_RECIPES`` on
+    ``spaces.start_models``) could train ``WORTH`` x as long, the time goes to those trials, side
+    by side, with no search: at this budget one longer training of a known-good recipe beats many
+    short trials (issue 21 measured it: ``benchmarks/RESULTS.md``).
+
+``plan_fit`` (in ``_strategy``) applies rules 10 and 11 to the plans ``plan_within`` makes.
 """
 
 from __future__ import annotations
@@ -53,11 +60,8 @@ from tunefleet.spaces import PRESETS, ZOO_MIN_SIZE, SpecError, ZooModel, preset_
 
 from ._budget import (
     EVAL_SHARE,
-    FINAL_SHARE,
     GRID,
     MIN_FINETUNE_PX,
-    MIN_SEARCH_EPOCHS,
-    MIN_SEARCH_TRIALS,
     MIN_STEPS,
     REDUCTION,
     RESERVE_SHARE,
@@ -65,7 +69,6 @@ from ._budget import (
     TRAINING_OVERHEAD,
     UTILIZATION,
     WORKER_START_S,
-    WORTH,
     Budget,
     budget,
     final_epochs,
@@ -107,6 +110,7 @@ class FitPlan:
     num_samples: int
     seed: int = 0
     final_epochs: int = 0  # the final phase's estimated epochs (0: no final phase)
+    portfolio: bool = False  # rule 11: the start recipes trained for max_epochs, no search
     loadable: frozenset[str] | None = None  # models whose weights load here (None: not checked)
 
     @property
@@ -256,37 +260,7 @@ def check_options(preset: str, gpus: int) -> None:
         raise SpecError("--gpus", f"must be >= 0, got {gpus}")
 
 
-def plan_fit(
-    scan: DataScan,
-    preset: str,
-    total_s: float,
-    gpus: int,
-    metric: str,
-    cpus: int,
-    seed: int = 0,
-    loadable: frozenset[str] | None = None,
-) -> FitPlan:
-    """The whole plan; ``SpecError`` for an unknown preset, negative GPUs or too little time.
-    ``loadable``: the models whose pretrained weights load here (None: every one timm lists)."""
-    check_options(preset, gpus)
-    two = _plan_with(budget(total_s, FINAL_SHARE), scan, preset, gpus, metric, cpus, seed, loadable)
-    if two is not None and _final_pays(two):
-        return two
-    one_phase = _plan_with(budget(total_s), scan, preset, gpus, metric, cpus, seed, loadable)
-    if one_phase is None:
-        choices, _ = choose_models(preset_models(preset), scan, image_size(scan.typical_px, preset), gpus,
-                                   budget(total_s), preset)  # fmt: skip
-        raise too_short(choices, total_s, preset)
-    return one_phase
-
-
-def _final_pays(plan: FitPlan) -> bool:
-    """Rule 10's test: the final trials train ``WORTH`` x longer, after a search long enough to rank."""
-    searched = plan.max_epochs >= MIN_SEARCH_EPOCHS and plan.num_samples >= MIN_SEARCH_TRIALS * plan.slots
-    return searched and plan.final_epochs >= WORTH * plan.max_epochs
-
-
-def _plan_with(
+def plan_within(
     split: Budget,
     scan: DataScan,
     preset: str,

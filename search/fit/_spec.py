@@ -18,6 +18,7 @@ from tunefleet.spaces import (
 from ._budget import REDUCTION
 from ._plan import FitPlan, slots
 from ._scan import TEST_FRACTION, VAL_FRACTION
+from ._strategy import portfolio_models
 
 
 def space_base(plan: FitPlan) -> str:
@@ -39,7 +40,7 @@ def fit_spec(plan: FitPlan) -> dict[str, Any]:
     data |= {"val_fraction": VAL_FRACTION, "test_fraction": TEST_FRACTION}
     if plan.scan.root:
         data["root"] = plan.scan.root
-    search = {
+    search: dict[str, Any] = {
         "searcher": "optuna",
         "scheduler": "asha",
         "num_samples": int(PRESETS[plan.preset]["max_trials"]),  # the time budget ends it (rule 8)
@@ -50,6 +51,9 @@ def fit_spec(plan: FitPlan) -> dict[str, Any]:
         "time_budget": plan.budget.search_s,
         "seed": plan.seed,
     }
+    if plan.portfolio:  # rule 11: the start configs alone, trained to the end
+        search |= {"scheduler": "fifo", "num_samples": plan.num_samples}
+        del search["grace_period"], search["reduction_factor"]
     model: Any = names[0] if len(names) == 1 else {"choice": names}
     search["start_with"] = start_configs(plan, {"model": model, **space})
     _, cpus_per_trial = slots(plan.cpus, plan.gpus)
@@ -66,15 +70,15 @@ def fit_spec(plan: FitPlan) -> dict[str, Any]:
 
 
 def start_configs(plan: FitPlan, space_doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """``search.start_with``: the preset's start recipe (``spaces.START_RECIPES``) on each of the
-    cheapest kept models, one per trial slot; a knob the space lacks or bounds elsewhere is left
-    to the sampler."""
+    """``search.start_with``: the preset's start recipe (``spaces.START_RECIPES``) on the first
+    kept models in ``spaces.START_MODELS`` order, one per trial slot; a knob the space lacks or
+    bounds elsewhere is left to the sampler."""
     space = validate_space(space_doc)
     recipe = START_RECIPES["finetune" if plan.finetune else "scratch"]
     batch = START_BATCH if START_BATCH in plan.batch_sizes else min(plan.batch_sizes)
     configs = []
-    for row in [m.row for m in plan.kept][: plan.slots]:
-        point: dict[str, Any] = {"model": row.name, "batch_size": batch, **recipe}
+    for name in portfolio_models(plan):
+        point: dict[str, Any] = {"model": name, "batch_size": batch, **recipe}
         while (problem := start_point_problem(space, point)) is not None:
             point.pop(problem[0])
         configs.append(point)

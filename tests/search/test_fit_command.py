@@ -19,6 +19,7 @@ from tunefleet.search.fit import (
     loadable_weights,
     plan_fit,
     plan_lines,
+    portfolio_models,
     split_counts,
 )
 from tunefleet.search.fit._budget import (
@@ -31,7 +32,7 @@ from tunefleet.search.fit._budget import (
     WORTH,
     budget,
 )
-from tunefleet.search.fit._plan import asha_epochs, image_size
+from tunefleet.search.fit._plan import asha_epochs, data_epochs, image_size, plan_within
 from tunefleet.spaces import (
     BUILTIN_SPACES,
     PRESETS,
@@ -42,6 +43,7 @@ from tunefleet.spaces import (
     SpecError,
     load_spec,
     preset_models,
+    start_models,
 )
 from tunefleet.spaces import records as rec
 
@@ -124,6 +126,24 @@ def test_plan_fits_its_budget(preset, images, total_s):
         assert m.epoch_s is not None and m.epoch_s > 0
         assert (SETUP_S + need * m.epoch_s <= b.tail_s) == m.kept
         assert m.kept or re.search(rf"a trial of {need} epoch\(s\) takes ~\d+s", m.reason)
+    spec = fit_search_spec(plan)
+    assert spec.search.time_budget == b.search_s and spec.search.max_epochs == plan.max_epochs
+    assert spec.search.searcher == "optuna" and spec.data.image_size == plan.image_size
+    assert set(spec.space["model"].grid_values("model")) == {m.row.name for m in plan.kept}
+    assert all(bs * MIN_STEPS <= scan.train_images for bs in plan.batch_sizes) or len(plan.batch_sizes) == 1
+    # the start recipe on the kept models in START_MODELS order, one per slot, inside the space
+    # (spec_from_dict checked it)
+    starts = spec.search.start_with
+    assert [p["model"] for p in starts] == start_models([m.row.name for m in plan.kept], plan.finetune)[: plan.slots]
+    assert all(p.get("optimizer") == "adamw" and "lr" in p for p in starts)
+    if plan.portfolio:
+        _check_portfolio(plan, spec)
+    else:
+        _check_search(plan, spec)
+
+
+def _check_search(plan, spec):
+    b, preset = plan.budget, plan.preset
     slowest = max(m.epoch_s for m in plan.kept if m.epoch_s)
     assert SETUP_S + plan.max_epochs * slowest <= b.tail_s  # a whole trial of any kept model ends in time
     if plan.final_epochs:  # a final phase only where its trials train WORTH x longer, and fit its time
@@ -137,16 +157,32 @@ def test_plan_fits_its_budget(preset, images, total_s):
     assert 1 <= plan.max_epochs <= PRESETS[preset]["epochs"][1] and plan.grace_period <= plan.max_epochs
     assert 1 <= plan.num_samples <= PRESETS[preset]["max_trials"]
     assert plan.num_samples == plan.slots or plan.num_samples * plan.trial_s <= plan.slots * b.training_s
-    assert all(bs * MIN_STEPS <= scan.train_images for bs in plan.batch_sizes) or len(plan.batch_sizes) == 1
+    assert spec.search.num_samples == PRESETS[preset]["max_trials"] and spec.search.scheduler == "asha"
+
+
+def _check_portfolio(plan, spec):
+    """Rule 11: no search; one start config per slot trains all of the time, WORTH x what the
+    search alone would have trained, and a whole trial of its slowest model fits the budget."""
+    b, preset = plan.budget, plan.preset
+    alone = plan_within(b, plan.scan, preset, plan.gpus, plan.metric, plan.cpus, plan.seed, plan.loadable)
+    assert alone is not None and not alone.portfolio and alone.max_epochs < data_epochs(plan.scan.train_images, preset)
+    assert plan.max_epochs >= WORTH * alone.max_epochs and plan.max_epochs <= PRESETS[preset]["final_epochs"]
+    assert b.final_s == 0 and plan.final_epochs == 0
+    seconds = {m.row.name: m.epoch_s for m in plan.kept}
+    slowest = max(seconds[p["model"]] for p in spec.search.start_with)
+    assert WORKER_START_S + SETUP_S + plan.max_epochs * slowest <= FINAL_FILL * b.search_s
+    assert spec.search.scheduler == "fifo" and spec.search.num_samples == len(spec.search.start_with) <= plan.slots
+
+
+def test_a_three_minute_digits_fit_is_a_portfolio_and_says_why():
+    plan = plan_fit(digits_scan(), "balanced", 180, 0, "val_acc", 2)
+    assert plan.portfolio and portfolio_models(plan) == ["resnet10t", "resnet18"]
     spec = fit_search_spec(plan)
-    assert spec.search.time_budget == b.search_s and spec.search.max_epochs == plan.max_epochs
-    assert spec.search.num_samples == PRESETS[preset]["max_trials"] and spec.search.searcher == "optuna"
-    assert spec.search.scheduler == "asha" and spec.data.image_size == plan.image_size
-    assert set(spec.space["model"].grid_values("model")) == {m.row.name for m in plan.kept}
-    # the start recipe on the cheapest kept models, one per slot, inside the space (spec_from_dict checked it)
-    starts = spec.search.start_with
-    assert [p["model"] for p in starts] == [m.row.name for m in plan.kept][: plan.slots]
-    assert all(p.get("optimizer") == "adamw" and "lr" in p for p in starts)
+    assert [p["augmentation.hflip"] for p in spec.search.start_with] == [False, False]  # one recipe, not a draw
+    text = "\n".join(plan_lines(plan))
+    assert "a portfolio, no search" in text and f"{plan.max_epochs} epochs each" in text
+    # with the time for trials of their full length, fit searches
+    assert not plan_fit(digits_scan(), "balanced", 3600, 0, "val_acc", 2).portfolio
 
 
 def test_a_short_budget_on_large_data_leaves_out_the_slow_models_with_reasons():
