@@ -13,7 +13,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 STRICT := --config-settings editable_mode=strict
 MODULES := $(sort $(wildcard search/*.py search/*/*.py spaces/*.py trainables/*.py analysis/*.py))
 
-.PHONY: demo test test-fast lint format bench bench-quality bench-automl bench-smoke clean FORCE
+.PHONY: demo test test-fast lint format bench bench-quality bench-automl bench-smoke clean FORCE postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,15 @@ demo: $(VENV)/.installed-run
 # second worker fills the idle core. Tests that share an expensive fixture (the loopback cluster,
 # the shared search) run in one worker (tests/conftest.py, SHARED_FILES).
 TEST_WORKERS ?= 2
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev postgresql
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The tracking-store tests run a real PostgreSQL server (Debian's package) on 127.0.0.1.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql for the tracking-store tests"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 # The inner loop: everything but real searches and clusters (CI runs the whole suite).
 test-fast: $(VENV)/.installed-dev

@@ -26,7 +26,7 @@ SearchRun = Annotated[str | None, typer.Option("--search-run", help="search run 
 
 def check_store(uri: str) -> None:
     """A SQLite store's folder must exist: MLflow would create the file, but not its folder."""
-    from ..tracking._store import sqlite_database
+    from ..tracking._open import sqlite_database
 
     path = sqlite_database(uri)
     if path is not None and not path.resolve().parent.is_dir():

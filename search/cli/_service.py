@@ -63,19 +63,28 @@ def up(
     ray_port: Annotated[int, typer.Option("--ray-port", help="Ray GCS port")] = 6379,
     dashboard_port: Annotated[int, typer.Option("--dashboard-port", help="Ray dashboard / Jobs API")] = 8265,
     mlflow_port: Annotated[int, typer.Option("--mlflow-port", help="MLflow tracking server")] = 5000,
+    backend_store_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--backend-store-uri",
+            help="MLflow's store: postgresql://USER@HOST:PORT/DATABASE for a team (password from PGPASSWORD "
+            "or ~/.pgpass) [default: SQLite in .tunefleet/]",
+        ),
+    ] = None,
 ) -> None:
     """Start a Ray head and an MLflow server on this machine (127.0.0.1), in the background."""
     from ..service._service import up as start
 
     ports = {"ray": ray_port, "dashboard": dashboard_port, "mlflow": mlflow_port}
     try:
-        service, already = start(STATE_DIR, cpus, gpus, ports)
+        service, already = start(STATE_DIR, cpus, gpus, ports, backend_store_uri)
     except RuntimeError as err:  # a process died or did not answer: its log says why
         fail(str(err), 1)
     console = out()
     console.print("already up" if already else "up", style="bold")
     console.print(f"ray:    {service.ray_address}  (dashboard and Jobs API {service.dashboard})")
     console.print(f"mlflow: {service.tracking_uri}  (open the UI at {service.tracking_uri})")
+    console.print(f"store:  {service.backend_store or 'SQLite in ' + service.folder}")
     console.print(f"state:  {service.folder}  · next: tunefleet submit SPEC.yaml")
 
 

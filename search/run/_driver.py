@@ -33,8 +33,8 @@ from ..service._cluster import autoscaler_node_shapes, check_trial_fits
 from ..service._jobs import JOB_ENV
 from ..tracking._callback import SEARCH_KEY, MlflowTrialCallback
 from ..tracking._ledger import TrialLedger
+from ..tracking._open import open_store
 from ..tracking._search_run import search_summary, start_search_run
-from ..tracking._store import open_store
 from ..tracking._trial_records import driver_tags
 from ._experiment import Plan, experiment_name, experiment_path, resume_experiment, run_experiment
 from ._live import LiveReport

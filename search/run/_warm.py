@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from tunefleet.spaces import SearchSpec, SpecError, define_by_run, point_from_params, shared_knobs
 from tunefleet.spaces import records as rec
 
-from ..tracking._store import sqlite_database
+from ..tracking._open import sqlite_database
 
 FIELD = "search.warm_start"
 RUN_FIRST = 3  # the best earlier configs that run again first (at this search's epochs and seed)

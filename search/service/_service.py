@@ -3,8 +3,8 @@
 Both run as background processes in sessions of their own, so ``down`` stops exactly what ``up``
 started (their process groups), and nothing else on the machine. Ray binds its dashboard (which
 is also the Jobs API, i.e. code execution) to 127.0.0.1 with token authentication on; MLflow
-listens on 127.0.0.1 with a SQLite store and proxied artifacts (``--serve-artifacts``), so
-trials upload checkpoints through it. What ``up`` started is recorded in
+listens on 127.0.0.1 with a SQLite store (or a team's PostgreSQL, ``_backend.py``) and proxied
+artifacts (``--serve-artifacts``), so trials upload checkpoints through it. What ``up`` started is recorded in
 ``.tunefleet/service.json``; later commands run in this directory read it instead of flags.
 """
 
@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from tunefleet.spaces import SpecError
 
+from ._backend import prepare_backend_store, redact, server_workers
 from ._cluster import auth_headers, http_ok, ray_executable, ray_token
 
 STATE_DIR = Path(".tunefleet")
@@ -40,6 +41,7 @@ class Service(BaseModel):
     dashboard: str  # Ray dashboard and Jobs API (http://127.0.0.1:PORT)
     tracking_uri: str  # MLflow tracking server (http://127.0.0.1:PORT)
     storage: str  # Ray Tune's state and checkpoints, shared by every search of this service
+    backend_store: str = ""  # MLflow's store behind the server, its password masked
     ray_pid: int  # process-group leaders: what `down` stops
     mlflow_pid: int
     folder: str  # the service folder: store, artifacts, logs
@@ -107,19 +109,23 @@ def _start_ray(folder: Path, ports: dict[str, int], cpus: int | None, gpus: int 
     return _spawn(command, folder / "ray.log", env)
 
 
-def _start_mlflow(folder: Path, port: int) -> subprocess.Popen[bytes]:
+def default_store(folder: Path) -> str:
+    return f"sqlite:///{folder.resolve() / 'mlflow.db'}"
+
+
+def _start_mlflow(folder: Path, port: int, store: str) -> subprocess.Popen[bytes]:
     mlflow = str(Path(sys.executable).with_name("mlflow"))
     command = [
         mlflow,
         "server",
         "--host=127.0.0.1",
         f"--port={port}",
-        f"--backend-store-uri=sqlite:///{folder / 'mlflow.db'}",
         "--serve-artifacts",
         f"--artifacts-destination={folder / 'mlartifacts'}",
-        "--workers=1",  # one writer on SQLite
+        f"--workers={server_workers(store)}",
     ]
-    return _spawn(command, folder / "mlflow.log", dict(os.environ))
+    # The store by environment, not argv: a PostgreSQL URI may carry a password (_backend.py).
+    return _spawn(command, folder / "mlflow.log", {**os.environ, "MLFLOW_BACKEND_STORE_URI": store})
 
 
 def _wait_ready(service: Service, procs: dict[str, subprocess.Popen[bytes]]) -> None:
@@ -138,8 +144,11 @@ def _wait_ready(service: Service, procs: dict[str, subprocess.Popen[bytes]]) -> 
     raise RuntimeError(f"the service did not answer within {READY_TIMEOUT_S:.0f} s; see the logs in {service.folder}")
 
 
-def up(folder: Path, cpus: int | None, gpus: int | None, ports: dict[str, int]) -> tuple[Service, bool]:
-    """Start the service (or find it running); returns it and whether it was already up."""
+def up(
+    folder: Path, cpus: int | None, gpus: int | None, ports: dict[str, int], store: str | None = None
+) -> tuple[Service, bool]:
+    """Start the service (or find it running); returns it and whether it was already up.
+    ``store``: MLflow's backend store URI [default: SQLite in ``folder``]."""
     current = load_service(folder)
     if current is not None and is_running(current):
         return current, True
@@ -150,16 +159,20 @@ def up(folder: Path, cpus: int | None, gpus: int | None, ports: dict[str, int]) 
             )
         if not port_free(port):
             raise SpecError(f"--{name}-port", f"127.0.0.1:{port} is in use; pick another port")
+    if store is not None:
+        prepare_backend_store(store)  # refused before anything is started or written
     folder.mkdir(parents=True, exist_ok=True)
     folder = folder.resolve()
+    store = store or default_store(folder)
     ray_token(generate=True)  # Ray's documented way: `ray get-auth-token --generate`
     ray_proc = _start_ray(folder, ports, cpus, gpus)
-    mlflow_proc = _start_mlflow(folder, ports["mlflow"])
+    mlflow_proc = _start_mlflow(folder, ports["mlflow"], store)
     service = Service(
         ray_address=f"127.0.0.1:{ports['ray']}",
         dashboard=f"http://127.0.0.1:{ports['dashboard']}",
         tracking_uri=f"http://127.0.0.1:{ports['mlflow']}",
         storage=str(folder / "ray-results"),
+        backend_store=redact(store),
         ray_pid=ray_proc.pid,
         mlflow_pid=mlflow_proc.pid,
         folder=str(folder),

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from ._store import OP_ADAPTER, Op, open_store, sqlite_database
+from ._open import open_store, sqlite_database
+from ._store import OP_ADAPTER, Op
 from ._writer import SPOOL_FORMAT, SpoolReport, TrackingWriter
 
 REPLAYED_SUFFIX = ".replayed"

@@ -1,36 +1,11 @@
-"""The MLflow store side of tracking: opening a store safely; the writes tunefleet makes, as
-records that can be queued (``TrackingWriter``), saved and replayed (``_replay.py``); how each is
-applied with ``MlflowClient``; and which failures are worth retrying.
-
-MLflow creates a SQLite store on first use by running its alembic migrations, with no lock
-between processes: two ``tunefleet search`` started at the same moment on a new file both
-migrate, and one dies with ``duplicate column name: step`` (or ``table alembic_version already
-exists``). ``open_store`` runs that first use under a file lock next to the database, so the
-second process waits and then finds the tables made.
-
-It also switches the file to WAL journaling. In SQLite's default (rollback) mode a reader, such
-as the MLflow UI paging through a long metric history, holds a lock that makes every writer
-wait, and lock upgrades between concurrent transactions can fail at once with "database is
-locked" whatever the busy timeout. In WAL mode readers and the one writer do not block each
-other, and writers queue on the busy timeout. The mode is stored in the file, so one switch
-serves every later process (the MLflow UI and server included). WAL needs shared memory between
-the processes, i.e. one machine: a SQLite file on a network share was never safe for several
-hosts writing at once, and tunefleet writes it from the driver only.
-
-The busy timeout: MLflow sets ``PRAGMA busy_timeout = 20000`` (20 s) on every session it opens
-for reads and writes (``mlflow.store.db.utils._get_managed_session_maker``); the few statements
-outside those sessions (opening the engine, checking the schema) are reads, which never wait on
-a writer in WAL mode, and keep the sqlite3 module's 5 s default. A write that still finds the
-database busy (an unusually long commit elsewhere) is retried by ``TrackingWriter``.
-
-Other stores (an MLflow server, PostgreSQL, MySQL) serialize their own writers: nothing to do.
+"""The MLflow store side of tracking: the writes tunefleet makes, as records that can be queued
+(``TrackingWriter``), saved and replayed (``_replay.py``); how each is applied with
+``MlflowClient``; and which failures are worth retrying. Opening a store safely is ``_open.py``.
 """
 
 from __future__ import annotations
 
 import errno
-import importlib
-import logging
 import sqlite3
 import time
 import uuid
@@ -41,65 +16,12 @@ from typing import Annotated, Literal
 
 import requests
 import sqlalchemy.exc
-from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import RestException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from tunefleet.spaces import records as rec
-
-logger = logging.getLogger(__name__)
-# A migration of a new store takes a few seconds; processes queued behind it wait this long.
-LOCK_TIMEOUT_S = 300.0
-# How long our own connection waits for a busy database while it switches the journal mode.
-BUSY_TIMEOUT_S = 30.0
-LOCK_SUFFIX = ".lock"
-
-
-def sqlite_database(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (a query string such as ``?timeout=`` dropped);
-    None for other stores and for an in-memory database."""
-    file = rec.sqlite_file(uri)
-    if file is None:
-        return None
-    file = file.split("?", 1)[0]
-    return Path(file) if file and file != ":memory:" else None
-
-
-def open_store(uri: str) -> None:
-    """Make the store at ``uri`` ready for this process: created and migrated once however many
-    processes start together, in WAL mode when it is a SQLite file. Call it before the first
-    ``MlflowClient`` use of a search; calling it again is cheap."""
-    path = sqlite_database(uri)
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # MLflow's SQL store module takes a second to import: done here, processes do it side by side
-    # instead of one after another under the lock.
-    importlib.import_module("mlflow.store.tracking.sqlalchemy_store")
-    # The lock lies next to the database, not in /tmp, so processes that see the file under
-    # another temp directory (containers sharing a volume) still exclude each other.
-    with FileLock(str(path) + LOCK_SUFFIX, timeout=LOCK_TIMEOUT_S):
-        _use_wal(path)
-        # Public API: the first request builds MLflow's store for this URI, which creates and
-        # migrates the tables; MLflow caches that store per process, so later clients reuse it.
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
-
-
-def _use_wal(path: Path) -> None:
-    connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
-    try:
-        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-    except sqlite3.OperationalError as err:
-        # Another program (not behind our lock) holds the database: WAL is an improvement,
-        # not a requirement, so the search goes on in the current mode.
-        logger.info("could not switch %s to WAL journaling (%s); keeping its mode", path, err)
-        return
-    finally:
-        connection.close()
-    if str(mode).lower() != "wal":  # e.g. a file system without shared memory
-        logger.info("SQLite kept journal mode %s for %s", mode, path)
 
 
 def _now_ms() -> int:

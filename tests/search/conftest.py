@@ -8,6 +8,7 @@ fixture never touches another Ray on the machine. The token is Ray's own (``ray 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -178,3 +179,67 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     yield
     if cluster is not None and "loopback_cluster" not in getattr(nextitem, "fixturenames", ()):
         cluster.close()
+
+
+class PostgresServer:
+    """A real PostgreSQL server (Debian's package, which ``make test`` installs) on 127.0.0.1 and a
+    free port, its data in a temporary folder, with password authentication. PostgreSQL refuses to
+    run as root, so as root it runs as the package's ``postgres`` user. Stopped by ``pg_ctl``,
+    which signals the postmaster this fixture started (its data folder's ``postmaster.pid``)."""
+
+    USER, PASSWORD = "tunefleet", "pg-test-password"
+
+    def __init__(self) -> None:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not found:
+            raise RuntimeError("PostgreSQL is not installed; `make test` installs Debian's postgresql")
+        self.bin = found[-1].parent
+        self.folder = Path(tempfile.mkdtemp(prefix="tfpg"))  # not under pytest's root-only tmp folders
+        self.port = free_port()
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.databases = 0
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_user, str(self.bin / tool), *args], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        password = self.folder / "password"
+        password.write_text(self.PASSWORD + "\n")
+        if self.as_user:
+            shutil.chown(self.folder, "postgres")
+            shutil.chown(password, "postgres")
+        data = str(self.folder / "data")
+        self._run("initdb", "-D", data, "-U", self.USER, "--auth=scram-sha-256", f"--pwfile={password}",
+                  "-E", "UTF8", "--no-sync")  # fmt: skip
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", data, "-l", str(self.folder / "server.log"), "-w", "-o", options, "start")
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):  # never started, or already down
+            self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def uri(self, database: str, password: bool = True) -> str:
+        auth = f"{self.USER}:{self.PASSWORD}" if password else self.USER
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        """A new, empty database; its URI (with the password)."""
+        import psycopg
+
+        self.databases += 1
+        name = f"db{self.databases}"
+        with psycopg.connect(self.uri("postgres"), autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+        return self.uri(name)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session; each test takes a new database of its own."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

@@ -116,3 +116,44 @@ def test_up_refuses_a_port_in_use(run_cli, tmp_path):
         )
     assert f"--mlflow-port: 127.0.0.1:{port} is in use" in line
     assert not (tmp_path / ".tunefleet" / "service.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("store", "says"),
+    [
+        (
+            "postgresql://tunefleet:hunter2-secret@127.0.0.1:{port}/mlflow",
+            "cannot connect to postgresql://tunefleet:***@",
+        ),
+        ("mysql+nosuchdriver://db/mlflow", "use sqlite:///PATH or postgresql://"),
+        ("sqlite:///no/such/folder/mlflow.db", "directory no/such/folder does not exist"),
+    ],
+)
+def test_up_refuses_a_backend_store_it_cannot_use(run_cli, tmp_path, store, says):
+    """An unreachable PostgreSQL, an unknown kind of store, a missing folder: one line naming
+    --backend-store-uri, exit 2, nothing started or written, and the password never echoed."""
+    store = store.format(port=_free_port())  # nothing listens there
+    line = _one_line_exit_2(
+        run_cli("up", "--backend-store-uri", store, "--mlflow-port", str(_free_port()),
+                "--ray-port", str(_free_port()), "--dashboard-port", str(_free_port()))
+    )  # fmt: skip
+    assert line.startswith("error: --backend-store-uri") and says in line, line
+    assert "hunter2" not in line
+    assert not (tmp_path / ".tunefleet").exists()
+
+
+def test_a_postgresql_backend_store_is_migrated_once_and_masked(postgres, tmp_path):
+    """What ``up --backend-store-uri`` does before it starts the server, on a real PostgreSQL:
+    the new database gets MLflow's tables once (a client then works on it), the password is
+    masked in what is recorded, and the server gets several workers on it."""
+    from mlflow.tracking import MlflowClient
+
+    from tunefleet.search.service._backend import prepare_backend_store, redact, server_workers
+
+    uri = postgres.new_database()
+    prepare_backend_store(uri)
+    prepare_backend_store(uri)  # again: cheap, nothing to migrate
+    client = MlflowClient(uri)
+    assert client.get_experiment(client.create_experiment("pg")).name == "pg"
+    assert postgres.PASSWORD not in redact(uri) and redact(uri).startswith("postgresql://tunefleet:***@127.0.0.1:")
+    assert server_workers(uri) == 2 and server_workers(f"sqlite:///{tmp_path / 'm.db'}") == 1

@@ -1,8 +1,10 @@
 """MLflow writes that survive contention and outages (issue 11, scenarios 10 and 11).
 
-Real parts only: SQLite stores in a temporary folder, processes forked from this one (each with
-its own connections), and a real ``mlflow server`` that is killed and started again. The
-writer-process tests come first: they fork, which is safest before any writer thread exists.
+Real parts only: SQLite stores in a temporary folder and databases on a real PostgreSQL server
+(``postgres``, tests/search/conftest.py), both through the same tests; processes forked from this
+one (each with its own connections), and a real ``mlflow server`` on either store that is killed
+and started again. The writer-process tests come first: they fork, which is safest before any
+writer thread exists.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
+from tunefleet.search.tracking._open import open_store
 from tunefleet.search.tracking._replay import ReplayIncompleteError, read_spool, replay
-from tunefleet.search.tracking._store import open_store
 from tunefleet.search.tracking._writer import (
     CreateRun,
     LogArtifacts,
@@ -55,6 +57,36 @@ def _epoch(key: str, epoch: int) -> LogBatch:
     now = 1_700_000_000_000 + epoch
     metrics = tuple((name, epoch + i / 100, now, epoch) for i, name in enumerate(rec.EPOCH_METRICS))
     return LogBatch(key=key, metrics=metrics, tags={"test.last_epoch": str(epoch)})
+
+
+STORES = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=STORES)
+def new_store(request, tmp_path) -> str:
+    """The URI of a new, empty store: a SQLite file, or a database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'new.db'}"
+    return str(request.getfixturevalue("postgres").new_database())
+
+
+@contextlib.contextmanager
+def _reading(uri: str) -> Iterator[None]:
+    """A read transaction held open on ``uri``'s metrics table, as the MLflow UI paging through a
+    long metric history holds one."""
+    if uri.startswith("sqlite:///"):
+        reader: Any = sqlite3.connect(uri.removeprefix("sqlite:///"), isolation_level=None)
+        reader.execute("BEGIN")
+    else:
+        import psycopg
+
+        reader = psycopg.connect(uri)  # not autocommit: the SELECT opens a transaction
+    try:
+        reader.execute("SELECT count(*) FROM metrics").fetchone()
+        yield
+    finally:
+        reader.rollback() if not uri.startswith("sqlite:///") else reader.execute("COMMIT")
+        reader.close()
 
 
 def _steps(client: MlflowClient, run_id: str) -> dict[str, list[int]]:
@@ -101,12 +133,12 @@ def _create_in_new_store(uri: str, name: str, barrier: Any, results: Any, log: P
         results.put((name, None, None))
 
 
-def test_processes_starting_together_on_a_new_sqlite_file_all_succeed(tmp_path, monkeypatch):
-    """Scenario 10, first half. Nothing lost means: each of 4 processes that open a store on the
-    same new file at the same moment (MLflow's migrations would race) creates its experiment and
-    run, and none prints a traceback; the file ends in WAL mode."""
+def test_processes_starting_together_on_a_new_store_all_succeed(new_store, tmp_path, monkeypatch):
+    """Scenario 10, first half. Nothing lost means: each of 4 processes that open the same new
+    store at the same moment (MLflow's migrations would race, on SQLite and on PostgreSQL alike)
+    creates its experiment and run, and none prints a traceback; a SQLite file ends in WAL mode."""
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'new.db'}"
+    uri = new_store
     got, stderr = _fork_all(_create_in_new_store, tmp_path, [(uri, f"search-{i}") for i in range(4)])
     assert all(run_id for _, _, run_id in got), stderr
     assert "Traceback" not in stderr and "duplicate column" not in stderr, stderr
@@ -117,7 +149,8 @@ def test_processes_starting_together_on_a_new_sqlite_file_all_succeed(tmp_path, 
             == experiment_id
             == client.get_experiment_by_name(name).experiment_id
         )
-    assert sqlite3.connect(tmp_path / "new.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    if uri.startswith("sqlite:///"):
+        assert sqlite3.connect(tmp_path / "new.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def _write_rows(uri: str, experiment_id: str, index: int, barrier: Any, results: Any, log: Path) -> None:
@@ -138,24 +171,18 @@ def _write_rows(uri: str, experiment_id: str, index: int, barrier: Any, results:
         results.put((index, None, 0.0, -1, None))
 
 
-def test_sixteen_writer_processes_on_one_sqlite_store_lose_no_row(tmp_path, monkeypatch):
+def test_sixteen_writer_processes_on_one_store_lose_no_row(new_store, tmp_path, monkeypatch):
     """Scenario 10, second half. Nothing lost means: 16 processes, each with its own writer,
-    log 20 epoch batches of the 10 epoch metrics (3200 rows) to one SQLite store at once, while a
-    reader holds a read transaction open as the MLflow UI does; every row is in the store
-    afterwards, once, at its step; every run is FINISHED; no write was refused or spooled; and
-    "database is locked" reached no child's stderr or log."""
+    log 20 epoch batches of the 10 epoch metrics (3200 rows) to one store (SQLite, PostgreSQL) at
+    once, while a reader holds a read transaction open as the MLflow UI does; every row is in the
+    store afterwards, once, at its step; every run is FINISHED; no write was refused or spooled;
+    and "database is locked" reached no child's stderr or log."""
     monkeypatch.chdir(tmp_path)
-    db = tmp_path / "shared.db"
-    uri = f"sqlite:///{db}"
+    uri = new_store
     # Set up in a child: an engine made here would be inherited, connections and all, by the writers.
     [(_, experiment_id, _)], _ = _fork_all(_create_in_new_store, tmp_path, [(uri, "contention")])
-    reader = sqlite3.connect(db, isolation_level=None)
-    reader.execute("BEGIN")
-    reader.execute("SELECT count(*) FROM metrics").fetchone()  # a read transaction stays open
-    try:
+    with _reading(uri):
         got, stderr = _fork_all(_write_rows, tmp_path, [(uri, experiment_id, i) for i in range(WRITERS)])
-    finally:
-        reader.execute("COMMIT")
     assert "database is locked" not in stderr and "Traceback" not in stderr, stderr
     client = MlflowClient(uri)
     for index, run_id, _, refused, spooled in got:
@@ -222,12 +249,13 @@ def test_replay_command_applies_a_spool_and_refuses_a_bad_one(tmp_path, run_cli)
 
 
 class MlflowServer:
-    """A real ``mlflow server`` on 127.0.0.1 with a SQLite store and proxied artifacts, which can be
-    killed (SIGKILL to its process group: an outage, not a shutdown) and started again on the
-    same port and store."""
+    """A real ``mlflow server`` on 127.0.0.1 with a SQL store (``store``: SQLite or PostgreSQL)
+    and proxied artifacts, which can be killed (SIGKILL to its process group: an outage, not a
+    shutdown) and started again on the same port and store."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, store: str) -> None:
         self.folder = folder
+        self.store = store
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = int(sock.getsockname()[1])
@@ -236,7 +264,7 @@ class MlflowServer:
 
     def start(self, timeout_s: float = 180) -> None:
         command = [str(BIN / "mlflow"), "server", "--host=127.0.0.1", f"--port={self.port}", "--workers=1",
-                   f"--backend-store-uri=sqlite:///{self.folder / 'server.db'}", "--serve-artifacts",
+                   f"--backend-store-uri={self.store}", "--serve-artifacts",
                    f"--artifacts-destination={self.folder / 'artifacts'}"]  # fmt: skip
         # No job-executor processes: they are not what these tests are about, and slow the start.
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -259,13 +287,14 @@ class MlflowServer:
 
 
 @pytest.fixture
-def server(tmp_path, monkeypatch) -> Iterator[MlflowServer]:
-    """The server, and MLflow's own HTTP retries cut to about 2 s (2 retries, backoff 0 then 2 s),
-    so an outage outlasts them within the test."""
+def server(new_store, tmp_path, monkeypatch) -> Iterator[MlflowServer]:
+    """The server on a new store of each kind, and MLflow's own HTTP retries cut to about 2 s (2
+    retries, backoff 0 then 2 s), so an outage outlasts them within the test."""
     for name, value in {"MAX_RETRIES": "2", "BACKOFF_FACTOR": "1", "BACKOFF_JITTER": "0", "TIMEOUT": "10"}.items():
         monkeypatch.setenv(f"MLFLOW_HTTP_REQUEST_{name}", value)
     monkeypatch.chdir(tmp_path)
-    srv = MlflowServer(tmp_path)
+    open_store(new_store)  # migrated once before the server starts, as `tunefleet up` does
+    srv = MlflowServer(tmp_path, new_store)
     try:
         yield srv
     finally:
