@@ -1,0 +1,94 @@
+"""``benchmarks/gpu_check.py`` in its CPU mode: every row the CPU can run runs, the GPU-only rows
+say so, one table is printed and RESULTS.md is left alone, so the script cannot rot between the
+sessions that have a GPU.
+
+Run as ``make bench`` runs a script (a subprocess from the repository root); ``run_script`` is
+copied from ``test_bench_smoke.py`` (tests are not a package, so it cannot be imported).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+CPU_ROWS = ["bare timm loop", "channels_last", "data path: pinned + prefetch"]
+GPU_ONLY = ["amp bf16", "amp fp16 + GradScaler", "2 trials packed on 1 GPU"]
+
+
+def run_script(name: str, *args: str, timeout: float = 240) -> tuple[list[dict[str, Any]], str]:
+    """Run ``benchmarks/NAME`` with ``--no-write``; its JSON lines and its whole stdout."""
+    results = BENCH / "RESULTS.md"
+    before = results.read_bytes()
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / name), *args, "--no-write"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert results.read_bytes() == before, "--no-write must leave RESULTS.md alone"
+    rows = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    return rows, proc.stdout
+
+
+def test_cpu_mode_runs_every_cpu_check_and_skips_the_gpu_ones() -> None:
+    rows, out = run_script("gpu_check.py", "--mode", "cpu")
+    by = {r["check"]: r for r in rows}
+    assert [r["check"] for r in rows] == [
+        "bare timm loop",
+        "amp bf16",
+        "amp fp16 + GradScaler",
+        "channels_last",
+        "data path: pinned + prefetch",
+        "2 trials packed on 1 GPU",
+    ]
+    for name in CPU_ROWS:
+        assert by[name]["result"] == "ok", by[name]
+        assert by[name]["images_per_s"] > 0 and by[name]["gpu_busy_pct"] is None
+    for name in GPU_ONLY:
+        assert by[name]["result"] == "skipped: no GPU" and by[name]["images_per_s"] is None
+    # On a CPU the trial stays NCHW (tunefleet converts on CUDA only); the data path pins nothing.
+    assert "logits rel. diff" in by["channels_last"]["note"]
+    assert "pin_memory False" in by["data path: pinned + prefetch"]["setting"]
+    assert "x timm loader" in by["data path: pinned + prefetch"]["note"]
+    assert "| check | setting | images/s | GPU busy % | result | note |" in out
+    assert "| amp bf16 |  | — | n/a | skipped: no GPU |  |" in out
+    assert "GPU check, cpu mode" in out
+
+
+def test_the_deadline_ends_the_check_running_then_and_skips_the_rest() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "gpu_check.py"), "--mode", "cpu", "--deadline", "0.5", "--no-write"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    rows = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert len(rows) == 6 and "| check | setting |" in proc.stdout  # the table is printed all the same
+    # Where the alarm rang (while the folder was written, or in a check) depends on the machine's
+    # speed; from there on, every check the CPU could run is cut short or skipped.
+    cpu_rows = [r for r in rows if r["check"] in CPU_ROWS]
+    first = next(i for i, r in enumerate(cpu_rows) if r["result"] != "ok")
+    assert cpu_rows[first]["result"] in ("FAIL", "skipped: deadline"), cpu_rows
+    assert cpu_rows[first]["result"] == "skipped: deadline" or "past the --deadline" in cpu_rows[first]["note"]
+    assert all(r["result"] == "skipped: deadline" for r in cpu_rows[first + 1 :]), cpu_rows
+
+
+@pytest.mark.slow
+def test_cpu_pack_runs_two_trials_at_once_through_run_experiment() -> None:
+    # The packed search's code path (Ray Tune, both trials' reports, their overlap) on CPUs: on a
+    # GPU it only adds gpus_per_worker 0.5 and the GPU id check.
+    rows, _ = run_script("gpu_check.py", "--mode", "cpu", "--cpu-pack")
+    (packed,) = [r for r in rows if r["check"] == "2 trials packed on 1 GPU"]
+    assert packed["result"] == "ok", packed
+    assert packed["images_per_s"] > 0 and "trained together" in packed["note"]
