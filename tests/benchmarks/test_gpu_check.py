@@ -2,8 +2,7 @@
 say so, one table is printed and RESULTS.md is left alone, so the script cannot rot between the
 sessions that have a GPU.
 
-Run as ``make bench`` runs a script (a subprocess from the repository root); ``run_script`` is
-copied from ``test_bench_smoke.py`` (tests are not a package, so it cannot be imported).
+Run as ``make bench`` runs a script (``bench_script``, tests/benchmarks/conftest.py).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,25 +20,8 @@ CPU_ROWS = ["bare timm loop", "channels_last", "data path: pinned + prefetch"]
 GPU_ONLY = ["amp bf16", "amp fp16 + GradScaler", "2 trials packed on 1 GPU"]
 
 
-def run_script(name: str, *args: str, timeout: float = 240) -> tuple[list[dict[str, Any]], str]:
-    """Run ``benchmarks/NAME`` with ``--no-write``; its JSON lines and its whole stdout."""
-    results = BENCH / "RESULTS.md"
-    before = results.read_bytes()
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / name), *args, "--no-write"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    assert results.read_bytes() == before, "--no-write must leave RESULTS.md alone"
-    rows = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    return rows, proc.stdout
-
-
-def test_cpu_mode_runs_every_cpu_check_and_skips_the_gpu_ones() -> None:
-    rows, out = run_script("gpu_check.py", "--mode", "cpu")
+def test_cpu_mode_runs_every_cpu_check_and_skips_the_gpu_ones(bench_script) -> None:
+    rows, out = bench_script("gpu_check.py", "--mode", "cpu")
     by = {r["check"]: r for r in rows}
     assert [r["check"] for r in rows] == [
         "bare timm loop",
@@ -85,10 +66,10 @@ def test_the_deadline_ends_the_check_running_then_and_skips_the_rest() -> None:
 
 
 @pytest.mark.slow
-def test_cpu_pack_runs_two_trials_at_once_through_run_experiment() -> None:
+def test_cpu_pack_runs_two_trials_at_once_through_run_experiment(bench_script) -> None:
     # The packed search's code path (Ray Tune, both trials' reports, their overlap) on CPUs: on a
     # GPU it only adds gpus_per_worker 0.5 and the GPU id check.
-    rows, _ = run_script("gpu_check.py", "--mode", "cpu", "--cpu-pack")
+    rows, _ = bench_script("gpu_check.py", "--mode", "cpu", "--cpu-pack")
     (packed,) = [r for r in rows if r["check"] == "2 trials packed on 1 GPU"]
     assert packed["result"] == "ok", packed
     assert packed["images_per_s"] > 0 and "trained together" in packed["note"]
