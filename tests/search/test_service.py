@@ -142,10 +142,11 @@ def test_up_refuses_a_backend_store_it_cannot_use(run_cli, tmp_path, store, says
     assert not (tmp_path / ".tunefleet").exists()
 
 
-def test_a_postgresql_backend_store_is_migrated_once_and_masked(postgres, tmp_path):
+def test_a_postgresql_backend_store_is_prepared_and_its_password_masked(postgres, tmp_path):
     """What ``up --backend-store-uri`` does before it starts the server, on a real PostgreSQL:
-    the new database gets MLflow's tables once (a client then works on it), the password is
-    masked in what is recorded, and the server gets several workers on it."""
+    the new database gets MLflow's tables (a client then works on it; preparing it again is
+    harmless), the password is masked in what is recorded, and the server gets several workers
+    on it. Concurrent first use is tests/search/test_tracking_faults.py's."""
     from mlflow.tracking import MlflowClient
 
     from tunefleet.search.service._backend import prepare_backend_store, redact, server_workers
