@@ -11,7 +11,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 # which mypy can follow across the four packages (the default mode's import hook hides them).
 # A new or removed module needs the tree rebuilt, so the installs depend on the module list.
 STRICT := --config-settings editable_mode=strict
-MODULES := $(sort $(wildcard search/*.py search/*/*.py spaces/*.py trainables/*.py analysis/*.py))
+MODULES := $(sort $(wildcard api/*.py search/*.py search/*/*.py spaces/*.py trainables/*.py analysis/*.py))
 
 .PHONY: demo test test-fast lint format bench bench-quality bench-automl bench-smoke clean FORCE postgresql
 
@@ -57,7 +57,7 @@ test-fast: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy search spaces trainables analysis
+	$(BIN)/mypy api search spaces trainables analysis
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .

@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads o
     from ._ensemble import ENSEMBLES, Normalized, SoftmaxAverage, Stacked, WeightedAverage, batched, ensemble_module
     from ._export import ExportResult, export_ensemble
     from ._metrics import classifier_metrics
+    from ._model import Ensemble, Exported, ImageInput, export_model
     from ._onnx import export_onnx, onnx_session
     from ._predict import ExportedModel, Predictions, load_exported, predict
     from ._register import Registered, check_model_name, register_model
@@ -19,9 +20,11 @@ if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads o
         TRIAL_COLUMNS,
         finished_trials,
         open_experiment,
+        ordered,
         ranking,
         run_url,
         search_run,
+        sort_column,
         trial_runs,
         trials_frame,
     )
@@ -35,7 +38,11 @@ _LAZY = {
     "classifier_metrics": "._metrics",
     "Combination": "._combine",
     "COMBINERS": "._combine",
+    "Ensemble": "._model",
     "ensemble_module": "._ensemble",
+    "Exported": "._model",
+    "export_model": "._model",
+    "ImageInput": "._model",
     "ENSEMBLES": "._ensemble",
     "export_ensemble": "._export",
     "export_onnx": "._onnx",
@@ -48,6 +55,8 @@ _LAZY = {
     "Normalized": "._ensemble",
     "onnx_session": "._onnx",
     "open_experiment": "._runs",
+    "ordered": "._runs",
+    "sort_column": "._runs",
     "predict": "._predict",
     "Predictions": "._predict",
     "ranking": "._runs",
@@ -67,6 +76,9 @@ __all__ = [
     "COMBINERS",
     "Combination",
     "ENSEMBLES",
+    "Ensemble",
+    "Exported",
+    "ImageInput",
     "ExportResult",
     "ExportedModel",
     "METHODS",
@@ -84,17 +96,20 @@ __all__ = [
     "classifier_metrics",
     "ensemble_module",
     "export_ensemble",
+    "export_model",
     "export_onnx",
     "finished_trials",
     "fit_combination",
     "load_exported",
     "onnx_session",
     "open_experiment",
+    "ordered",
     "predict",
     "ranking",
     "register_model",
     "run_url",
     "search_run",
+    "sort_column",
     "trial_runs",
     "trials_frame",
 ]

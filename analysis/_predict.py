@@ -93,23 +93,29 @@ def image_files(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
-def preprocess(path: Path, prep: Preprocessing) -> np.ndarray:
-    """One image as the graph takes it: float32 [C, H, W] in [0, 1]."""
-    with Image.open(path) as opened:
-        image = opened.convert(prep.mode).resize((prep.size, prep.size), Image.Resampling[prep.resize.upper()])
+def _prepared(image: Image.Image, prep: Preprocessing) -> np.ndarray:
+    image = image.convert(prep.mode).resize((prep.size, prep.size), Image.Resampling[prep.resize.upper()])
     array = np.asarray(image, dtype=np.float32) / 255.0
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
+def preprocess(item: Path | Image.Image, prep: Preprocessing) -> np.ndarray:
+    """One image (a file, or one already in memory) as the graph takes it: float32 [C, H, W] in [0, 1]."""
+    if isinstance(item, Image.Image):
+        return _prepared(item, prep)
+    with Image.open(item) as opened:
+        return _prepared(opened, prep)
+
+
 def _batches(
-    files: list[Path], prep: Preprocessing, skipped: list[tuple[Path, str]]
-) -> Iterator[tuple[list[Path], np.ndarray]]:
-    chunk: list[tuple[Path, np.ndarray]] = []
-    for path in files:
+    items: list[tuple[str, Path | Image.Image]], prep: Preprocessing, skipped: list[tuple[Path, str]]
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    chunk: list[tuple[str, np.ndarray]] = []
+    for name, item in items:
         try:
-            chunk.append((path, preprocess(path, prep)))
+            chunk.append((name, preprocess(item, prep)))
         except Exception as err:  # PIL raises many types for a bad file; skip it and say which
-            skipped.append((path, str(err).splitlines()[0] if str(err) else type(err).__name__))
+            skipped.append((Path(name), str(err).splitlines()[0] if str(err) else type(err).__name__))
         if len(chunk) == BATCH:
             yield [p for p, _ in chunk], np.stack([a for _, a in chunk])
             chunk = []
@@ -123,18 +129,20 @@ class Predictions:
     skipped: list[tuple[Path, str]]
 
 
-def predict_images(model: ExportedModel, files: list[Path]) -> Predictions:
-    """Class and probability per readable image; unreadable ones are skipped and listed."""
+def predict_images(model: ExportedModel, images: Sequence[Path | Image.Image]) -> Predictions:
+    """Class and probability per readable image (a file, or an image in memory: named
+    ``<image N>`` by its position); unreadable files are skipped and listed."""
     skipped: list[tuple[Path, str]] = []
     rows: list[dict[str, Any]] = []
-    for paths, batch in _batches(files, model.preprocessing, skipped):
+    named = [(f"<image {i}>" if isinstance(x, Image.Image) else str(x), x) for i, x in enumerate(images)]
+    for names, batch in _batches(named, model.preprocessing, skipped):
         probs = model.probabilities(batch)
-        for path, p in zip(paths, probs, strict=True):
+        for name, p in zip(names, probs, strict=True):
             best = int(p.argmax())
-            row = {"file": str(path), "class": model.class_names[best], "probability": float(p[best])}
+            row = {"file": name, "class": model.class_names[best], "probability": float(p[best])}
             rows.append(row | {f"p_{name}": float(v) for name, v in zip(model.class_names, p, strict=True)})
     if not rows:
-        raise SpecError("IMAGES", f"none of the {len(files)} image files could be read")
+        raise SpecError("IMAGES", f"none of the {len(images)} image files could be read")
     return Predictions(pd.DataFrame(rows), skipped)
 
 

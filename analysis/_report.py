@@ -8,6 +8,8 @@ report rather than a failure: a finished search must not fail because its report
 
 from __future__ import annotations
 
+import base64
+import html
 import math
 import tempfile
 import time
@@ -56,6 +58,16 @@ class Report:
     artifact_path: str | None  # where the files are on the search run; None when not logged
     notes: list[str]
     summary: str = ""  # the page's first line: the search run, its ranking and its trials
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a report inline: its summary, its notes, then every figure."""
+        parts = [f"<p><b>{html.escape(self.summary)}</b></p>"]
+        parts += [f"<p>note: {html.escape(note)}</p>" for note in self.notes]
+        for png in (f for f in self.files if f.suffix == ".png"):
+            data = base64.b64encode(png.read_bytes()).decode()
+            parts.append(f'<figure><img src="data:image/png;base64,{data}" style="max-width:100%">'
+                         f"<figcaption>{html.escape(png.name)}</figcaption></figure>")  # fmt: skip
+        return "\n".join(parts)
 
 
 def _download(uri: str, run: Run, path: str, tmp: Path) -> Path:

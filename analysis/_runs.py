@@ -153,3 +153,28 @@ def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
     if not uri.startswith(("http://", "https://")):
         return None
     return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _ascending(column: str) -> bool:
+    """Losses, times and calibration error are better low; scores and counts are better high."""
+    base = column.removeprefix(rec.BEST_PREFIX).replace("test_", "val_")
+    if base in rec.METRIC_MODES:
+        return rec.METRIC_MODES[base] == "min"
+    return column.endswith(("loss", "_s", "ece"))
+
+
+def sort_column(frame: pd.DataFrame, sort: str | None, metric: str) -> str:
+    """The column ``--sort`` names (a metric as recorded, or ``best_<metric>``), checked against the frame."""
+    column = sort or rec.best_key(metric)
+    if sort and sort not in frame and rec.best_key(sort) in frame:
+        column = rec.best_key(sort)  # "--sort val_acc" means the value at each trial's best epoch
+    if len(frame) and column not in frame:
+        numeric = sorted(c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]))
+        raise SpecError("--sort", f"no metric {sort!r} in these trials; one of: {', '.join(numeric)}")
+    return column
+
+
+def ordered(frame: pd.DataFrame, column: str, top: int | None) -> pd.DataFrame:
+    if column in frame:
+        frame = frame.sort_values(column, ascending=_ascending(column), na_position="last", kind="stable")
+    return frame.head(top) if top is not None else frame

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tunefleet.spaces import SpecError
 from tunefleet.spaces import records as rec
 
 # Where `tunefleet report` (and the report at the end of every search) writes, per experiment.
@@ -31,3 +32,10 @@ def absolute_sqlite(uri: str) -> str:
     if not file or file.startswith("/") or file.split("?", 1)[0] in ("", ":memory:"):
         return uri
     return f"{rec.SQLITE_PREFIX}{Path(file).absolute()}"
+
+
+def check_store(uri: str) -> None:
+    """A SQLite store's folder must exist: MLflow would create the file, but not its folder."""
+    file = (rec.sqlite_file(uri) or "").split("?", 1)[0]
+    if file and file != ":memory:" and not Path(file).resolve().parent.is_dir():
+        raise SpecError("--tracking-uri", f"directory {Path(file).parent} does not exist")

@@ -35,7 +35,7 @@ from ._knobs import FAMILIES, FAMILY_DEFAULTS, GROUPS, TOP_KNOBS, Knob
 from ._points import point_from_params, shared_knobs, start_point_problem
 from ._schema import spec_json_schema
 from ._sections import MAX_NUM_SAMPLES, SECTIONS, DataKind, DataSpec, Resources, SearchSettings, Section, Tracking
-from ._spec import SPEC_KEYS, SearchSpec, load_spec, spec_from_dict
+from ._spec import SPEC_KEYS, SearchSpec, load_spec, read_spec, spec_from_dict
 from ._zoo import (
     PRESETS,
     START_BATCH,
@@ -120,6 +120,7 @@ __all__ = [
     "grid_size",
     "integer",
     "load_spec",
+    "read_spec",
     "loguniform",
     "parse_domain",
     "point_from_params",

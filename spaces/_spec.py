@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import reprlib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
@@ -200,3 +201,17 @@ def load_spec(path: str | Path, overrides: dict[str, dict[str, Any]] | None = No
             problem = f"{problem}; a spec is plain data, tags that build Python objects are not allowed"
         raise SpecError("spec", f"{path} is not valid YAML{where}: {problem}") from None
     return spec_from_dict(raw, overrides)
+
+
+def read_spec(
+    source: str | Path | Mapping[str, Any] | SearchSpec, overrides: dict[str, dict[str, Any]] | None = None
+) -> SearchSpec:
+    """A spec from wherever a caller holds one: a YAML file's path, its parsed document (a dict), or
+    a ``SearchSpec`` (which ``overrides`` may change: it goes through the same checks again)."""
+    if isinstance(source, SearchSpec):
+        return spec_from_dict(yaml.safe_load(source.to_yaml()), overrides)
+    if isinstance(source, Mapping):
+        return spec_from_dict(dict(source), overrides)
+    if isinstance(source, str | Path):
+        return load_spec(source, overrides)
+    raise SpecError("spec", f"expected a YAML path, a dict or a SearchSpec, got {type(source).__name__}")

@@ -28,6 +28,7 @@ SHARED_FILES = {
     "tests/search/test_tracking_faults.py": "cluster",
     "tests/search/test_end_to_end.py": "searched",
     "tests/analysis/test_after_search.py": "searched",
+    "tests/analysis/test_api_after_search.py": "searched",
     "tests/analysis/test_report.py": "searched",
     "tests/analysis/test_pool.py": "searched",
     "tests/search/test_warm_start.py": "searched",

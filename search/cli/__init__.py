@@ -19,12 +19,10 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from tunefleet.spaces import load_spec
-
 from ._analysis import ExportCommand, export, predict, report
 from ._console import error, handle_errors, out
 from ._fit import FitCommand, fit
-from ._options import SearchRun, TrackingUri, check_store, exit_with
+from ._options import SearchRun, TrackingUri, exit_with
 from ._options import tracking_uri as resolve_uri
 from ._replay import replay
 from ._service import down, logs, status, stop, submit, up
@@ -61,25 +59,19 @@ def search(
     ] = False,
 ) -> None:
     """Run a hyperparameter search described by SPEC and record it in MLflow."""
+    from ..api._search import launch, prepare
+
     overrides: dict[str, dict[str, Any]] = {
         "search": {"num_samples": num_samples, "searcher": searcher, "scheduler": scheduler, "warm_start": warm_start},
         "tracking": {"experiment": experiment},
     }
-    parsed = load_spec(spec, overrides)
-    uri = resolve_uri(tracking_uri, parsed.tracking.uri)
-    check_store(uri)
-    from ..run._experiment import preflight
-    from ..run._warm import warm_start as earlier_trials
-
-    plan = preflight(parsed)._replace(warm=earlier_trials(uri, parsed))
+    prepared = prepare(spec, overrides, tracking_uri)
     if dry_run:
         from ..run._driver import print_plan
 
-        print_plan(parsed, plan, out())
+        print_plan(prepared.spec, prepared.plan, out())
         return
-    from ..run._driver import run_search
-
-    exit_with(run_search(parsed, plan, uri, address, storage, out()))
+    exit_with(launch(prepared, address, storage, out()).code)
 
 
 def resume(
@@ -96,36 +88,10 @@ def resume(
 ) -> None:
     """Continue an interrupted search (driver killed, Ctrl-C, reboot, `tunefleet stop`) where it
     stopped; with --more / --more-time, give a finished one more trials in the same search run."""
+    from ..api._search import continue_search
+
     uri = resolve_uri(tracking_uri)
-    if more is not None or more_time is not None:
-        return _extend(uri, experiment, search_run, address, more, more_time)
-    from ..resume._resume import find_resumable
-
-    point = find_resumable(uri, experiment, search_run)  # MLflow and Tune's state, before Ray or torch load
-    from ..run._driver import run_search
-    from ..run._experiment import preflight
-
-    plan = preflight(point.spec)
-
-    exit_with(run_search(point.spec, plan, uri, address, point.tune_path, out(), resume=point))
-
-
-def _extend(
-    uri: str, experiment: str, search_run: str | None, address: str | None, more: int | None, more_time: str | None
-) -> None:
-    """``resume --more``: the finished search's trials are the searcher's history (as a warm
-    start from itself, none run again); the new trials run as a new Tune experiment beside the
-    first, logged under the same search run."""
-    from ..resume._resume import find_extendable
-
-    point = find_extendable(uri, experiment, search_run, more, more_time)
-    from ..run._driver import run_search
-    from ..run._experiment import preflight
-    from ..run._warm import own_history
-
-    plan = preflight(point.spec)._replace(warm=own_history(point.spec, point.trials, experiment))
-    storage = point.tune_path.rstrip("/").rsplit("/", 1)[0] or "tunefleet-runs"
-    exit_with(run_search(point.spec, plan, uri, address, storage, out(), resume=point, more=True))
+    exit_with(continue_search(uri, experiment, search_run, address, out(), more, more_time).code)
 
 
 app = typer.Typer(

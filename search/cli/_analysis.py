@@ -95,20 +95,13 @@ def export(
     ] = False,
 ) -> None:
     """Ensemble the best trials of a search; write OUT/ensemble.onnx and OUT/card.json."""
-    if top_k < 1:  # before the analysis stack (torch, MLflow) loads
-        raise SpecError("--top-k", f"must be >= 1, got {top_k}")
-    from tunefleet.analysis import METHODS, check_model_name, export_ensemble, register_model, run_url
+    from tunefleet.analysis import export_model, run_url
 
     uri = resolve_uri(tracking_uri)
-    if method not in METHODS:
-        raise SpecError("--method", f"unknown method {method!r}; one of: {', '.join(METHODS)}")
-    if register_as is not None:
-        check_model_name(register_as)
     console = out()
-    result = export_ensemble(
-        uri, experiment, top_k, out_dir, search_run, method, say=console.print, stopped=include_stopped
-    )
-    card = result.card
+    done = export_model(uri, experiment, out_dir, top_k=top_k, method=method, search_run_id=search_run,
+                        stopped=include_stopped, register_as=register_as, say=console.print)  # fmt: skip
+    card = done.result.card
     console.print(export_table(card))
     diff = card.onnx.max_abs_diff_vs_torch
     console.print(f"ensemble test accuracy {card.ensemble.acc:.4f} · ONNX matches PyTorch (max abs diff {diff:.1e})")
@@ -116,9 +109,8 @@ def export(
     url = run_url(uri, card.experiment_id, card.search_run_id)
     if url:
         console.print(f"search run: {url}", highlight=False, soft_wrap=True)
-    if register_as is not None:
-        done = register_model(uri, register_as, out_dir / rec.ONNX_FILE, card, result.example)
-        console.print(f"registered {done.uri} (export run {done.run_id})", highlight=False)
+    if done.registered is not None:
+        console.print(f"registered {done.registered.uri} (export run {done.registered.run_id})", highlight=False)
 
 
 def report(
@@ -128,10 +120,12 @@ def report(
     search_run: SearchRun = None,
 ) -> None:
     """Explain a search: importance, parallel coordinates, curves, confusion, bad cases (PNG + HTML)."""
-    from tunefleet.analysis import build_report, run_url
+    from tunefleet.analysis import run_url
 
-    uri = resolve_uri(tracking_uri)
-    done = build_report(uri, experiment, out_dir or REPORTS_DIR / experiment, search_run)
+    from ..api._search import open_search
+
+    found = open_search(experiment, tracking_uri=tracking_uri, search_run=search_run)
+    uri, done = found.tracking_uri, found.report(out_dir or REPORTS_DIR / experiment)
     console = out()
     console.print(done.summary, highlight=False, markup=False, soft_wrap=True)
     for note in done.notes:

@@ -116,7 +116,7 @@ def fit(
     checked = preflight(spec)  # models, data and input size, as `tunefleet search` checks them
     path = write_spec(plan, spec)
     console.print(f"wrote {path} (run it again with: tunefleet search {path})", highlight=False)
-    exit_with(run_search(spec, checked, uri, None, storage, console))
+    exit_with(run_search(spec, checked, uri, None, storage, console).code)
     _ship(plan, uri, register_as, *_final_phase(plan, uri, storage, deadline))
 
 
@@ -160,7 +160,7 @@ def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float) -> tupl
         f"measured), {final.time_budget}s; spec {path}",
         highlight=False,
     )
-    code = run_search(spec, preflight(spec)._replace(warm=warm_start(uri, spec)), uri, None, storage, console)
+    code = run_search(spec, preflight(spec)._replace(warm=warm_start(uri, spec)), uri, None, storage, console).code
     if code == 130:
         exit_with(code)
     done = search_run(client, experiment, None)

@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tunefleet.spaces import SpecError
-
-from .._defaults import REPORTS_DIR, tracking_uri
+from .._defaults import REPORTS_DIR, check_store, tracking_uri
 from ._console import fail
 
 __all__ = ["REPORTS_DIR", "SearchRun", "TrackingUri", "check_store", "exit_with", "tracking_uri"]
@@ -22,15 +20,6 @@ TrackingUri = Annotated[
     ),
 ]
 SearchRun = Annotated[str | None, typer.Option("--search-run", help="search run id [default: the latest search]")]
-
-
-def check_store(uri: str) -> None:
-    """A SQLite store's folder must exist: MLflow would create the file, but not its folder."""
-    from ..tracking._open import sqlite_database
-
-    path = sqlite_database(uri)
-    if path is not None and not path.resolve().parent.is_dir():
-        raise SpecError("--tracking-uri", f"directory {path.parent} does not exist")
 
 
 def exit_with(code: int) -> None:

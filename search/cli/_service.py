@@ -12,49 +12,19 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tunefleet.spaces import SpecError
-
-from ..service._cluster import (
-    auth_headers,
-    check_dashboard,
-    check_tracking_server,
-    may_autoscale,
-    node_resources,
-    ray_token,
-)
-from ..service._cluster import check_trial_fits as check_fits
-from ..service._service import STATE_DIR, Service, is_running, load_service
+from ..api._job import TERMINAL
+from ..service._service import STATE_DIR
 from ._console import fail, out
 
 Address = Annotated[str | None, typer.Option("--address", help="Ray dashboard / Jobs API, http://HOST:8265")]
 Job = Annotated[str, typer.Argument(help="job id (from submit or status)")]
 Follow = Annotated[bool, typer.Option("--follow", "-f", help="stream until the job ends")]
-TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-
-
-def _running_service() -> Service | None:
-    service = load_service(STATE_DIR)
-    return service if service is not None and is_running(service) else None
-
-
-def _address(address: str | None) -> str:
-    if address:
-        return address.rstrip("/")
-    service = _running_service()
-    if service is None:
-        raise SpecError(
-            "--address", "no tunefleet service runs here: run `tunefleet up` or pass --address http://HOST:8265"
-        )
-    return service.dashboard
 
 
 def _client(address: str | None) -> tuple[Any, str, dict[str, str]]:
-    from ..service._jobs import job_client
+    from ..api._job import connect
 
-    url = _address(address)
-    headers = auth_headers(ray_token())
-    check_dashboard(url, headers)
-    return job_client(url, headers), url, headers
+    return connect(address)
 
 
 def up(
@@ -105,23 +75,16 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", help="follow the search to its end")] = False,
 ) -> None:
     """Validate SPEC here, then run it as a Ray Job on the cluster; prints the job id and returns."""
-    from ..service._submit import prepare
+    from ..api._job import submit as submit_job
 
-    plan = prepare(spec, address, tracking_uri, storage, num_samples, _running_service())
-    client, url, headers = _client(plan.address)
-    check_tracking_server(plan.tracking_uri)
-    if not may_autoscale(url, headers):  # else the driver checks against the node types it may launch
-        check_fits(plan.spec.resources, node_resources(url, headers))
-    from ..service._jobs import submit as submit_job  # Ray's Jobs SDK: only once everything checked out
-
-    job = submit_job(client, plan.spec, plan.tracking_uri, plan.storage, plan.python)
+    job = submit_job(spec, address=address, tracking_uri=tracking_uri, storage=storage, num_samples=num_samples)
     console = out()
-    console.print(f"submitted [bold]{job.job_id}[/] to {url}")
-    console.print(f"MLflow: {job.experiment_url}")
+    console.print(f"submitted [bold]{job.job_id}[/] to {job.address}")
+    console.print(f"MLflow: {job.mlflow_url}")
     if not wait:
         console.print(f"follow it: tunefleet status {job.job_id} · tunefleet logs {job.job_id} --follow")
         return
-    _follow(client, job.job_id)
+    _follow(_client(job.address)[0], job.job_id)
 
 
 def _follow(client: Any, job_id: str) -> None:
@@ -164,27 +127,22 @@ def status(job: Annotated[str | None, typer.Argument(help="one job [default: rec
 
 def logs(job: Job, address: Address = None, follow: Follow = False) -> None:
     """The search driver's output (progress lines, trial table)."""
-    from ..service._jobs import follow_logs, job_info
+    from ..api._job import Job as SearchJob
 
-    client, _, _ = _client(address)
-    job_info(client, job)
+    found = SearchJob.attach(job, address)
     if follow:
-        asyncio.run(follow_logs(client, job))
+        found.logs(follow=True)
     else:
-        sys.stdout.write(client.get_job_logs(job))
+        sys.stdout.write(found.logs())
 
 
 def stop(job: Job, address: Address = None) -> None:
     """Stop a search gracefully: running trials close KILLED (interrupted), the search run KILLED."""
-    from ..service._jobs import STOP_WAIT_S, job_info
+    from ..api._job import Job as SearchJob
 
-    client, _, _ = _client(address)
-    info = job_info(client, job)
-    if str(info.status) in TERMINAL:
-        out().print(f"job {job} already ended: {info.status}")
+    found = SearchJob.attach(job, address)
+    before = found.status()
+    if before in TERMINAL:
+        out().print(f"job {job} already ended: {before}")
         return
-    client.stop_job(job)
-    deadline = time.monotonic() + STOP_WAIT_S + 30
-    while (state := str(client.get_job_status(job))) not in TERMINAL and time.monotonic() < deadline:
-        time.sleep(1)
-    out().print(f"job {job}: {state}")
+    out().print(f"job {job}: {found.stop()}")

@@ -19,7 +19,6 @@ from tunefleet.spaces import records as rec
 
 from ._console import out
 from ._options import SearchRun, TrackingUri
-from ._options import tracking_uri as resolve_uri
 
 FORMATS = ("table", "csv", "json")
 # Shown in the table after the fixed columns: at most this many searched params (those that vary;
@@ -27,31 +26,6 @@ FORMATS = ("table", "csv", "json")
 TABLE_PARAMS = 4
 # Short table headings; CSV and JSON keep the full names.
 HEADINGS = {rec.EPOCHS_TRAINED: "epochs", "duration_s": "time_s", rec.best_key(rec.TEST_ACC): "test_acc"}
-
-
-def _ascending(column: str) -> bool:
-    """Losses, times and calibration error are better low; scores and counts are better high."""
-    base = column.removeprefix(rec.BEST_PREFIX).replace("test_", "val_")
-    if base in rec.METRIC_MODES:
-        return rec.METRIC_MODES[base] == "min"
-    return column.endswith(("loss", "_s", "ece"))
-
-
-def sort_column(frame: pd.DataFrame, sort: str | None, metric: str) -> str:
-    """The column ``--sort`` names (a metric as recorded, or ``best_<metric>``), checked against the frame."""
-    column = sort or rec.best_key(metric)
-    if sort and sort not in frame and rec.best_key(sort) in frame:
-        column = rec.best_key(sort)  # "--sort val_acc" means the value at each trial's best epoch
-    if len(frame) and column not in frame:
-        numeric = sorted(c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]))
-        raise SpecError("--sort", f"no metric {sort!r} in these trials; one of: {', '.join(numeric)}")
-    return column
-
-
-def ordered(frame: pd.DataFrame, column: str, top: int | None) -> pd.DataFrame:
-    if column in frame:
-        frame = frame.sort_values(column, ascending=_ascending(column), na_position="last", kind="stable")
-    return frame.head(top) if top is not None else frame
 
 
 def _jsonable(value: Any) -> Any:
@@ -109,35 +83,28 @@ def trials(
     search_run: SearchRun = None,
 ) -> None:
     """The trials of a search as recorded in MLflow (params, metrics, outcome, duration, node), best first."""
-    from tunefleet.analysis import open_experiment, ranking, run_url, trials_frame
-    from tunefleet.analysis import search_run as find_search
+    from tunefleet.analysis import run_url, sort_column
 
-    from ..resume._liveness import resume_command, search_state
+    from ..api._search import open_search
+    from ..resume._liveness import resume_command
 
     if fmt not in FORMATS:
         raise SpecError("--format", f"unknown format {fmt!r}; one of: {', '.join(FORMATS)}")
     if top is not None and top < 1:
         raise SpecError("--top", f"must be >= 1, got {top}")
-    uri = resolve_uri(tracking_uri)
-    client, exp = open_experiment(uri, experiment)
-    parent = find_search(client, exp, search_run)
-    metric, _ = ranking(parent)
-    frame = trials_frame(client, parent)
-    column = sort_column(frame, sort, metric)
-    state = search_state(parent)
-    if state == "interrupted" and len(frame):  # runs a dead driver left RUNNING were cut short
-        frame.loc[frame["status"] == "RUNNING", "outcome"] = rec.INTERRUPTED
-    frame = ordered(frame, column, top)
+    found = open_search(experiment, tracking_uri=tracking_uri, search_run=search_run)
+    frame = found.trials(sort, top)
+    column, state, uri = sort_column(frame, sort, found.metric[0]), found.state, found.tracking_uri
     if fmt == "csv":
         typer.echo(frame.to_csv(index=False), nl=False)
         return
     if fmt == "json":
         typer.echo(to_json(frame))
         return
-    run = parent.info.run_id
+    run = found.run_id
     console = out()
     console.print(to_table(frame, column, f"{experiment}: {len(frame)} trials (search run {run}, {state})"))
-    url = run_url(uri, exp.experiment_id, run)
+    url = run_url(uri, found.experiment_id, run)
     if url:
         console.print(f"search run: {url}", highlight=False, soft_wrap=True)
     if state == "interrupted":

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlflow.tracking import MlflowClient
 from rich.console import Console
@@ -45,9 +45,17 @@ from ._watchdog import TrialWatchdog
 SERVER_SCHEMES = ("http://", "https://")
 
 
-def _sigterm_as_interrupt() -> None:
-    # Tune installs its graceful-stop handler for SIGINT; route SIGTERM there too.
-    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+class SearchEnd(NamedTuple):
+    """How a search ended: its exit code (0 done, 1 every trial failed, 130 interrupted) and its search run."""
+
+    code: int
+    run_id: str
+
+
+def _sigterm_as_interrupt() -> Any:
+    """Route SIGTERM to Tune's graceful-stop handler for SIGINT; returns the handler it replaced
+    (a notebook's kernel keeps its own once the search is over)."""
+    return signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
 
 
 def _local_nodes() -> list[dict[str, float]]:
@@ -138,12 +146,27 @@ def run_search(
     console: Console,
     resume: Resumable | None = None,
     more: bool = False,
-) -> int:
+) -> SearchEnd:
     """Run the search (or continue ``resume``, or with ``more`` give the finished ``resume`` more
-    trials as a new Tune experiment) to its end; returns the exit code (0, 1 every trial failed,
-    130 interrupted)."""
+    trials as a new Tune experiment) to its end: its exit code and search run."""
     print_plan(spec, plan, console)
-    _sigterm_as_interrupt()
+    previous = _sigterm_as_interrupt()
+    try:
+        return _run_search(spec, plan, uri, address, storage, console, resume, more)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_search(
+    spec: SearchSpec,
+    plan: Plan,
+    uri: str,
+    address: str | None,
+    storage: str | Path,
+    console: Console,
+    resume: Resumable | None,
+    more: bool,
+) -> SearchEnd:
     open_store(uri)  # a new SQLite file: created once, safely, even by searches starting together
     client = MlflowClient(tracking_uri=uri)
     name = experiment_name(spec)
@@ -177,8 +200,8 @@ def run_search(
     live.close(wait=status == "FINISHED")
     console.print(trials_table(ledger))
     if status == "KILLED":
-        return _interrupted(spec, uri, parent_id, cut_short, console)
-    return _finished(spec, uri, parent_id, ledger, tracker.experiment_id, wall, console)
+        return SearchEnd(_interrupted(spec, uri, parent_id, cut_short, console), parent_id)
+    return SearchEnd(_finished(spec, uri, parent_id, ledger, tracker.experiment_id, wall, console), parent_id)
 
 
 def _callbacks(

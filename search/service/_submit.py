@@ -7,9 +7,10 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
-from tunefleet.spaces import SearchSpec, SpecError, load_spec
+from tunefleet.spaces import SearchSpec, SpecError, read_spec
 
 from ._service import Service
 
@@ -38,7 +39,7 @@ def _loopback(address: str) -> bool:
 
 
 def prepare(
-    path: Path,
+    source: str | Path | dict[str, Any] | SearchSpec,
     address: str | None,
     tracking_uri: str | None,
     storage: str | None,
@@ -46,7 +47,7 @@ def prepare(
     service: Service | None,
 ) -> SubmitPlan:
     """Validate and resolve a submission; every problem is a SpecError naming the flag or field."""
-    spec = load_spec(path, {"search": {"num_samples": num_samples}})
+    spec = read_spec(source, {"search": {"num_samples": num_samples}})
     from ..run._experiment import preflight  # the training stack (torch, timm): once the spec parsed
 
     preflight(spec)  # names, grid size, data, input size: bad input never reaches the cluster

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from tunefleet.search.fit import (
 )
 from tunefleet.search.fit._budget import (
     FINAL_FILL,
+    FINAL_SHARE,
     MIN_SEARCH_EPOCHS,
     MIN_SEARCH_TRIALS,
     MIN_STEPS,
@@ -33,6 +35,7 @@ from tunefleet.search.fit._budget import (
     budget,
 )
 from tunefleet.search.fit._plan import asha_epochs, data_epochs, image_size, plan_within
+from tunefleet.search.fit._strategy import final_pays
 from tunefleet.spaces import (
     BUILTIN_SPACES,
     PRESETS,
@@ -106,7 +109,7 @@ def test_image_size_is_the_typical_size_rounded_within_the_presets_bounds(typica
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 @pytest.mark.parametrize("images", [150, 5_000, 100_000])
-@pytest.mark.parametrize("total_s", [240, 1800, 4 * 3600])
+@pytest.mark.parametrize("total_s", [240, 600, 1800, 4 * 3600])
 def test_plan_fits_its_budget(preset, images, total_s):
     scan = scan_of(images, typical_px=200)
     try:
@@ -161,12 +164,20 @@ def _check_search(plan, spec):
 
 
 def _check_portfolio(plan, spec):
-    """Rule 11: no search; one start config per slot trains all of the time, WORTH x what the
-    search alone would have trained, and a whole trial of its slowest model fits the budget."""
+    """Rule 11: no search; one start config per slot trains all of the time, short of the preset's
+    cap, and longer than what would ship otherwise: the final phase's trials where one pays, else
+    WORTH x what a search alone (cutting its trials short) would train. A whole trial of its
+    slowest model fits the budget."""
     b, preset = plan.budget, plan.preset
     alone = plan_within(b, plan.scan, preset, plan.gpus, plan.metric, plan.cpus, plan.seed, plan.loadable)
-    assert alone is not None and not alone.portfolio and alone.max_epochs < data_epochs(plan.scan.train_images, preset)
-    assert plan.max_epochs >= WORTH * alone.max_epochs and plan.max_epochs <= PRESETS[preset]["final_epochs"]
+    two = plan_within(budget(b.total_s, FINAL_SHARE), plan.scan, preset, plan.gpus, plan.metric, plan.cpus,
+                      plan.seed, plan.loadable)  # fmt: skip
+    assert alone is not None and not alone.portfolio and plan.max_epochs < PRESETS[preset]["final_epochs"]
+    if two is not None and final_pays(two):
+        assert plan.max_epochs > two.final_epochs
+    else:
+        assert alone.max_epochs < data_epochs(plan.scan.train_images, preset)
+        assert plan.max_epochs >= WORTH * alone.max_epochs
     assert b.final_s == 0 and plan.final_epochs == 0
     seconds = {m.row.name: m.epoch_s for m in plan.kept}
     slowest = max(seconds[p["model"]] for p in spec.search.start_with)
@@ -183,6 +194,18 @@ def test_a_three_minute_digits_fit_is_a_portfolio_and_says_why():
     assert "a portfolio, no search" in text and f"{plan.max_epochs} epochs each" in text
     # with the time for trials of their full length, fit searches
     assert not plan_fit(digits_scan(), "balanced", 3600, 0, "val_acc", 2).portfolio
+
+
+def test_a_portfolio_wins_while_it_trains_longer_than_a_final_phase_would():
+    """MNIST-sized (4,000 images, 28 px): at 10 minutes a search and a final phase would ship ~25
+    epochs, the portfolio trains ~30; at 30 minutes the portfolio would reach the preset's cap, and
+    fit searches, then trains the best configs again."""
+    mnist = replace(digits_scan(), images=4000, train_images=3000, eval_images=1000, typical_px=28)
+    ten = plan_fit(mnist, "balanced", 600, 0, "val_acc", 2)
+    two = plan_within(budget(600, FINAL_SHARE), mnist, "balanced", 0, "val_acc", 2, 0, None)
+    assert ten.portfolio and two is not None and final_pays(two) and ten.max_epochs > two.final_epochs
+    thirty = plan_fit(mnist, "balanced", 1800, 0, "val_acc", 2)
+    assert not thirty.portfolio and thirty.final_epochs == PRESETS["balanced"]["final_epochs"]
 
 
 def test_a_short_budget_on_large_data_leaves_out_the_slow_models_with_reasons():

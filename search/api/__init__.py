@@ -1,0 +1,29 @@
+"""The Python API's room: ``tune`` / ``open_search`` and ``Search``, ``submit`` and ``Job``.
+``import tunefleet`` re-exports them (with ``load`` and ``Ensemble`` from ``tunefleet.analysis``);
+the CLI's commands call the same functions."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._job import Job, submit
+    from ._model import load
+    from ._search import Search, open_search, tune
+
+_EXPORTS = {
+    "Job": "._job",
+    "submit": "._job",
+    "load": "._model",
+    "Search": "._search",
+    "open_search": "._search",
+    "tune": "._search",
+}
+__all__ = ["Job", "Search", "load", "open_search", "submit", "tune"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)

@@ -1,0 +1,92 @@
+"""The Python API on the session's real search: ``tunefleet.open`` reads back what ``tunefleet
+trials`` prints, the report shows inline, and ``Search.export`` / ``tunefleet.load`` hand back an
+``Ensemble`` that predicts, scores and registers as the CLI's export does."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import tunefleet
+from tunefleet.spaces import ExportCard, ServingCard
+from tunefleet.trainables import load_data
+
+pytestmark = pytest.mark.slow
+
+
+def test_open_reads_the_trials_the_cli_prints(searched):
+    found = tunefleet.open("small", tracking_uri=searched.uri)
+    assert found.state == "finished" and found.metric == ("val_acc", "max")
+    frame = found.trials()
+    printed = json.loads(searched.cli("trials", "small", "--format", "json").stdout)
+    assert len(frame) == 4 and list(frame["run_id"]) == [row["run_id"] for row in printed]
+    assert found.best["run_id"] == printed[0]["run_id"]
+    top = json.loads(searched.cli("trials", "small", "--top", "2", "--sort", "val_loss", "--format", "json").stdout)
+    assert list(found.trials(sort="val_loss", top=2)["run_id"]) == [row["run_id"] for row in top]
+    with pytest.raises(tunefleet.SpecError, match=r"^--sort: no metric 'nope'"):
+        found.trials(sort="nope")
+
+
+def test_the_report_shows_its_figures_inline(searched, tmp_path):
+    report = tunefleet.open("small", tracking_uri=searched.uri).report(tmp_path / "report")
+    figures = [f for f in report.files if f.suffix == ".png"]
+    page = report._repr_html_()  # what Jupyter shows for a cell that ends with the report
+    assert len(figures) >= 5 and page.count('<img src="data:image/png;base64,') == len(figures)
+    assert report.summary and report.summary.split()[0] in page
+
+
+def _test_split(root):
+    """The digits test split as arrays, and as a labelled folder of the same images."""
+    data = load_data("digits", 16, 0)
+    for i, (image, label) in enumerate(zip(data.test.images, data.test.labels, strict=True)):
+        folder = root / data.class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:04d}.png")
+    return data, root
+
+
+@pytest.fixture(scope="module")
+def exported(searched, tmp_path_factory):
+    """The search's two best trials exported through the API (and registered as small-api)."""
+    found = tunefleet.open("small", tracking_uri=searched.uri)
+    return found.export(top_k=2, out=tmp_path_factory.mktemp("api") / "export", register="small-api")
+
+
+def test_export_predict_evaluate_load_and_register(searched, exported, tmp_path):
+    model = exported
+    assert isinstance(model, tunefleet.Ensemble) and model.onnx_path.is_file()
+    assert isinstance(model.card, ExportCard) and len(model.card.members) == 2
+
+    data, folder = _test_split(tmp_path / "images")
+    scores = model.evaluate(folder)  # the card's test accuracy, from the same images
+    assert scores["n"] == len(data.test.labels) and scores["acc"] == pytest.approx(model.card.ensemble.acc, abs=1e-9)
+    from_files = model.predict(folder)
+    from_arrays = model.predict(data.test.images)  # a uint8 batch [N, H, W]
+    in_order = from_files.sort_values("file", key=lambda f: f.map(lambda p: p.rsplit("/", 1)[1]))
+    assert list(from_arrays["class"]) == list(in_order["class"])
+    assert list(from_arrays["file"][:2]) == ["<image 0>", "<image 1>"]
+    assert np.allclose(from_arrays["probability"], in_order["probability"], atol=1e-6)
+
+    for source in (model.source, "models:/small-api/1"):
+        again = tunefleet.load(source, tracking_uri=searched.uri)
+        assert list(again.predict(data.test.images[:20])["class"]) == list(from_arrays["class"][:20])
+    registered = tunefleet.load("models:/small-api/1", tracking_uri=searched.uri)
+    assert isinstance(registered.card, ServingCard) and registered.card.method == model.card.method
+    with pytest.raises(tunefleet.SpecError, match="is a registered model already"):
+        registered.register("again")
+    assert model.register("small-api").uri == "models:/small-api/2"
+
+
+def test_bad_images_are_one_line_errors(exported, tmp_path):
+    model = exported
+    with pytest.raises(tunefleet.SpecError, match=r"^images: a batch array is \[N, H, W\] or \[N, H, W, C\]"):
+        model.predict(np.zeros((2, 2), dtype=np.uint8)[0])
+    with pytest.raises(tunefleet.SpecError, match=r"^images: images\[0\]: a float image holds values in \[0, 1\]"):
+        model.predict(np.full((1, 8, 8), 3.0))
+    with pytest.raises(tunefleet.SpecError, match=r"^folder: classes the model does not know: zebra"):
+        (tmp_path / "zoo" / "zebra").mkdir(parents=True)
+        Image.new("L", (8, 8)).save(tmp_path / "zoo" / "zebra" / "z.png")
+        model.evaluate(tmp_path / "zoo")
