@@ -13,7 +13,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 STRICT := --config-settings editable_mode=strict
 MODULES := $(sort $(wildcard api/*.py search/*.py search/*/*.py spaces/*.py trainables/*.py analysis/*.py))
 
-.PHONY: demo test test-fast lint format bench bench-quality bench-automl bench-smoke clean FORCE postgresql
+.PHONY: demo test test-fast lint format docs bench bench-quality bench-automl bench-smoke clean FORCE postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy api search spaces trainables analysis
+
+# The Python API's reference, from its docstrings (pdoc): open docs/api/index.html. The tests
+# build it too and check its links (tests/search/test_api_docs.py).
+docs: $(VENV)/.installed-dev
+	$(BIN)/pdoc -o docs/api tunefleet
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .

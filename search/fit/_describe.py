@@ -93,7 +93,8 @@ def plan_lines(plan: FitPlan) -> list[str]:
 def _portfolio_line(plan: FitPlan) -> str:
     names = ", ".join(portfolio_models(plan))
     return (
-        f"trials: a portfolio, no search (a search's trials would be cut short of their epochs here): the start "
+        f"trials: a portfolio, no search (here it trains longer than a search's trials, or a final phase's, "
+        f"would): the start "
         f"recipe on {names}, side by side, {plan.max_epochs} epochs each (~{plan.trial_s or 0:.0f}s; optuna "
         f"searcher running search.start_with; fifo, no early stopping) · ranked by {plan.metric}; the ensemble is "
         f"exported from them"

@@ -14,6 +14,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
+import tunefleet
 from tunefleet.spaces import records as rec
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -58,12 +59,12 @@ def test_submitted_search_spreads_over_both_nodes_and_records_through_the_server
     # reused actor is free to take the second trial.
     small_spec["search"] |= {"num_samples": 2, "max_epochs": 30}
     job = _submit(cli, cluster, write_spec(small_spec))
-    final = _status_until(cli, cluster, job, ("SUCCEEDED", "FAILED", "STOPPED"))
-    assert "SUCCEEDED" in final, cli("logs", job, "--address", cluster.dashboard).stdout
+    found = tunefleet.Job.attach(job, cluster.dashboard).wait(timeout=900)  # the job's Search, once SUCCEEDED
+    assert found.state == "finished" and len(found.trials()) == 2
 
     client = MlflowClient(tracking_uri=cluster.tracking_uri)
     search, trials = _search_and_trials(client, "small", job)
-    assert search.info.status == "FINISHED" and len(trials) == 2
+    assert search.info.status == "FINISHED" and len(trials) == 2 and search.info.run_id == found.run_id
     assert {t.info.status for t in trials} == {"FINISHED"}
     node_ids = {t.data.tags[rec.NODE_ID_TAG] for t in trials}
     alive = {n["node_id"] for n in cluster.alive_nodes()}
@@ -87,18 +88,23 @@ def test_stop_closes_every_run(loopback_cluster, cli, write_spec, small_spec):
     cluster = loopback_cluster
     small_spec["name"] = "long"
     small_spec["search"] |= {"num_samples": 6, "max_epochs": 40}
-    job = _submit(cli, cluster, write_spec(small_spec))
-    client = MlflowClient(tracking_uri=cluster.tracking_uri)
+    submitted = tunefleet.submit(  # from Python: the spec as a dict, checked here first
+        small_spec, address=cluster.dashboard, tracking_uri=cluster.tracking_uri, storage=str(cluster.storage)
+    )
+    job, client = submitted.job_id, MlflowClient(tracking_uri=cluster.tracking_uri)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # stop once trials are running and reporting
-        exp = client.get_experiment_by_name("long")
-        runs = client.search_runs([exp.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_TRIAL}'") if exp else []
-        if any(r.info.status == "RUNNING" and "val_acc" in r.data.metrics for r in runs):
+        progress = submitted.progress()
+        if progress.running and progress.best is not None:
             break
         time.sleep(2)
     stopped = cli("stop", job, "--address", cluster.dashboard)
     assert stopped.returncode == 0, stopped.stderr
     assert f"job {job}: STOPPED" in stopped.stdout
+    assert submitted.status() == "STOPPED" and submitted.stop() == "STOPPED"  # already ended: nothing to do
+    with pytest.raises(KeyboardInterrupt, match=f"job {job} was stopped"):
+        submitted.wait(timeout=60)
+    assert submitted.search().state == "interrupted" and "started t01" in submitted.logs()
 
     search, trials = _search_and_trials(client, "long", job)
     assert search.info.status == "KILLED"
