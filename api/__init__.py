@@ -11,6 +11,8 @@
   path, its document as a dict, or a ``SearchSpec`` (``read_spec``).
 - ``submit(spec, ...) -> Job``: run it as a Ray Job on a cluster (``tunefleet submit``).
 - ``open(experiment) -> Search``: a search run earlier or elsewhere.
+- ``fit(data, time="30m") -> Ensemble``: AutoML: plan a search from the data and the time, run
+  it, export the best trials (``tunefleet fit``).
 - ``load(path | "models:/NAME/VERSION") -> Ensemble``: an exported model, to predict with.
 
 Bad input raises ``SpecError`` (a ``ValueError``): one line naming the field, as the CLI prints
@@ -25,13 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tunefleet.analysis import Ensemble
-    from tunefleet.search.api import Job, Search, load, submit, tune
+    from tunefleet.search.api import Job, Search, fit, load, submit, tune
     from tunefleet.search.api import open_search as open
     from tunefleet.spaces import SearchSpec, SpecError, read_spec
 
 # name -> (module, attribute), imported on first use (as Ray Tune's lazy tables).
 _EXPORTS = {
     "tune": ("tunefleet.search.api", "tune"),
+    "fit": ("tunefleet.search.api", "fit"),
     "submit": ("tunefleet.search.api", "submit"),
     "open": ("tunefleet.search.api", "open_search"),
     "load": ("tunefleet.search.api", "load"),
@@ -42,7 +45,19 @@ _EXPORTS = {
     "SpecError": ("tunefleet.spaces", "SpecError"),
     "read_spec": ("tunefleet.spaces", "read_spec"),
 }
-__all__ = ["Ensemble", "Job", "Search", "SearchSpec", "SpecError", "load", "open", "read_spec", "submit", "tune"]
+__all__ = [
+    "Ensemble",
+    "Job",
+    "Search",
+    "SearchSpec",
+    "SpecError",
+    "fit",
+    "load",
+    "open",
+    "read_spec",
+    "submit",
+    "tune",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The Python API's room: ``tune`` / ``open_search`` and ``Search``, ``submit`` and ``Job``.
+"""The Python API's room: ``tune`` / ``open_search`` and ``Search``, ``submit`` and ``Job``, ``fit``.
 ``import tunefleet`` re-exports them (with ``load`` and ``Ensemble`` from ``tunefleet.analysis``);
 the CLI's commands call the same functions."""
 
@@ -8,11 +8,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._fit import fit
     from ._job import Job, submit
     from ._model import load
     from ._search import Search, open_search, tune
 
 _EXPORTS = {
+    "fit": "._fit",
     "Job": "._job",
     "submit": "._job",
     "load": "._model",
@@ -20,7 +22,7 @@ _EXPORTS = {
     "open_search": "._search",
     "tune": "._search",
 }
-__all__ = ["Job", "Search", "load", "open_search", "submit", "tune"]
+__all__ = ["Job", "Search", "fit", "load", "open_search", "submit", "tune"]
 
 
 def __getattr__(name: str) -> Any:

@@ -93,12 +93,20 @@ def continue_search(
     return run_search(point.spec, plan, uri, address, storage, console, resume=point, more=True)
 
 
+class SearchFailed(RuntimeError):
+    """A search ran and nothing came of it: every trial failed, or none finished to export (CLI exit code 1)."""
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or a job stop ended a search early; it can be resumed (CLI exit code 130)."""
+
+
 def ended(end: SearchEnd, experiment: str, uri: str) -> Search:
     """The ``Search`` a run ended with; Python's way to say what the CLI's exit codes say."""
     if end.code == 130:
-        raise KeyboardInterrupt(f"search interrupted; continue it with Search.resume() (search run {end.run_id})")
+        raise SearchInterrupted(f"search interrupted; continue it with Search.resume() (search run {end.run_id})")
     if end.code == 1:
-        raise RuntimeError(f"every trial of search run {end.run_id} failed; see the errors above")
+        raise SearchFailed(f"every trial of search run {end.run_id} failed; see the errors above")
     return Search(experiment, end.run_id, uri)
 
 
@@ -187,14 +195,14 @@ class Search:
 
     def resume(self, address: str | None = None, more: int | None = None, more_time: str | None = None) -> Search:
         """Continue this search after an interruption; with ``more`` / ``more_time``, give a finished one more."""
-        end = continue_search(self.tracking_uri, self.experiment, self.run_id, address, _console(), more, more_time)
+        end = continue_search(self.tracking_uri, self.experiment, self.run_id, address, console_here(), more, more_time)
         return ended(end, self.experiment, self.tracking_uri)
 
     def __repr__(self) -> str:
         return f"Search({self.experiment!r}, run_id={self.run_id!r}, tracking_uri={self.tracking_uri!r})"
 
 
-def _console() -> Console:
+def console_here() -> Console:
     """Progress lines as the CLI prints them; in Jupyter rich renders them in the cell's output."""
     console = Console()
     return console if console.is_jupyter or console.is_terminal else Console(width=160)
@@ -226,7 +234,7 @@ def tune(
         "tracking": {"experiment": experiment},
     }
     prepared = prepare(spec, overrides, tracking_uri)
-    return ended(launch(prepared, address, storage, _console()), prepared.spec.tracking.experiment, prepared.uri)
+    return ended(launch(prepared, address, storage, console_here()), prepared.spec.tracking.experiment, prepared.uri)
 
 
 def open_search(experiment: str, *, tracking_uri: str | None = None, search_run: str | None = None) -> Search:

@@ -6,7 +6,7 @@ and prints results.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -18,6 +18,9 @@ from tunefleet.spaces import records as rec
 from ._console import out
 from ._options import REPORTS_DIR, SearchRun, TrackingUri
 from ._options import tracking_uri as resolve_uri
+
+if TYPE_CHECKING:
+    from tunefleet.analysis import Exported
 
 # Columns of the export table, from each card's test metrics.
 _SCORES = ("acc", "top5_acc", "f1", "roc_auc", "ece")
@@ -95,18 +98,26 @@ def export(
     ] = False,
 ) -> None:
     """Ensemble the best trials of a search; write OUT/ensemble.onnx and OUT/card.json."""
-    from tunefleet.analysis import export_model, run_url
+    from tunefleet.analysis import export_model
 
-    uri = resolve_uri(tracking_uri)
     console = out()
-    done = export_model(uri, experiment, out_dir, top_k=top_k, method=method, search_run_id=search_run,
-                        stopped=include_stopped, register_as=register_as, say=console.print)  # fmt: skip
-    card = done.result.card
+    done = export_model(resolve_uri(tracking_uri), experiment, out_dir, top_k=top_k, method=method,
+                        search_run_id=search_run, stopped=include_stopped, register_as=register_as,
+                        say=console.print)  # fmt: skip
+    show_export(done)
+
+
+def show_export(done: Exported) -> None:
+    """What ``tunefleet export`` (and ``fit``) print of an export: members and ensemble on the test
+    split, the ONNX check, the files, the search run, the registry entry."""
+    from tunefleet.analysis import run_url
+
+    console, card, folder = out(), done.result.card, done.result.out
     console.print(export_table(card))
     diff = card.onnx.max_abs_diff_vs_torch
     console.print(f"ensemble test accuracy {card.ensemble.acc:.4f} · ONNX matches PyTorch (max abs diff {diff:.1e})")
-    console.print(f"wrote {out_dir / rec.ONNX_FILE} and {out_dir / rec.CARD_FILE}", highlight=False)
-    url = run_url(uri, card.experiment_id, card.search_run_id)
+    console.print(f"wrote {folder / rec.ONNX_FILE} and {folder / rec.CARD_FILE}", highlight=False)
+    url = run_url(done.ensemble.tracking_uri, card.experiment_id, card.search_run_id)
     if url:
         console.print(f"search run: {url}", highlight=False, soft_wrap=True)
     if done.registered is not None:

@@ -36,7 +36,10 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
-    """``command`` as the app runs it: a ``SpecError`` it raises is one ``error:`` line and exit code 2."""
+    """``command`` as the app runs it: a ``SpecError`` it raises is one ``error:`` line and exit code 2;
+    the API's ``SearchFailed`` one line and exit code 1; ``SearchInterrupted`` exit code 130 (the
+    search already said how to continue it)."""
+    from ..api._search import SearchFailed, SearchInterrupted
 
     @functools.wraps(command)
     def checked(*args: P.args, **kwargs: P.kwargs) -> None:
@@ -44,5 +47,9 @@ def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
             command(*args, **kwargs)
         except SpecError as err:
             fail(str(err))
+        except SearchFailed as err:
+            fail(str(err), code=1)
+        except SearchInterrupted:
+            raise typer.Exit(130) from None
 
     return checked

@@ -110,3 +110,21 @@ def test_a_search_that_did_not_finish_raises_as_the_cli_exits(code, raised):
     with pytest.raises(raised, match=r"search run r1|r1 failed"):
         ended(SearchEnd(code, "r1"), "x", "sqlite:///m.db")
     assert ended(SearchEnd(0, "r1"), "x", "sqlite:///m.db").run_id == "r1"
+
+
+@pytest.mark.parametrize(
+    "cli_args, kwargs",
+    [
+        (["--preset", "fastest"], {"preset": "fastest"}),
+        (["--time", "20s"], {"time": "20s"}),
+        (["--register", "no spaces"], {"register": "no spaces"}),
+    ],
+    ids=["unknown preset", "too short for one epoch", "bad model name"],
+)
+def test_fit_refuses_what_the_cli_refuses(cli_args, kwargs, run_cli, tmp_path):
+    """``tunefleet.fit`` runs ``tunefleet fit``'s own plan and checks (the run after them is the
+    CLI's too: tests/search/test_fit_command.py runs one whole fit)."""
+    line = _cli_line(run_cli, "fit", "digits", *cli_args)
+    with pytest.raises(tunefleet.SpecError) as err:
+        tunefleet.fit("digits", **kwargs)
+    assert str(err.value) == line and not list(tmp_path.iterdir())
