@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from tunefleet.spaces import ExportCard, ServingCard, SpecError
+from tunefleet.spaces import ExportCard, SpecError
 from tunefleet.spaces import records as rec
 
 from ._metrics import classifier_metrics
@@ -68,7 +68,7 @@ def _items(images: ImageInput) -> list[Path | Image.Image]:
 @dataclass
 class Ensemble:
     """An exported model: ``onnx_path`` (one graph: the members and their combination) and its
-    ``card`` (members, scores, preprocessing; for a registered model, the part serving needs).
+    ``card`` (members, scores, preprocessing: ``card.json``, also kept on a registered model's export run).
 
     >>> model = tunefleet.load("exports/digits-demo")          # doctest: +SKIP
     >>> model.predict("new-images/").head()                    # doctest: +SKIP
@@ -77,7 +77,7 @@ class Ensemble:
     source: str  # the export folder, or models:/NAME/VERSION
     tracking_uri: str
     onnx_path: Path
-    card: ExportCard | ServingCard
+    card: ExportCard
     _model: ExportedModel = field(repr=False)
 
     @classmethod
@@ -87,12 +87,10 @@ class Ensemble:
         registered = source.startswith("models:/")
         workdir = Path(tempfile.mkdtemp(prefix="tunefleet-model-")) if registered else Path(source)
         loaded = load_exported(source, tracking_uri, workdir)
-        card: ExportCard | ServingCard
-        if registered:
-            card = ServingCard.model_validate(_registered_card(loaded, source))
-        else:
-            card = ExportCard.model_validate_json((Path(source) / rec.CARD_FILE).read_bytes())
-        return cls(source, tracking_uri, loaded.onnx_path, card, loaded)
+        card_file = _export_run_card(loaded, tracking_uri, workdir) if registered else Path(source) / rec.CARD_FILE
+        return cls(
+            source, tracking_uri, loaded.onnx_path, ExportCard.model_validate_json(card_file.read_bytes()), loaded
+        )
 
     @property
     def class_names(self) -> list[str]:
@@ -119,7 +117,7 @@ class Ensemble:
     def register(self, name: str) -> Registered:
         """Register this export in the MLflow Model Registry as ``name`` (a new version)."""
         check_model_name(name)
-        if not isinstance(self.card, ExportCard):
+        if self.source.startswith("models:/"):
             raise SpecError("--register", f"{self.source} is a registered model already")
         size, channels = self.card.input.size, self.card.input.channels
         example = np.zeros((1, channels, size, size), dtype=np.float32)
@@ -129,15 +127,15 @@ class Ensemble:
         return f"Ensemble({self.source!r}, {self.card.method}, {len(self.class_names)} classes)"
 
 
-def _registered_card(loaded: ExportedModel, source: str) -> dict[str, Any]:
-    """A registered model's card: its MLflow metadata, read again for the fields ``predict`` does not keep."""
+def _export_run_card(loaded: ExportedModel, tracking_uri: str, workdir: Path) -> Path:
+    """A registered model's ``card.json``: logged on the export run that registered it (the run
+    its MLmodel names)."""
     from mlflow.models import Model
+    from mlflow.tracking import MlflowClient
 
-    metadata = Model.load(str(loaded.onnx_path.parent)).metadata or {}
-    card = metadata.get(rec.CARD_METADATA_KEY)
-    if not isinstance(card, dict):
-        raise SpecError("MODEL", f"{source} was not registered by tunefleet")
-    return card
+    run_id = Model.load(str(loaded.onnx_path.parent)).run_id
+    client = MlflowClient(tracking_uri=tracking_uri)
+    return Path(client.download_artifacts(run_id, rec.CARD_FILE, str(workdir)))
 
 
 @dataclass

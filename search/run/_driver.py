@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -52,10 +53,15 @@ class SearchEnd(NamedTuple):
     run_id: str
 
 
-def _sigterm_as_interrupt() -> Any:
-    """Route SIGTERM to Tune's graceful-stop handler for SIGINT; returns the handler it replaced
-    (a notebook's kernel keeps its own once the search is over)."""
-    return signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM routed to Tune's graceful-stop handler for SIGINT while the search runs; the
+    handler it replaced back afterwards (a notebook's kernel keeps its own)."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _local_nodes() -> list[dict[str, float]]:
@@ -150,58 +156,42 @@ def run_search(
     """Run the search (or continue ``resume``, or with ``more`` give the finished ``resume`` more
     trials as a new Tune experiment) to its end: its exit code and search run."""
     print_plan(spec, plan, console)
-    previous = _sigterm_as_interrupt()
-    try:
-        return _run_search(spec, plan, uri, address, storage, console, resume, more)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _run_search(
-    spec: SearchSpec,
-    plan: Plan,
-    uri: str,
-    address: str | None,
-    storage: str | Path,
-    console: Console,
-    resume: Resumable | None,
-    more: bool,
-) -> SearchEnd:
-    open_store(uri)  # a new SQLite file: created once, safely, even by searches starting together
-    client = MlflowClient(tracking_uri=uri)
-    name = experiment_name(spec)
-    tune_path = resume.tune_path if resume and not more else experiment_path(storage, name)
-    tags = {rec.TUNE_PATH_TAG: tune_path} | (_extension_tags(resume) if resume and more else {})
-    parent_id = _open(spec, plan, client, address, tags, resume)
-    on_server = uri.startswith(SERVER_SCHEMES)
-    ledger = TrialLedger(spec.search.metric, spec.search.mode)
-    tracker = MlflowTrialCallback(uri, parent_id, spec, ledger, driver_uploads=not on_server)
-    live = LiveReport(spec.tracking.experiment, uri, parent_id, spec.tracking.report_every,
-                      REPORTS_DIR / spec.tracking.experiment, ledger)  # fmt: skip
-    callbacks = _callbacks(spec, plan, ledger, tracker, console, live)
-    link = RunLink(uri, parent_id) if on_server else None
-    earlier = resume.search_run.data.metrics.get(rec.WALL_S, 0.0) if resume else 0.0  # wall time before
-    if resume is None or more:
-        experiment = partial(
-            run_experiment, spec, callbacks, storage, plan.trials, run_link=link, name=name, warm=plan.warm
-        )
-    else:
-        discard_unsaved(client, resume)
-        experiment = partial(resume_experiment, tune_path, spec, callbacks, run_link=link)
-    if resume is not None:
-        adopt_trials(resume, ledger, tracker)
-        summary = _more_summary(ledger, plan) if more else _resume_summary(ledger, resume)
-        console.print(f"{'extending' if more else 'resuming'} search run {parent_id}: {summary}", highlight=False)
-    try:
-        status, wall, cut_short = _run_to_end(experiment, ledger, tracker, console, earlier)
-    except BaseException:
-        live.close(wait=False)
-        raise
-    live.close(wait=status == "FINISHED")
-    console.print(trials_table(ledger))
-    if status == "KILLED":
-        return SearchEnd(_interrupted(spec, uri, parent_id, cut_short, console), parent_id)
-    return SearchEnd(_finished(spec, uri, parent_id, ledger, tracker.experiment_id, wall, console), parent_id)
+    with _sigterm_as_interrupt():
+        open_store(uri)  # a new SQLite file: created once, safely, even by searches starting together
+        client = MlflowClient(tracking_uri=uri)
+        name = experiment_name(spec)
+        tune_path = resume.tune_path if resume and not more else experiment_path(storage, name)
+        tags = {rec.TUNE_PATH_TAG: tune_path} | (_extension_tags(resume) if resume and more else {})
+        parent_id = _open(spec, plan, client, address, tags, resume)
+        on_server = uri.startswith(SERVER_SCHEMES)
+        ledger = TrialLedger(spec.search.metric, spec.search.mode)
+        tracker = MlflowTrialCallback(uri, parent_id, spec, ledger, driver_uploads=not on_server)
+        live = LiveReport(spec.tracking.experiment, uri, parent_id, spec.tracking.report_every,
+                          REPORTS_DIR / spec.tracking.experiment, ledger)  # fmt: skip
+        callbacks = _callbacks(spec, plan, ledger, tracker, console, live)
+        link = RunLink(uri, parent_id) if on_server else None
+        earlier = resume.search_run.data.metrics.get(rec.WALL_S, 0.0) if resume else 0.0  # wall time before
+        if resume is None or more:
+            experiment = partial(
+                run_experiment, spec, callbacks, storage, plan.trials, run_link=link, name=name, warm=plan.warm
+            )
+        else:
+            discard_unsaved(client, resume)
+            experiment = partial(resume_experiment, tune_path, spec, callbacks, run_link=link)
+        if resume is not None:
+            adopt_trials(resume, ledger, tracker)
+            summary = _more_summary(ledger, plan) if more else _resume_summary(ledger, resume)
+            console.print(f"{'extending' if more else 'resuming'} search run {parent_id}: {summary}", highlight=False)
+        try:
+            status, wall, cut_short = _run_to_end(experiment, ledger, tracker, console, earlier)
+        except BaseException:
+            live.close(wait=False)
+            raise
+        live.close(wait=status == "FINISHED")
+        console.print(trials_table(ledger))
+        if status == "KILLED":
+            return SearchEnd(_interrupted(spec, uri, parent_id, cut_short, console), parent_id)
+        return SearchEnd(_finished(spec, uri, parent_id, ledger, tracker.experiment_id, wall, console), parent_id)
 
 
 def _callbacks(
