@@ -7,14 +7,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads on first use
-    from ._combine import COMBINERS, METHODS, Combination, fit_combination
+    from ._checks import METHODS, check_export, check_model_name
+    from ._combine import COMBINERS, Combination, fit_combination
     from ._ensemble import ENSEMBLES, Normalized, SoftmaxAverage, Stacked, WeightedAverage, batched, ensemble_module
     from ._export import ExportResult, export_ensemble
+    from ._inputs import ImageInput
     from ._metrics import classifier_metrics
-    from ._model import Ensemble, Exported, ImageInput, export_model
+    from ._model import Ensemble, Exported, export_model
     from ._onnx import export_onnx, onnx_session
     from ._predict import ExportedModel, Predictions, load_exported, predict
-    from ._register import Registered, check_model_name, register_model
+    from ._register import Registered, register_model
     from ._report import Report, build_report
     from ._runs import (
         TRIAL_COLUMNS,
@@ -34,7 +36,7 @@ if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads o
 _LAZY = {
     "batched": "._ensemble",
     "build_report": "._report",
-    "check_model_name": "._register",
+    "check_model_name": "._checks",
     "classifier_metrics": "._metrics",
     "Combination": "._combine",
     "COMBINERS": "._combine",
@@ -42,7 +44,8 @@ _LAZY = {
     "ensemble_module": "._ensemble",
     "Exported": "._model",
     "export_model": "._model",
-    "ImageInput": "._model",
+    "ImageInput": "._inputs",
+    "check_export": "._checks",
     "ENSEMBLES": "._ensemble",
     "export_ensemble": "._export",
     "export_onnx": "._onnx",
@@ -51,7 +54,7 @@ _LAZY = {
     "finished_trials": "._runs",
     "fit_combination": "._combine",
     "load_exported": "._predict",
-    "METHODS": "._combine",
+    "METHODS": "._checks",
     "Normalized": "._ensemble",
     "onnx_session": "._onnx",
     "open_experiment": "._runs",
@@ -93,6 +96,7 @@ __all__ = [
     "batched",
     "build_report",
     "check_model_name",
+    "check_export",
     "classifier_metrics",
     "ensemble_module",
     "export_ensemble",

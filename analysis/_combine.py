@@ -20,6 +20,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from tunefleet.spaces import SpecError
 
+from ._checks import METHODS
 from ._metrics import PROB_FLOOR, nll
 
 CARUANA_ROUNDS = 25  # auto-sklearn's and AutoGluon's default ensemble size
@@ -246,7 +247,7 @@ COMBINERS: dict[str, Callable[..., Combination]] = {
     "stacking": fit_stacking,
     "auto": fit_auto,
 }
-METHODS: tuple[str, ...] = tuple(COMBINERS)
+assert tuple(COMBINERS) == METHODS, "analysis/_checks.py names the methods COMBINERS implements"
 
 
 def fit_combination(method: str, val_logits: np.ndarray, val_labels: np.ndarray, seed: int = 0) -> Combination:

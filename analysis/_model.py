@@ -1,74 +1,44 @@
 """An exported ensemble as a Python object: predict with it, score it on a labelled folder,
 register it. ``tunefleet.load`` and ``Search.export`` hand one back; ``tunefleet predict`` runs
-the same ``predict_images``.
+the same ``predict_images``, ``tunefleet export`` the same ``export_model``.
 
 The model runs in onnxruntime exactly as it ships (``ensemble.onnx``), prepared as its card
-says, so what a notebook sees is what a server running the export would answer.
+says, so what a notebook sees is what a server running the export would answer. MLflow loads
+only for what needs the registry (``register``, a ``models:/`` model).
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
-from collections.abc import Sequence
+import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from tunefleet.spaces import ExportCard, SpecError
 from tunefleet.spaces import records as rec
 
-from ._metrics import classifier_metrics
+from ._checks import check_export, check_model_name
+from ._inputs import ImageInput, image_items
 from ._predict import ExportedModel, image_files, load_exported, predict_images
-from ._register import Registered, check_model_name, register_model
 
-# What ``predict`` takes: a file or folder, an image in memory, a batch array, or a list of these.
-ImageInput = str | Path | Image.Image | np.ndarray | Sequence[str | Path | Image.Image | np.ndarray]
+if TYPE_CHECKING:
+    from ._export import ExportResult
+    from ._register import Registered
 
-
-def _from_array(array: np.ndarray, where: str) -> Image.Image:
-    """One [H, W] or [H, W, C] array (uint8 0-255, or float 0-1) as an image."""
-    if array.ndim not in (2, 3):
-        raise SpecError("images", f"{where}: an image array is [H, W] or [H, W, C], got shape {array.shape}")
-    if array.dtype != np.uint8:
-        if array.size and (array.min() < 0 or array.max() > 1):
-            low, high = array.min(), array.max()
-            raise SpecError("images", f"{where}: a float image holds values in [0, 1], got [{low}, {high}]")
-        array = (array * 255).round().astype(np.uint8)
-    return Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
-
-
-def _items(images: ImageInput) -> list[Path | Image.Image]:
-    """Files (a folder's image files, sorted) and in-memory images, in the order given. An array
-    with one more axis than an image ([N, H, W] or [N, H, W, C]) is a batch."""
-    if isinstance(images, str | Path):
-        return list(image_files([Path(images)]))
-    if isinstance(images, Image.Image):
-        return [images]
-    if isinstance(images, np.ndarray):
-        if images.ndim not in (3, 4):
-            raise SpecError("images", f"a batch array is [N, H, W] or [N, H, W, C], got shape {images.shape}")
-        return [_from_array(a, f"images[{i}]") for i, a in enumerate(images)]
-    items: list[Path | Image.Image] = []
-    for i, item in enumerate(images):
-        if isinstance(item, np.ndarray):
-            items.append(_from_array(item, f"images[{i}]"))
-        elif isinstance(item, Image.Image):
-            items.append(item)
-        else:
-            items += image_files([Path(item)])
-    if not items:
-        raise SpecError("images", "no images given")
-    return items
+REGISTERED = "models:/"
 
 
 @dataclass
 class Ensemble:
     """An exported model: ``onnx_path`` (one graph: the members and their combination) and its
-    ``card`` (members, scores, preprocessing: ``card.json``, also kept on a registered model's export run).
+    ``card`` (members, scores, preprocessing: ``card.json``, also kept on a registered model's
+    export run).
 
     >>> model = tunefleet.load("exports/digits-demo")          # doctest: +SKIP
     >>> model.predict("new-images/").head()                    # doctest: +SKIP
@@ -79,31 +49,49 @@ class Ensemble:
     onnx_path: Path
     card: ExportCard
     _model: ExportedModel = field(repr=False)
+    _example: np.ndarray | None = field(default=None, repr=False)  # the registry's input example
 
     @classmethod
     def open(cls, model: str | Path, tracking_uri: str) -> Ensemble:
-        """An export folder, or a registered ``models:/NAME/VERSION`` (downloaded to a temporary folder)."""
+        """An export folder, or a registered ``models:/NAME/VERSION`` (downloaded to a temporary
+        folder that goes when the ``Ensemble`` does)."""
         source = str(model)
-        registered = source.startswith("models:/")
-        workdir = Path(tempfile.mkdtemp(prefix="tunefleet-model-")) if registered else Path(source)
-        loaded = load_exported(source, tracking_uri, workdir)
-        card_file = _export_run_card(loaded, tracking_uri, workdir) if registered else Path(source) / rec.CARD_FILE
-        return cls(
-            source, tracking_uri, loaded.onnx_path, ExportCard.model_validate_json(card_file.read_bytes()), loaded
-        )
+        if not source.startswith(REGISTERED):
+            loaded = load_exported(source, tracking_uri, Path(source))
+            card = ExportCard.model_validate_json((Path(source) / rec.CARD_FILE).read_bytes())
+            return cls(source, tracking_uri, loaded.onnx_path, card, loaded)
+        workdir = Path(tempfile.mkdtemp(prefix="tunefleet-model-"))
+        try:
+            loaded = load_exported(source, tracking_uri, workdir)
+            card = ExportCard.model_validate_json(_export_run_card(loaded, source, tracking_uri, workdir).read_bytes())
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        made = cls(source, tracking_uri, loaded.onnx_path, card, loaded)
+        weakref.finalize(made, shutil.rmtree, workdir, True)
+        return made
 
     @property
     def class_names(self) -> list[str]:
         return list(self._model.class_names)
 
     def predict(self, images: ImageInput) -> pd.DataFrame:
-        """One row per image: ``file`` (``<image N>`` for one in memory), ``class``, ``probability``
-        of that class, then ``p_CLASS`` for every class. Unreadable files are left out."""
-        return predict_images(self._model, _items(images)).frame
+        """One row per image, in the order given: ``file`` (``<image N>`` for one in memory, N its
+        position among the images predicted), ``class``, ``probability`` of that class, then
+        ``p_CLASS`` for every class. Files, folders (their images, sorted), PIL images, and numpy
+        arrays: [H, W] or [H, W, C] one image, [N, H, W] or [N, H, W, C] a batch (uint8 0-255 or
+        float 0-1). An unreadable file is left out, with a warning naming it."""
+        done = predict_images(self._model, image_items(images))
+        if done.skipped:
+            named = "; ".join(f"{path}: {why}" for path, why in done.skipped)
+            warnings.warn(f"skipped {len(done.skipped)} unreadable image(s): {named}", stacklevel=2)
+        return done.frame
 
     def evaluate(self, folder: str | Path) -> dict[str, float]:
         """Scores on a labelled folder (``folder/<class>/<image>``): ``n`` images, ``acc``, macro
         ``precision`` / ``recall`` / ``f1``, ``roc_auc``, ``nll``, ``ece`` (as the export card's)."""
+        from ._metrics import classifier_metrics
+
         files = image_files([Path(folder)])
         unknown = sorted({f.parent.name for f in files} - set(self.class_names))
         if unknown:
@@ -116,35 +104,38 @@ class Ensemble:
 
     def register(self, name: str) -> Registered:
         """Register this export in the MLflow Model Registry as ``name`` (a new version)."""
+        from ._register import register_model
+
         check_model_name(name)
-        if self.source.startswith("models:/"):
+        if self.source.startswith(REGISTERED):
             raise SpecError("--register", f"{self.source} is a registered model already")
         size, channels = self.card.input.size, self.card.input.channels
-        example = np.zeros((1, channels, size, size), dtype=np.float32)
+        example = self._example if self._example is not None else np.zeros((1, channels, size, size), np.float32)
         return register_model(self.tracking_uri, name, self.onnx_path, self.card, example)
 
     def __repr__(self) -> str:
         return f"Ensemble({self.source!r}, {self.card.method}, {len(self.class_names)} classes)"
 
 
-def _export_run_card(loaded: ExportedModel, tracking_uri: str, workdir: Path) -> Path:
+def _export_run_card(loaded: ExportedModel, source: str, tracking_uri: str, workdir: Path) -> Path:
     """A registered model's ``card.json``: logged on the export run that registered it (the run
     its MLmodel names)."""
     from mlflow.models import Model
     from mlflow.tracking import MlflowClient
 
     run_id = Model.load(str(loaded.onnx_path.parent)).run_id
-    client = MlflowClient(tracking_uri=tracking_uri)
-    return Path(client.download_artifacts(run_id, rec.CARD_FILE, str(workdir)))
+    try:
+        return Path(MlflowClient(tracking_uri=tracking_uri).download_artifacts(run_id, rec.CARD_FILE, str(workdir)))
+    except Exception as err:  # MLflow raises its own exception types per store
+        raise SpecError("MODEL", f"{source}: no {rec.CARD_FILE} on its export run {run_id}: {err}") from None
 
 
 @dataclass
 class Exported:
-    """What ``export_model`` made: the model, the export's own record, and its registry entry if any."""
+    """What ``export_model`` made: the model, and the export's own record (its card, its input example)."""
 
     ensemble: Ensemble
-    result: Any  # ExportResult: the card and the registry's input example
-    registered: Registered | None
+    result: ExportResult
 
 
 def export_model(
@@ -156,23 +147,15 @@ def export_model(
     method: str = "auto",
     search_run_id: str | None = None,
     stopped: bool = False,
-    register_as: str | None = None,
     say: Any = print,
 ) -> Exported:
-    """``tunefleet export`` and ``Search.export``: the options checked before anything loads, the
-    ensemble of the ``top_k`` best trials written to ``out``, and registered as ``register_as``."""
-    from ._combine import METHODS
-
-    if top_k < 1:
-        raise SpecError("--top-k", f"must be >= 1, got {top_k}")
-    if method not in METHODS:
-        raise SpecError("--method", f"unknown method {method!r}; one of: {', '.join(METHODS)}")
-    if register_as is not None:
-        check_model_name(register_as)
+    """``tunefleet export`` and ``Search.export``: the ensemble of the ``top_k`` best trials,
+    written to ``out`` (``check_export`` first). Registering is the caller's next step
+    (``Ensemble.register``), once the export is shown: a registry that fails loses no export."""
+    check_export(top_k, method, None)
     from ._export import export_ensemble
 
     result = export_ensemble(uri, experiment, top_k, out, search_run_id, method, say=say, stopped=stopped)
-    registered = None
-    if register_as is not None:
-        registered = register_model(uri, register_as, out / rec.ONNX_FILE, result.card, result.example)
-    return Exported(Ensemble.open(out, uri), result, registered)
+    ensemble = Ensemble.open(out, uri)
+    ensemble._example = result.example
+    return Exported(ensemble, result)

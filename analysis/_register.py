@@ -19,13 +19,10 @@ import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from tunefleet.spaces import ExportCard, SpecError
+from tunefleet.spaces import ExportCard
 from tunefleet.spaces import records as rec
 
 from ._runs import tracking_uri_set
-
-# A registered model name MLflow accepts in the UI and in ``models:/NAME/VERSION`` URIs.
-_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
 @dataclass(frozen=True)
@@ -34,12 +31,6 @@ class Registered:
     version: str
     uri: str  # models:/NAME/VERSION
     run_id: str  # the export run
-
-
-def check_model_name(name: str) -> None:
-    """Refuse a name before anything is exported (one line naming the rule)."""
-    if not name or not set(name) <= _NAME_CHARS:
-        raise SpecError("--register", f"model name {name!r} may use only letters, digits, '-', '_' and '.'")
 
 
 def _signature(card: ExportCard) -> Any:

@@ -16,7 +16,9 @@
 - ``load(path | "models:/NAME/VERSION") -> Ensemble``: an exported model, to predict with.
 
 Bad input raises ``SpecError`` (a ``ValueError``): one line naming the field, as the CLI prints
-it, before anything starts. Every name loads on first use, so ``import tunefleet`` loads neither
+it, before anything starts (the CLI's exit code 2). A search that ran and gave nothing raises
+``SearchFailed`` (exit code 1); Ctrl-C or a stop, ``SearchInterrupted`` (a ``KeyboardInterrupt``;
+exit code 130). Every name loads on first use, so ``import tunefleet`` loads neither
 torch, Ray nor MLflow.
 """
 
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tunefleet.analysis import Ensemble
-    from tunefleet.search.api import Job, Search, fit, load, submit, tune
+    from tunefleet.search.api import Job, Search, SearchFailed, SearchInterrupted, fit, load, submit, tune
     from tunefleet.search.api import open_search as open
     from tunefleet.spaces import SearchSpec, SpecError, read_spec
 
@@ -40,6 +42,8 @@ _EXPORTS = {
     "load": ("tunefleet.search.api", "load"),
     "Search": ("tunefleet.search.api", "Search"),
     "Job": ("tunefleet.search.api", "Job"),
+    "SearchFailed": ("tunefleet.search.api", "SearchFailed"),
+    "SearchInterrupted": ("tunefleet.search.api", "SearchInterrupted"),
     "Ensemble": ("tunefleet.analysis", "Ensemble"),
     "SearchSpec": ("tunefleet.spaces", "SearchSpec"),
     "SpecError": ("tunefleet.spaces", "SpecError"),
@@ -49,6 +53,8 @@ __all__ = [
     "Ensemble",
     "Job",
     "Search",
+    "SearchFailed",
+    "SearchInterrupted",
     "SearchSpec",
     "SpecError",
     "fit",
@@ -70,4 +76,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+    return sorted({*globals(), *__all__})

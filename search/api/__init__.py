@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from ._fit import fit
     from ._job import Job, submit
     from ._model import load
-    from ._search import Search, open_search, tune
+    from ._search import Search, SearchFailed, SearchInterrupted, open_search, tune
 
 _EXPORTS = {
     "fit": "._fit",
@@ -19,10 +19,12 @@ _EXPORTS = {
     "submit": "._job",
     "load": "._model",
     "Search": "._search",
+    "SearchFailed": "._search",
+    "SearchInterrupted": "._search",
     "open_search": "._search",
     "tune": "._search",
 }
-__all__ = ["Job", "Search", "fit", "load", "open_search", "submit", "tune"]
+__all__ = ["Job", "Search", "SearchFailed", "SearchInterrupted", "fit", "load", "open_search", "submit", "tune"]
 
 
 def __getattr__(name: str) -> Any:

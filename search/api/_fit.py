@@ -87,7 +87,8 @@ def run_fit(
     planned: FitRun, uri: str | None, storage: str, register_as: str | None, console: Console, show: Callable[..., Any]
 ) -> Exported:
     """Search, train the best again when the plan says so, report, export (and register): the
-    shipped ensemble. ``show(exported)`` prints the export as ``tunefleet export`` does."""
+    shipped ensemble. ``show(exported, register_as)`` shows the export as ``tunefleet export``
+    does and registers it."""
     resolved = resolve_uri(uri)
     check_store(resolved)
     from ..run._driver import run_search
@@ -103,7 +104,7 @@ def run_fit(
 
 def _raise_for(code: int) -> None:
     if code == 130:
-        raise SearchInterrupted("fit interrupted")
+        raise SearchInterrupted("fit interrupted; its search is kept: `tunefleet resume` continues it")
     if code == 1:
         raise SearchFailed("every trial failed; see the errors above")
 
@@ -195,13 +196,14 @@ def _ship(
     for top_k in range(min(TOP_K, finished), 0, -1):
         try:
             done = export_model(uri, plan.name, EXPORTS_DIR / plan.name, top_k=top_k, search_run_id=run_id,
-                                stopped=stopped, register_as=name, say=console.print)  # fmt: skip
-            show(done)
-            return done
+                                stopped=stopped, say=console.print)  # fmt: skip
         except RuntimeError as err:
             if "does not reproduce" not in str(err) or top_k == 1:
                 raise
             console.print(f"note: {err}; exporting the {top_k - 1} best without it", style="yellow", highlight=False)
+            continue
+        show(done, name)
+        return done
     raise AssertionError("unreachable: finished >= 1 here")
 
 
@@ -227,4 +229,10 @@ def fit(
     planned = plan_fit_run(str(data), time, preset, metric, gpus, register, seed)
     for line in plan_lines(planned.plan):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
-    return run_fit(planned, tracking_uri, storage, register, console, show=lambda _: None).ensemble
+    return run_fit(planned, tracking_uri, storage, register, console, show=_register_only).ensemble
+
+
+def _register_only(done: Exported, name: str | None) -> None:
+    """``fit``'s ``show`` from Python: the caller has the ``Ensemble``; only the registry step is left."""
+    if name is not None:
+        done.ensemble.register(name)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tunefleet.spaces import SpecError
-from tunefleet.spaces import records as rec
 
 from ..service._cluster import (
     auth_headers,
@@ -23,7 +23,7 @@ from ..service._cluster import (
 )
 from ..service._cluster import check_trial_fits as check_fits
 from ..service._service import STATE_DIR, Service, is_running, load_service
-from ._search import Search, SpecSource
+from ._search import Search, SearchFailed, SearchInterrupted, SpecSource
 
 if TYPE_CHECKING:
     from ..service._jobs import Progress
@@ -59,9 +59,24 @@ def connect(address: str | None) -> tuple[Any, str, dict[str, str]]:
     return job_client(url, headers), url, headers
 
 
+def _follow(client: Any, job_id: str) -> None:
+    """Print the job's output as it comes, to its end. In Jupyter an event loop already runs in
+    this thread, so the stream runs in a thread of its own."""
+    from ..service._jobs import follow_logs
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop here: a script, the CLI
+        asyncio.run(follow_logs(client, job_id))
+        return
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, follow_logs(client, job_id)).result()
+
+
 @dataclass(frozen=True)
 class Job:
-    """A search running as a Ray Job: ``status()``, ``progress()``, ``logs()``, ``wait()``, ``stop()``.
+    """A search running as a Ray Job: ``status()``, ``progress()``, ``logs()``, ``follow()``,
+    ``wait()``, ``stop()``, ``search()``.
 
     >>> job = tunefleet.submit("examples/digits.yaml")   # doctest: +SKIP
     >>> job.wait().trials()                              # doctest: +SKIP
@@ -69,20 +84,19 @@ class Job:
 
     job_id: str
     address: str  # the cluster's Jobs API, http://HOST:8265
-    tracking_uri: str
+    tracking_uri: str  # "" for a job tunefleet did not submit
     experiment: str
     mlflow_url: str = ""  # the experiment in the MLflow UI
 
     @classmethod
     def attach(cls, job_id: str, address: str | None = None) -> Job:
-        """A job submitted earlier (``tunefleet status`` lists them)."""
+        """A job submitted earlier (``tunefleet status`` lists them); a ``SpecError`` when the
+        cluster has no such job."""
         from ..service._jobs import META_EXPERIMENT, META_TRACKING, job_info
 
         client, url, _ = connect(address)
         meta = job_info(client, job_id).metadata or {}
-        if META_TRACKING not in meta:
-            raise SpecError("JOB", f"job {job_id!r} was not submitted by tunefleet")
-        return cls(job_id, url, meta[META_TRACKING], meta[META_EXPERIMENT])
+        return cls(job_id, url, meta.get(META_TRACKING, ""), meta.get(META_EXPERIMENT, ""))
 
     def _client(self) -> Any:
         return connect(self.address)[0]
@@ -95,31 +109,33 @@ class Job:
         """Its trials as MLflow has them: done, running, stopped, failed, interrupted, best so far."""
         from ..service._jobs import progress
 
-        return progress(self.tracking_uri, self.experiment, self.job_id)
+        return progress(self._tracked(), self.experiment, self.job_id)
 
-    def logs(self, follow: bool = False) -> str:
-        """The driver's output so far; with ``follow``, printed as it comes until the job ends."""
-        client = self._client()
-        if follow:
-            from ..service._jobs import follow_logs
+    def logs(self) -> str:
+        """The driver's output so far (progress lines, the trials table)."""
+        return str(self._client().get_job_logs(self.job_id))
 
-            asyncio.run(follow_logs(client, self.job_id))
-        return str(client.get_job_logs(self.job_id))
+    def follow(self) -> None:
+        """Print the driver's output as it comes, until the job ends."""
+        _follow(self._client(), self.job_id)
 
-    def wait(self, timeout: float | None = None, follow: bool = False) -> Search:
-        """Block until the job ends; its ``Search``. A failed job raises ``RuntimeError``, a
-        stopped one ``KeyboardInterrupt`` (as the CLI's exit codes 1 and 130 say)."""
-        if follow:
-            self.logs(follow=True)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while (state := self.status()) not in TERMINAL:
+    def until_done(self, timeout: float | None = None) -> str:
+        """Block until the job ends; its last state (SUCCEEDED, FAILED or STOPPED)."""
+        client, deadline = self._client(), None if timeout is None else time.monotonic() + timeout
+        while (state := str(client.get_job_status(self.job_id))) not in TERMINAL:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {self.job_id} still {state} after {timeout}s")
             time.sleep(1)
+        return state
+
+    def wait(self, timeout: float | None = None) -> Search:
+        """Block until the job ends; its ``Search``. A failed job raises ``SearchFailed``, a
+        stopped one ``SearchInterrupted`` (the CLI's exit codes 1 and 130)."""
+        state = self.until_done(timeout)
         if state == "STOPPED":
-            raise KeyboardInterrupt(f"job {self.job_id} was stopped")
+            raise SearchInterrupted(f"job {self.job_id} was stopped; continue it with {self._resume()}")
         if state == "FAILED":
-            raise RuntimeError(f"job {self.job_id} failed; see Job.logs()")
+            raise SearchFailed(f"job {self.job_id} failed; see Job.logs()")
         return self.search()
 
     def stop(self) -> str:
@@ -137,14 +153,20 @@ class Job:
 
     def search(self) -> Search:
         """The search run this job's driver opened (tagged with the job id)."""
-        from mlflow.tracking import MlflowClient
+        from ..service._jobs import job_search_run
 
-        client = MlflowClient(tracking_uri=self.tracking_uri)
-        exp = client.get_experiment_by_name(self.experiment)
-        found = client.search_runs([exp.experiment_id], f"tags.`{rec.JOB_ID_TAG}` = '{self.job_id}'") if exp else []
-        if not found:
+        _, run = job_search_run(self._tracked(), self.experiment, self.job_id)
+        if run is None:
             raise SpecError("JOB", f"job {self.job_id!r} has not opened its search run yet")
-        return Search(self.experiment, found[0].info.run_id, self.tracking_uri)
+        return Search(self.experiment, run.info.run_id, self.tracking_uri)
+
+    def _tracked(self) -> str:
+        if not self.tracking_uri:
+            raise SpecError("JOB", f"job {self.job_id!r} was not submitted by tunefleet: no MLflow record of it")
+        return self.tracking_uri
+
+    def _resume(self) -> str:
+        return f"tunefleet.open({self.experiment!r}, tracking_uri={self.tracking_uri!r}).resume(address=...)"
 
 
 def submit(

@@ -30,6 +30,20 @@ if TYPE_CHECKING:
     from ..run._experiment import Plan
 
 SpecSource = str | Path | dict[str, Any] | SearchSpec
+
+
+@dataclass(frozen=True)
+class TrialTable:
+    """A search's trials as ``tunefleet trials`` shows them (``Search.table``)."""
+
+    frame: pd.DataFrame
+    column: str  # what the rows are sorted by
+    state: str  # running | finished | interrupted
+    metric: str  # the search's ranking metric
+    mode: str  # max | min
+    experiment_id: str
+
+
 STORAGE = "tunefleet-runs"  # Ray Tune's state and checkpoints, as `tunefleet search --storage`
 
 
@@ -40,6 +54,17 @@ class Prepared:
     spec: SearchSpec
     uri: str
     plan: Plan
+
+
+def search_overrides(
+    num_samples: int | None, searcher: str | None, scheduler: str | None, experiment: str | None,
+    warm_start: list[str] | None,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """The spec values ``tunefleet search``'s flags (and ``tune``'s keywords) replace; None keeps the spec's."""
+    return {
+        "search": {"num_samples": num_samples, "searcher": searcher, "scheduler": scheduler, "warm_start": warm_start},
+        "tracking": {"experiment": experiment},
+    }
 
 
 def prepare(source: SpecSource, overrides: dict[str, dict[str, Any]], uri: str | None) -> Prepared:
@@ -104,7 +129,8 @@ class SearchInterrupted(KeyboardInterrupt):
 def ended(end: SearchEnd, experiment: str, uri: str) -> Search:
     """The ``Search`` a run ended with; Python's way to say what the CLI's exit codes say."""
     if end.code == 130:
-        raise SearchInterrupted(f"search interrupted; continue it with Search.resume() (search run {end.run_id})")
+        again = f"tunefleet.open({experiment!r}, search_run={end.run_id!r}, tracking_uri={uri!r}).resume()"
+        raise SearchInterrupted(f"search interrupted; continue it with {again}")
     if end.code == 1:
         raise SearchFailed(f"every trial of search run {end.run_id} failed; see the errors above")
     return Search(experiment, end.run_id, uri)
@@ -147,27 +173,39 @@ class Search:
         metric, mode = ranking(self._run())
         return metric, mode
 
-    def trials(self, sort: str | None = None, top: int | None = None) -> pd.DataFrame:
-        """One row per trial (params, metrics, outcome, duration, node), best first by ``sort``
-        (default: the search's metric): the table ``tunefleet trials`` prints."""
+    def table(self, sort: str | None = None, top: int | None = None) -> TrialTable:
+        """``trials()`` with what it was read from: the sort column, the search's state and
+        ranking metric (``tunefleet trials`` prints all of it), from one read of the search run."""
         if top is not None and top < 1:
             raise SpecError("--top", f"must be >= 1, got {top}")
         from mlflow.tracking import MlflowClient
 
-        from tunefleet.analysis import ordered, sort_column, trials_frame
+        from tunefleet.analysis import ordered, ranking, sort_column, trials_frame
 
-        frame = trials_frame(MlflowClient(tracking_uri=self.tracking_uri), self._run())
-        if self.state == "interrupted" and len(frame):  # runs a dead driver left RUNNING were cut short
+        from ..resume._liveness import search_state
+
+        run = self._run()
+        frame, state = trials_frame(MlflowClient(tracking_uri=self.tracking_uri), run), search_state(run)
+        metric, mode = ranking(run)
+        if state == "interrupted" and len(frame):  # runs a dead driver left RUNNING were cut short
             frame.loc[frame["status"] == "RUNNING", "outcome"] = rec.INTERRUPTED
-        return ordered(frame, sort_column(frame, sort, self.metric[0]), top)
+        column = sort_column(frame, sort, metric)
+        return TrialTable(ordered(frame, column, top), column, state, metric, mode, str(run.info.experiment_id))
+
+    def trials(self, sort: str | None = None, top: int | None = None) -> pd.DataFrame:
+        """One row per trial (params, metrics, outcome, duration, node), best first by ``sort``
+        (default: the search's metric; ``val_loss`` means each trial's best): the table
+        ``tunefleet trials`` prints, with every column."""
+        return self.table(sort, top).frame
 
     @property
     def best(self) -> pd.Series:
-        """The best trial that finished (all its epochs, or stopped early by the scheduler)."""
+        """The best trial that finished (all its epochs, or stopped early by the scheduler): the
+        first row of ``trials()`` that did. A search with no such trial raises ``SpecError``."""
         from tunefleet.analysis import finished_trials
 
-        metric, mode = self.metric
-        return finished_trials(self.trials(), metric, mode, stopped=True).iloc[0]
+        read = self.table()
+        return finished_trials(read.frame, read.metric, read.mode, stopped=True).iloc[0]
 
     def report(self, out: str | Path | None = None) -> Report:
         """The search explained (``tunefleet report``): figures written to ``out`` (default
@@ -186,11 +224,14 @@ class Search:
     ) -> Ensemble:
         """The ``top_k`` best trials as one ONNX ensemble in ``out`` (default ``exports/EXPERIMENT``),
         combined by ``method`` (fit on validation predictions only), registered as ``register``."""
-        from tunefleet.analysis import export_model
+        from tunefleet.analysis import check_export, export_model
 
+        check_export(top_k, method, register)
         folder = Path(out or Path("exports") / self.experiment)
         done = export_model(self.tracking_uri, self.experiment, folder, top_k=top_k, method=method,
-                            search_run_id=self.run_id, stopped=include_stopped, register_as=register)  # fmt: skip
+                            search_run_id=self.run_id, stopped=include_stopped)  # fmt: skip
+        if register is not None:
+            done.ensemble.register(register)
         return done.ensemble
 
     def resume(self, address: str | None = None, more: int | None = None, more_time: str | None = None) -> Search:
@@ -229,11 +270,7 @@ def tune(
 
     >>> search = tunefleet.tune("examples/digits.yaml", num_samples=4)   # doctest: +SKIP
     """
-    overrides: dict[str, dict[str, Any]] = {
-        "search": {"num_samples": num_samples, "searcher": searcher, "scheduler": scheduler, "warm_start": warm_start},
-        "tracking": {"experiment": experiment},
-    }
-    prepared = prepare(spec, overrides, tracking_uri)
+    prepared = prepare(spec, search_overrides(num_samples, searcher, scheduler, experiment, warm_start), tracking_uri)
     return ended(launch(prepared, address, storage, console_here()), prepared.spec.tracking.experiment, prepared.uri)
 
 

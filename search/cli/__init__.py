@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from typer.core import TyperCommand
@@ -59,12 +59,9 @@ def search(
     ] = False,
 ) -> None:
     """Run a hyperparameter search described by SPEC and record it in MLflow."""
-    from ..api._search import launch, prepare
+    from ..api._search import launch, prepare, search_overrides
 
-    overrides: dict[str, dict[str, Any]] = {
-        "search": {"num_samples": num_samples, "searcher": searcher, "scheduler": scheduler, "warm_start": warm_start},
-        "tracking": {"experiment": experiment},
-    }
+    overrides = search_overrides(num_samples, searcher, scheduler, experiment, warm_start)
     prepared = prepare(spec, overrides, tracking_uri)
     if dry_run:
         from ..run._driver import print_plan

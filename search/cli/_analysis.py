@@ -98,18 +98,20 @@ def export(
     ] = False,
 ) -> None:
     """Ensemble the best trials of a search; write OUT/ensemble.onnx and OUT/card.json."""
+    from tunefleet.analysis import check_export
+
+    check_export(top_k, method, register_as)  # before torch, scikit-learn or MLflow loads
     from tunefleet.analysis import export_model
 
     console = out()
     done = export_model(resolve_uri(tracking_uri), experiment, out_dir, top_k=top_k, method=method,
-                        search_run_id=search_run, stopped=include_stopped, register_as=register_as,
-                        say=console.print)  # fmt: skip
-    show_export(done)
+                        search_run_id=search_run, stopped=include_stopped, say=console.print)  # fmt: skip
+    show_export(done, register_as)
 
 
-def show_export(done: Exported) -> None:
+def show_export(done: Exported, register_as: str | None) -> None:
     """What ``tunefleet export`` (and ``fit``) print of an export: members and ensemble on the test
-    split, the ONNX check, the files, the search run, the registry entry."""
+    split, the ONNX check, the files, the search run; then it is registered as ``register_as``."""
     from tunefleet.analysis import run_url
 
     console, card, folder = out(), done.result.card, done.result.out
@@ -120,8 +122,9 @@ def show_export(done: Exported) -> None:
     url = run_url(done.ensemble.tracking_uri, card.experiment_id, card.search_run_id)
     if url:
         console.print(f"search run: {url}", highlight=False, soft_wrap=True)
-    if done.registered is not None:
-        console.print(f"registered {done.registered.uri} (export run {done.registered.run_id})", highlight=False)
+    if register_as is not None:
+        registered = done.ensemble.register(register_as)
+        console.print(f"registered {registered.uri} (export run {registered.run_id})", highlight=False)
 
 
 def report(

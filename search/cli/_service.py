@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -84,17 +82,9 @@ def submit(
     if not wait:
         console.print(f"follow it: tunefleet status {job.job_id} · tunefleet logs {job.job_id} --follow")
         return
-    _follow(_client(job.address)[0], job.job_id)
-
-
-def _follow(client: Any, job_id: str) -> None:
-    """Stream a job's output to its end; exit 1 if it failed, 130 if it was stopped."""
-    from ..service._jobs import follow_logs
-
-    asyncio.run(follow_logs(client, job_id))
-    while (state := str(client.get_job_status(job_id))) not in TERMINAL:
-        time.sleep(1)
-    out().print(f"job {job_id}: {state}")
+    job.follow()
+    state = job.until_done()
+    out().print(f"job {job.job_id}: {state}")
     if state != "SUCCEEDED":
         raise typer.Exit(130 if state == "STOPPED" else 1)
 
@@ -131,7 +121,7 @@ def logs(job: Job, address: Address = None, follow: Follow = False) -> None:
 
     found = SearchJob.attach(job, address)
     if follow:
-        found.logs(follow=True)
+        found.follow()
     else:
         sys.stdout.write(found.logs())
 

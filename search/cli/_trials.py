@@ -83,7 +83,7 @@ def trials(
     search_run: SearchRun = None,
 ) -> None:
     """The trials of a search as recorded in MLflow (params, metrics, outcome, duration, node), best first."""
-    from tunefleet.analysis import run_url, sort_column
+    from tunefleet.analysis import run_url
 
     from ..api._search import open_search
     from ..resume._liveness import resume_command
@@ -93,8 +93,8 @@ def trials(
     if top is not None and top < 1:
         raise SpecError("--top", f"must be >= 1, got {top}")
     found = open_search(experiment, tracking_uri=tracking_uri, search_run=search_run)
-    frame = found.trials(sort, top)
-    column, state, uri = sort_column(frame, sort, found.metric[0]), found.state, found.tracking_uri
+    read, uri = found.table(sort, top), found.tracking_uri
+    frame, column, state = read.frame, read.column, read.state
     if fmt == "csv":
         typer.echo(frame.to_csv(index=False), nl=False)
         return
@@ -104,7 +104,7 @@ def trials(
     run = found.run_id
     console = out()
     console.print(to_table(frame, column, f"{experiment}: {len(frame)} trials (search run {run}, {state})"))
-    url = run_url(uri, found.experiment_id, run)
+    url = run_url(uri, read.experiment_id, run)
     if url:
         console.print(f"search run: {url}", highlight=False, soft_wrap=True)
     if state == "interrupted":

@@ -66,9 +66,9 @@ def portfolio(plan: FitPlan, two: FitPlan | None = None) -> FitPlan | None:
     """Rule 11: ``plan`` (a search alone) as a portfolio, or None where searching pays. Searching
     pays where the start recipes, given all of the searching time, would train no longer than the
     trials that ship otherwise (the final phase's of ``two``; without one, ``WORTH`` x the search's
-    ``max_epochs``, and only while the search cuts its trials short of rule 7's epochs), where they
-    would reach the preset's epoch cap (the time left over is a search's), or where an epoch time
-    is unknown (GPUs)."""
+    ``max_epochs``, and only while the search cuts its trials short of rule 7's epochs), where
+    they would reach the preset's epoch cap while a final phase pays (the time left over is
+    worth a search), or where an epoch time is unknown (GPUs)."""
     seconds = {m.row.name: m.epoch_s for m in plan.kept}
     names = portfolio_models(plan)
     timed = [seconds[name] for name in names]
@@ -76,9 +76,7 @@ def portfolio(plan: FitPlan, two: FitPlan | None = None) -> FitPlan | None:
         return None
     epoch_s = max(t for t in timed if t is not None)
     epochs = final_epochs(plan.budget.search_s, epoch_s, plan.preset)
-    if epochs >= int(PRESETS[plan.preset]["final_epochs"]):
-        return None
-    if two is not None and epochs <= two.final_epochs:
+    if two is not None and (epochs <= two.final_epochs or epochs >= int(PRESETS[plan.preset]["final_epochs"])):
         return None
     if two is None and (plan.max_epochs >= data_epochs(plan.scan.train_images, plan.preset)
                         or epochs < WORTH * plan.max_epochs):  # fmt: skip

@@ -108,20 +108,26 @@ class Progress:
     resume: str = ""  # the command that continues an interrupted search
 
 
-def progress(uri: str, experiment: str, job_id: str) -> Progress:
-    """Read the search run tagged with ``job_id`` and its trials (empty before the driver starts)."""
+def job_search_run(uri: str, experiment: str, job_id: str) -> tuple[Any, Any]:
+    """An MLflow client, and the search run the driver of job ``job_id`` opened (tagged with the
+    job id; None before the driver has started)."""
     from mlflow.tracking import MlflowClient
-
-    from tunefleet.analysis import trial_runs
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
-        return Progress()
+        return client, None
     found = client.search_runs([exp.experiment_id], f"tags.`{rec.JOB_ID_TAG}` = '{job_id}'", max_results=1)
-    if not found:
+    return client, (found[0] if found else None)
+
+
+def progress(uri: str, experiment: str, job_id: str) -> Progress:
+    """Read the search run tagged with ``job_id`` and its trials (empty before the driver starts)."""
+    from tunefleet.analysis import trial_runs
+
+    client, search = job_search_run(uri, experiment, job_id)
+    if search is None:
         return Progress()
-    search = found[0]
     metric, mode = search.data.params[rec.SEARCH_METRIC_PARAM], search.data.params[rec.SEARCH_MODE_PARAM]
     trials = trial_runs(client, search)
     outcomes = [t.data.tags.get(rec.OUTCOME_TAG, rec.RUNNING) for t in trials]
@@ -142,7 +148,7 @@ def progress(uri: str, experiment: str, job_id: str) -> Progress:
         best=best,
         metric=metric,
         run_id=search.info.run_id,
-        experiment_id=str(exp.experiment_id),
+        experiment_id=str(search.info.experiment_id),
     )
 
 

@@ -80,13 +80,29 @@ def test_export_predict_evaluate_load_and_register(searched, exported, tmp_path)
     assert model.register("small-api").uri == "models:/small-api/2"
 
 
-def test_bad_images_are_one_line_errors(exported, tmp_path):
-    model = exported
-    with pytest.raises(tunefleet.SpecError, match=r"^images: a batch array is \[N, H, W\] or \[N, H, W, C\]"):
-        model.predict(np.zeros((2, 2), dtype=np.uint8)[0])
-    with pytest.raises(tunefleet.SpecError, match=r"^images: images\[0\]: a float image holds values in \[0, 1\]"):
-        model.predict(np.full((1, 8, 8), 3.0))
+def test_arrays_are_read_one_way_or_refused(exported, tmp_path):
+    """[H, W] and [H, W, C] are one image, [N, H, W] and [N, H, W, C] a batch (uint8 or integers
+    0-255, floats 0-1); channels first, or values out of range, are one ``IMAGES`` line."""
+    model, data = exported, load_data("digits", 16, 0)
+    one, batch = data.test.images[0], data.test.images[:3]
+    assert len(model.predict(one)) == 1 and len(model.predict(batch)) == 3
+    rgb = np.repeat(one[..., None], 3, axis=-1)
+    assert model.predict(rgb)["class"].tolist() == model.predict(one)["class"].tolist()  # the card says L
+    assert model.predict(one.astype(np.int64))["class"].tolist() == model.predict(one / 255.0)["class"].tolist()
+    assert len(model.predict([one, Image.fromarray(one), rgb])) == 3
+    refused = {
+        r"^IMAGES: arrays are channels-last, \[N, H, W, C\]; got shape \(2, 3, 16, 16\)": np.zeros((2, 3, 16, 16)),
+        r"^IMAGES: images\[0\]: a float image holds values in \[0, 1\], got \[3.0, 3.0\]": np.full((1, 8, 8), 3.0),
+        r"^IMAGES: images: an integer image holds values in \[0, 255\], got \[0, 300\]": np.array([[0, 300]]),
+        r"^IMAGES: an array is one image": np.zeros(5, dtype=np.uint8),
+    }
+    for message, array in refused.items():
+        with pytest.raises(tunefleet.SpecError, match=message):
+            model.predict(array)
+    (tmp_path / "zoo" / "zebra").mkdir(parents=True)
+    Image.new("L", (8, 8)).save(tmp_path / "zoo" / "zebra" / "z.png")
     with pytest.raises(tunefleet.SpecError, match=r"^folder: classes the model does not know: zebra"):
-        (tmp_path / "zoo" / "zebra").mkdir(parents=True)
-        Image.new("L", (8, 8)).save(tmp_path / "zoo" / "zebra" / "z.png")
         model.evaluate(tmp_path / "zoo")
+    (tmp_path / "zoo" / "zebra" / "broken.png").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\): .*broken.png"):
+        assert len(model.predict(tmp_path / "zoo")) == 1

@@ -1,4 +1,7 @@
-"""Ctrl-C during a search: nothing recorded is lost and nothing is reported as finished."""
+"""Ctrl-C during a search started from Python (``tunefleet.tune``, as in a notebook: a kernel
+interrupt is SIGINT): nothing recorded is lost, nothing is reported as finished, and ``tune``
+raises ``KeyboardInterrupt`` once the search has closed its runs, leaving it resumable. The CLI's
+Ctrl-C (exit code 130, then ``tunefleet resume``): tests/search/test_resume.py."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
+import tunefleet
 from tunefleet.spaces import records as rec
 
 
@@ -18,8 +22,16 @@ from tunefleet.spaces import records as rec
 def test_interrupted_search_closes_its_runs_as_killed(write_spec, small_spec, tmp_path):
     small_spec["search"].update(num_samples=4, max_epochs=30, max_concurrent=2)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    script = (
+        "import sys, tunefleet\n"
+        "try:\n"
+        f"    tunefleet.tune({str(write_spec(small_spec))!r})\n"
+        "except KeyboardInterrupt as err:\n"
+        "    print(f'raised {type(err).__name__}: {err}')\n"
+        "    sys.exit(130)\n"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tunefleet.search.cli", "search", str(write_spec(small_spec))],
+        [sys.executable, "-c", script],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -39,11 +51,14 @@ def test_interrupted_search_closes_its_runs_as_killed(write_spec, small_spec, tm
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 130, out[-3000:]
-    assert "interrupted: 2 running trial(s) stopped" in out
+    assert "interrupted: 2 running trial(s) stopped" in out  # the CLI's own lines, printed by the API
+    assert "raised SearchInterrupted: search interrupted; continue it with tunefleet.open('small', search_run=" in out
 
     experiment = client.get_experiment_by_name("small")
     (search,) = client.search_runs([experiment.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_SEARCH}'")
     assert search.info.status == "KILLED"
+    found = tunefleet.open("small", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert found.run_id == search.info.run_id and found.state == "interrupted"
     trials = client.search_runs([experiment.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_TRIAL}'")
     assert len(trials) == 2
     for run in trials:

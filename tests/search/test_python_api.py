@@ -103,11 +103,17 @@ def test_a_spec_is_built_in_python_and_round_trips(small_spec):
 
 
 @pytest.mark.parametrize(
-    ("code", "raised"), [(1, RuntimeError), (130, KeyboardInterrupt)], ids=["every trial failed", "interrupted"]
+    ("code", "raised"),
+    [(1, tunefleet.SearchFailed), (130, tunefleet.SearchInterrupted)],
+    ids=["every trial failed", "interrupted"],
 )
 def test_a_search_that_did_not_finish_raises_as_the_cli_exits(code, raised):
-    """The CLI exits 1 (every trial failed) or 130 (Ctrl-C, a stop); Python raises, naming the run."""
-    with pytest.raises(raised, match=r"search run r1|r1 failed"):
+    """The CLI exits 1 (every trial failed) or 130 (Ctrl-C, a stop); Python raises, naming the run
+    (a ``RuntimeError``, a ``KeyboardInterrupt``: what Python code catches for those)."""
+    assert issubclass(tunefleet.SearchFailed, RuntimeError) and issubclass(
+        tunefleet.SearchInterrupted, KeyboardInterrupt
+    )
+    with pytest.raises(raised, match=r"search_run='r1'|search run r1 failed"):
         ended(SearchEnd(code, "r1"), "x", "sqlite:///m.db")
     assert ended(SearchEnd(0, "r1"), "x", "sqlite:///m.db").run_id == "r1"
 

@@ -1,0 +1,28 @@
+"""The export options checked before anything loads: ``tunefleet export`` (and ``Search.export``,
+``fit --register``) refuse a bad value with one line, without importing torch, scikit-learn or
+MLflow for it."""
+
+from __future__ import annotations
+
+from tunefleet.spaces import SpecError
+
+# How the members' predictions combine (``_combine.COMBINERS`` implements each, in this order).
+METHODS = ("mean", "weighted", "caruana", "stacking", "auto")
+# A registered model name MLflow accepts in the UI and in ``models:/NAME/VERSION`` URIs.
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def check_model_name(name: str) -> None:
+    """Refuse a name before anything is exported (one line naming the rule)."""
+    if not name or not set(name) <= _NAME_CHARS:
+        raise SpecError("--register", f"model name {name!r} may use only letters, digits, '-', '_' and '.'")
+
+
+def check_export(top_k: int, method: str, register_as: str | None) -> None:
+    """``tunefleet export``'s options, before anything is exported."""
+    if top_k < 1:
+        raise SpecError("--top-k", f"must be >= 1, got {top_k}")
+    if method not in METHODS:
+        raise SpecError("--method", f"unknown method {method!r}; one of: {', '.join(METHODS)}")
+    if register_as is not None:
+        check_model_name(register_as)
