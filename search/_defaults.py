@@ -34,8 +34,18 @@ def absolute_sqlite(uri: str) -> str:
     return f"{rec.SQLITE_PREFIX}{Path(file).absolute()}"
 
 
+def sqlite_database(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (a query string such as ``?timeout=`` dropped);
+    None for other stores and for an in-memory database."""
+    file = rec.sqlite_file(uri)
+    if file is None:
+        return None
+    file = file.split("?", 1)[0]
+    return Path(file) if file and file != ":memory:" else None
+
+
 def check_store(uri: str) -> None:
     """A SQLite store's folder must exist: MLflow would create the file, but not its folder."""
-    file = (rec.sqlite_file(uri) or "").split("?", 1)[0]
-    if file and file != ":memory:" and not Path(file).resolve().parent.is_dir():
-        raise SpecError("--tracking-uri", f"directory {Path(file).parent} does not exist")
+    path = sqlite_database(uri)
+    if path is not None and not path.resolve().parent.is_dir():
+        raise SpecError("--tracking-uri", f"directory {path.parent} does not exist")

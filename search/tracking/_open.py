@@ -38,7 +38,7 @@ from pathlib import Path
 from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
-from tunefleet.spaces import records as rec
+from .._defaults import sqlite_database
 
 logger = logging.getLogger(__name__)
 # A migration of a new store takes a few seconds; processes queued behind it wait this long.
@@ -49,16 +49,6 @@ LOCK_SUFFIX = ".lock"
 # The advisory lock's key: one 64-bit number per database, the same in every tunefleet process
 # (and any other program that wants to take part); "tunefleet" as ASCII.
 ADVISORY_KEY = int.from_bytes(b"tunefleet"[:8], "big") >> 1
-
-
-def sqlite_database(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (a query string such as ``?timeout=`` dropped);
-    None for other stores and for an in-memory database."""
-    file = rec.sqlite_file(uri)
-    if file is None:
-        return None
-    file = file.split("?", 1)[0]
-    return Path(file) if file and file != ":memory:" else None
 
 
 def is_postgres(uri: str) -> bool:

@@ -4,8 +4,11 @@ and one real fit of digits end to end (search, report, export, registry)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -335,12 +338,22 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, run_cli, tmp_pat
 
 @pytest.mark.slow
 def test_fit_searches_trains_the_best_again_reports_exports_and_registers(cli, tmp_path, image_folder):
+    """One whole fit, from Python (``tunefleet.fit``: what ``tunefleet fit`` runs after parsing
+    its options; the command's own parsing and plan are the dry-run and bad-input tests above)."""
     from mlflow.tracking import MlflowClient
 
     image_folder(tmp_path / "digits", {"cat": 60, "dog": 60, "fox": 60, "owl": 60})  # small: a final phase pays
     # 300 s: on a loaded CI machine a 180 s fit spent 75 s searching and its report and export
     # the rest, leaving 47 s, too little for a final phase; fixed costs weigh less in a longer one.
-    result = cli("fit", "digits/", "--time", "300s", "--preset", "quick", "--register")
+    script = (
+        "import tunefleet\n"
+        "model = tunefleet.fit('digits/', time='300s', preset='quick', register='fit-digits')\n"
+        "print('shipped', model.source, model.card.search_run_id, len(model.predict('digits/')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     folder = tmp_path / "reports" / "fit-digits"
     written, final_written = folder / "fit-digits.yaml", folder / "fit-digits-final.yaml"
@@ -365,6 +378,7 @@ def test_fit_searches_trains_the_best_again_reports_exports_and_registers(cli, t
     final_id = searches[0].info.run_id
     in_final = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{final_id}'")
     assert card["search_run_id"] == final_id  # shipped from the final phase's trials
+    assert f"shipped exports/fit-digits {final_id} 240" in result.stdout  # the Ensemble fit returned
     assert card["members"] and {m["run_id"] for m in card["members"]} <= {r.info.run_id for r in in_final}
     assert [int(v.version) for v in client.search_model_versions("name = 'fit-digits'")] == [1]
     again = cli("search", str(written), "--dry-run")  # it runs again as a plain search
