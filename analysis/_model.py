@@ -61,8 +61,11 @@ class Ensemble:
             card = ExportCard.model_validate_json((Path(source) / rec.CARD_FILE).read_bytes())
             return cls(source, tracking_uri, loaded.onnx_path, card, loaded)
         workdir = Path(tempfile.mkdtemp(prefix="tunefleet-model-"))
+        from ._runs import tracking_uri_set
+
         try:
-            loaded = load_exported(source, tracking_uri, workdir)
+            with tracking_uri_set(tracking_uri):  # the registry is the tracking store's, whatever was set before
+                loaded = load_exported(source, tracking_uri, workdir)
             card = ExportCard.model_validate_json(_export_run_card(loaded, source, tracking_uri, workdir).read_bytes())
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
