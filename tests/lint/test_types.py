@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ["search", "spaces", "trainables", "analysis"]
+PACKAGES = ["api", "search", "spaces", "trainables", "analysis"]
 
 
 def _mypy(*extra: str) -> subprocess.CompletedProcess[str]:
