@@ -59,6 +59,7 @@ def _member_card(
         weight=weight,
         recipe=member.meta.recipe,
         epoch=member.meta.epoch,
+        epochs_trained=member.epochs_trained,
         score=member.meta.metrics.get(metric),
         test=_scores(_softmax(member.test_logits), y_test, classes),
     )
@@ -129,20 +130,23 @@ def export_ensemble(
     search_run_id: str | None = None,
     method: str = "auto",
     say: Any = print,
-    stopped: bool = False,
+    stopped: bool = True,
 ) -> ExportResult:
     """Build, check and write ``out/ensemble.onnx`` and ``out/card.json``; return the card.
 
     ``method`` chooses how the pool of the ``top_k`` best trials is combined; every method, and
-    ``auto`` choosing among them, sees validation predictions only. ``stopped``: trials stopped
-    early are candidates too (``finished_trials``).
+    ``auto`` choosing among them, sees validation predictions only. The pool is every trial with
+    a best epoch, stopped early by the scheduler or the time budget or not: its best checkpoint is
+    a real model, and ``auto`` weighs members on validation. ``stopped=False`` keeps to the trials
+    that ran all their epochs.
     """
     client, exp = open_experiment(uri, experiment)
     parent = search_run(client, exp, search_run_id)
     metric, mode = ranking(parent)
     ranked = finished_trials(trials_frame(client, parent), metric, mode, stopped)
     if top_k > len(ranked):
-        raise SpecError("--top-k", f"asked for {top_k} trials but the search has {len(ranked)} finished trials")
+        what = "trials with a best epoch" if stopped else "finished trials"
+        raise SpecError("--top-k", f"asked for {top_k} trials but the search has {len(ranked)} {what}")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     data: EvalData | None = None

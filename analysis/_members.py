@@ -1,4 +1,4 @@
-"""The candidate pool of an export: the best finished trials that can be ensembled together.
+"""The candidate pool of an export: the best trials that can be ensembled together.
 
 Each candidate's best checkpoint is downloaded, checked (checksums, and that the rebuilt model
 reproduces the test logits its trial recorded) and loaded with its saved validation logits, which
@@ -51,6 +51,7 @@ class Member:
     meta: CheckpointMeta
     val_logits: np.ndarray  # saved by the trial with its best weights: what combinations fit on
     test_logits: np.ndarray  # recomputed here, and checked against the saved ones
+    epochs_trained: int | None = None  # as the trial's run recorded it
 
 
 # Test images per batch while scoring members and the ensemble: memory holds one batch of images.
@@ -136,7 +137,9 @@ def _load(client: MlflowClient, row: Any, local: Path, data: EvalData | None) ->
             f"trial {row.name} does not reproduce its recorded test logits (max diff {drift:.2e}, "
             f"over {REPRODUCE_TOL:g} x their largest {scale:.3g})"
         )
-    member = Member(row.run_id, row.name, module, meta, saved["val_logits"].numpy(), test_logits)
+    trained = getattr(row, rec.EPOCHS_TRAINED, None)
+    epochs = int(trained) if trained is not None and np.isfinite(trained) else None
+    member = Member(row.run_id, row.name, module, meta, saved["val_logits"].numpy(), test_logits, epochs)
     return member, data
 
 
@@ -177,7 +180,5 @@ def load_pool(
             break
     if len(members) < k or data is None:
         why = f" (left out: {'; '.join(left_out)})" if left_out else ""
-        raise SpecError(
-            "--top-k", f"asked for {k} trials but only {len(members)} finished trials can be ensembled{why}"
-        )
+        raise SpecError("--top-k", f"asked for {k} trials but only {len(members)} of them can be ensembled{why}")
     return members, data

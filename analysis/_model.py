@@ -149,11 +149,12 @@ def export_model(
     top_k: int = 3,
     method: str = "auto",
     search_run_id: str | None = None,
-    stopped: bool = False,
+    stopped: bool = True,
     say: Any = print,
 ) -> Exported:
     """``tunefleet export`` and ``Search.export``: the ensemble of the ``top_k`` best trials,
-    written to ``out`` (``check_export`` first). Registering is the caller's next step
+    written to ``out`` (``check_export`` first); ``stopped=False`` keeps the pool to trials that
+    ran all their epochs. Registering is the caller's next step
     (``Ensemble.register``), once the export is shown: a registry that fails loses no export."""
     check_export(top_k, method, None)
     from ._export import export_ensemble

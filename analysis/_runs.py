@@ -138,7 +138,8 @@ def finished_trials(frame: pd.DataFrame, metric: str, mode: str, stopped: bool =
     if finished.empty or column not in finished:
         outcomes = frame["outcome"].value_counts().to_dict() if len(frame) else {}
         seen = ", ".join(f"{n} {o or 'running'}" for o, n in outcomes.items()) or "no trials"
-        raise SpecError("experiment", f"the search has no finished trials ({seen})")
+        what = f"trials with a best {metric} (finished or stopped early)" if stopped else "finished trials"
+        raise SpecError("experiment", f"the search has no {what} ({seen})")
     return finished.sort_values(column, ascending=mode == "min", kind="stable")
 
 

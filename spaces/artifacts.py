@@ -178,7 +178,10 @@ class MemberCard(_Record):
     name: str
     weight: float | None = Field(description="share of the averaged probabilities (0: left out); None: stacked")
     recipe: dict[str, Any]
-    epoch: int
+    epoch: int  # the best epoch: the member's weights
+    # How many epochs the trial trained (more than ``epoch`` when it went on without improving;
+    # fewer than the search's max_epochs when a scheduler stopped it). None on older cards.
+    epochs_trained: int | None = None
     # The search metric at that epoch. In card.json it is keyed by the metric's name ("val_acc": ...);
     # ``ExportCard`` moves it there and back.
     score: float | None = None

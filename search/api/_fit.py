@@ -98,8 +98,8 @@ def run_fit(
     path = write_spec(planned.plan, planned.spec)
     console.print(f"wrote {path} (run it again with: tunefleet search {path})", highlight=False)
     _raise_for(run_search(planned.spec, checked, resolved, None, storage, console).code)
-    run_id, stopped = _final_phase(planned.plan, resolved, storage, planned.deadline, console)
-    return _ship(planned.plan, resolved, register_as, run_id, stopped, console, show)
+    run_id = _final_phase(planned.plan, resolved, storage, planned.deadline, console)
+    return _ship(planned.plan, resolved, register_as, run_id, console, show)
 
 
 def _raise_for(code: int) -> None:
@@ -118,11 +118,10 @@ def write_spec(plan: FitPlan, spec: SearchSpec) -> Path:
     return path
 
 
-def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float, console: Console) -> tuple[str, bool]:
+def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float, console: Console) -> str:
     """Run the final phase (``tunefleet.search.fit._final``) when the plan has one and the time
-    left allows. Returns the search run to export from, and whether its trials stopped early
-    count: the final one's do (a final trial the time budget cut short still has its best
-    epoch), the search's do not (ASHA stopped them for being worse)."""
+    left allows. Returns the search run to export from. The final phase retrains the search's
+    best trials that ran all their epochs (one ASHA stopped was stopped for being worse)."""
     from tunefleet.analysis import open_experiment, ranking, search_run, trials_frame
 
     from ..run._driver import run_search
@@ -131,8 +130,8 @@ def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float, console
 
     client, experiment = open_experiment(uri, plan.name)
     searched = search_run(client, experiment, None)
-    if not plan.final_epochs:  # a portfolio's trials that the time budget cut short count
-        return searched.info.run_id, plan.portfolio
+    if not plan.final_epochs:
+        return searched.info.run_id
     metric, mode = ranking(searched)
     trials = trials_frame(client, searched)
     ranked = _candidates(trials, metric, mode, stopped=False)
@@ -140,7 +139,7 @@ def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float, console
     final = final_phase(plan, ranked, trials, left)
     if final is None:
         console.print(f"final phase: skipped ({left:.0f}s left is too little to train longer than the search did)")
-        return searched.info.run_id, False
+        return searched.info.run_id
     spec = spec_from_dict(final_search(plan, final, fit_spec(plan)))
     path = write_spec(plan, spec)
     console.print(
@@ -153,9 +152,9 @@ def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float, console
         _raise_for(code)
     done = search_run(client, experiment, None)
     if code == 0 and len(_candidates(trials_frame(client, done), metric, mode, stopped=True)):
-        return done.info.run_id, True
+        return done.info.run_id
     console.print("final phase: no trial to export; exporting the search's own trials", style="yellow")
-    return searched.info.run_id, False
+    return searched.info.run_id
 
 
 def _candidates(trials: Any, metric: str, mode: str, stopped: bool) -> Any:
@@ -173,13 +172,12 @@ def _ship(
     uri: str,
     register_as: str | None,
     run_id: str,
-    stopped: bool,
     console: Console,
     show: Callable[..., Any],
 ) -> Exported:
-    """The ensemble of the (up to) ``TOP_K`` best finished trials of search run ``run_id`` (with
-    ``stopped``, trials stopped early too), exported and registered as ``tunefleet export``
-    does; a search without such a trial has nothing to ship.
+    """The ensemble of the (up to) ``TOP_K`` best trials of search run ``run_id`` (stopped early
+    or not: the export's pool, so a search the time budget cut short still ships), exported and
+    registered as ``tunefleet export`` does; a search without such a trial has nothing to ship.
 
     A member that does not reproduce its recorded test logits when rebuilt is refused by export;
     the export then runs again over the K - 1 best, rather than shipping nothing."""
@@ -189,14 +187,14 @@ def _ship(
     parent = search_run(client, experiment, run_id)
     metric, mode = ranking(parent)
     try:
-        finished = len(finished_trials(trials_frame(client, parent), metric, mode, stopped))
+        finished = len(finished_trials(trials_frame(client, parent), metric, mode, stopped=True))
     except SpecError as err:
         raise SearchFailed(f"nothing to export: {err.message}; give it more --time") from None
     name = plan.name if register_as == "" else register_as
     for top_k in range(min(TOP_K, finished), 0, -1):
         try:
             done = export_model(uri, plan.name, EXPORTS_DIR / plan.name, top_k=top_k, search_run_id=run_id,
-                                stopped=stopped, say=console.print)  # fmt: skip
+                                say=console.print)  # fmt: skip
         except RuntimeError as err:
             if "does not reproduce" not in str(err) or top_k == 1:
                 raise

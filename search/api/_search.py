@@ -219,17 +219,19 @@ class Search:
         top_k: int = 3,
         method: str = "auto",
         out: str | Path | None = None,
-        include_stopped: bool = False,
+        finished_only: bool = False,
         register: str | None = None,
     ) -> Ensemble:
         """The ``top_k`` best trials as one ONNX ensemble in ``out`` (default ``exports/EXPERIMENT``),
-        combined by ``method`` (fit on validation predictions only), registered as ``register``."""
+        combined by ``method`` (fit on validation predictions only), registered as ``register``.
+        Every trial with a best epoch is a candidate, stopped early or not; ``finished_only``
+        keeps to the trials that ran all their epochs."""
         from tunefleet.analysis import check_export, export_model
 
         check_export(top_k, method, register)
         folder = Path(out or Path("exports") / self.experiment)
         done = export_model(self.tracking_uri, self.experiment, folder, top_k=top_k, method=method,
-                            search_run_id=self.run_id, stopped=include_stopped)  # fmt: skip
+                            search_run_id=self.run_id, stopped=not finished_only)  # fmt: skip
         if register is not None:
             done.ensemble.register(register)
         return done.ensemble

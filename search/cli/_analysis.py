@@ -35,13 +35,15 @@ def export_table(card: ExportCard) -> Table:
     ensemble = card.ensemble.model_dump()  # as in card.json: a score the split cannot give is absent
     scores = [s for s in _SCORES if s in ensemble]
     table = Table(title=f"{card.method} ensemble of the {len(card.members)} best trials, on the test split")
-    for col in ("member", "weight", card.metric, *(f"test_{s}" for s in scores)):
+    for col in ("member", "epochs (best)", "weight", card.metric, *(f"test_{s}" for s in scores)):
         table.add_column(col, justify="left" if col == "member" else "right")
     for m in card.members:
         weight = "stacked" if m.weight is None else f"{m.weight:.3f}"  # a stack weighs logits, not members
         test = m.test.model_dump()
-        table.add_row(m.name, weight, _score(m.score), *(_score(test.get(s)) for s in scores))
-    table.add_row("[bold]ensemble[/]", "", "", *(f"[bold]{_score(ensemble.get(s))}[/]" for s in scores))
+        # epochs trained, and the best one the member's weights come from ("4 (2)": stopped at 4)
+        epochs = f"{m.epochs_trained if m.epochs_trained is not None else '?'} ({m.epoch})"
+        table.add_row(m.name, epochs, weight, _score(m.score), *(_score(test.get(s)) for s in scores))
+    table.add_row("[bold]ensemble[/]", "", "", "", *(f"[bold]{_score(ensemble.get(s))}[/]" for s in scores))
     return table
 
 
@@ -78,7 +80,7 @@ def without_bare(args: list[str], option: str) -> tuple[list[str], bool]:
 
 def export(
     experiment: Annotated[str, typer.Argument(help="MLflow experiment of the search")],
-    top_k: Annotated[int, typer.Option("--top-k", help="candidate pool: the K best finished trials")] = 3,
+    top_k: Annotated[int, typer.Option("--top-k", help="candidate pool: the K best trials")] = 3,
     method: Annotated[
         str, typer.Option("--method", help="mean | weighted | caruana | stacking | auto (fit on validation only)")
     ] = "auto",
@@ -93,8 +95,12 @@ def export(
     ] = None,
     tracking_uri: TrackingUri = None,
     search_run: SearchRun = None,
-    include_stopped: Annotated[
-        bool, typer.Option("--include-stopped", help="trials stopped early are candidates too (their best epoch)")
+    finished_only: Annotated[
+        bool,
+        typer.Option(
+            "--finished-only",
+            help="only trials that ran all their epochs (default: stopped early ones too, at their best epoch)",
+        ),
     ] = False,
 ) -> None:
     """Ensemble the best trials of a search; write OUT/ensemble.onnx and OUT/card.json."""
@@ -105,7 +111,7 @@ def export(
 
     console = out()
     done = export_model(resolve_uri(tracking_uri), experiment, out_dir, top_k=top_k, method=method,
-                        search_run_id=search_run, stopped=include_stopped, say=console.print)  # fmt: skip
+                        search_run_id=search_run, stopped=not finished_only, say=console.print)  # fmt: skip
     show_export(done, register_as)
 
 

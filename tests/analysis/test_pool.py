@@ -58,6 +58,7 @@ def _search(tmp_path: Path, trials: list[tuple[str, Path | None, str]]) -> str:
         tags = {rec.ROLE_TAG: rec.ROLE_TRIAL, rec.PARENT_RUN_TAG: parent, rec.OUTCOME_TAG: outcome}
         run_id = client.create_run(exp, tags=tags, run_name=name).info.run_id
         client.log_metric(run_id, rec.best_key("val_acc"), 0.9 - rank / 10)
+        client.log_metric(run_id, rec.EPOCHS_TRAINED, 3 + rank)
         if checkpoint is not None:
             client.log_artifacts(run_id, str(checkpoint), rec.CHECKPOINT_ARTIFACT_DIR)
         client.set_terminated(run_id, rec.OUTCOME_STATUS[outcome])
@@ -91,12 +92,24 @@ def test_members_that_cannot_be_mixed_are_left_out_by_name(real_checkpoint, tmp_
     assert not (tmp_path / "none").exists()
 
 
-def test_a_search_without_finished_trials_is_refused_by_export(tmp_path):
+def test_trials_stopped_early_are_candidates_unless_finished_only(real_checkpoint, tmp_path):
+    """The pool is every trial with a best epoch: one a scheduler stopped is a real model at it."""
+    uri = _search(tmp_path, [("alpha", real_checkpoint, rec.STOPPED), ("beta", real_checkpoint, rec.COMPLETED)])
+    card = export_ensemble(uri, "pool", 2, tmp_path / "out", method="mean").card
+    assert [(m.name, m.epochs_trained) for m in card.members] == [("alpha", 3), ("beta", 4)]
+    with pytest.raises(SpecError, match=r"^--top-k: asked for 2 trials but the search has 1 finished trials$"):
+        export_ensemble(uri, "pool", 2, tmp_path / "only", method="mean", stopped=False)
+    assert not (tmp_path / "only").exists()
+
+
+def test_a_search_without_a_trial_to_ensemble_is_refused_by_export(tmp_path):
     uri = _search(tmp_path, [("alpha", None, rec.STOPPED), ("beta", None, rec.FAILED)])
+    with pytest.raises(SpecError, match=r"^--top-k: asked for 1 trials but only 0 of them .*alpha: no checkpoint"):
+        export_ensemble(uri, "pool", 1, tmp_path / "out")
     with pytest.raises(
         SpecError, match=r"^experiment: the search has no finished trials \(1 stopped_early, 1 failed\)"
     ):
-        export_ensemble(uri, "pool", 1, tmp_path / "out")
+        export_ensemble(uri, "pool", 1, tmp_path / "out", stopped=False)
     assert not (tmp_path / "out").exists()
 
 

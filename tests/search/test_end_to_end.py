@@ -103,8 +103,22 @@ def test_grid_with_asha_records_stopped_and_failed_trials(cli, write_spec, small
         else:
             assert run.info.status == "FINISHED" and epochs == 4
     assert parents[0].data.metrics[rec.TRIALS_FAILED] == 1
+    # Every trial with a best epoch is a candidate, the ones ASHA stopped too (at their best epoch);
+    # --finished-only keeps to the trials that ran all their epochs.
     finished = sum(r.info.status == "FINISHED" for r in children)
-    exported = cli("export", "small", "--top-k", str(finished), "--out", str(tmp_path / "export"))
+    stopped = {r.info.run_name: r for r in children if r.data.tags[rec.OUTCOME_TAG] == rec.STOPPED}
+    pool = finished + len(stopped)
+    exported = cli("export", "small", "--top-k", str(pool), "--out", str(tmp_path / "export"))
     assert exported.returncode == 0, exported.stderr
+    assert "epochs (best)" in exported.stdout and f"{hopeless.info.run_name} " in exported.stdout
     card = json.loads((tmp_path / "export" / "card.json").read_text())
-    assert len(card["members"]) == finished and failed.info.run_name not in [m["name"] for m in card["members"]]
+    assert len(card["members"]) == pool and failed.info.run_name not in [m["name"] for m in card["members"]]
+    trained = {m["name"]: m["epochs_trained"] for m in card["members"]}
+    assert {name: trained[name] for name in stopped} == {
+        name: int(run.data.metrics[rec.EPOCHS_TRAINED]) for name, run in stopped.items()
+    }
+    assert trained[hopeless.info.run_name] == 1 and all(trained[n] == 4 for n in trained if n not in stopped)
+    only = cli("export", "small", "--top-k", str(pool), "--finished-only", "--out", str(tmp_path / "none"))
+    assert only.returncode == 2, only.stdout + only.stderr
+    assert f"--top-k: asked for {pool} trials but the search has {finished} finished trials" in only.stderr
+    assert not (tmp_path / "none").exists()

@@ -117,7 +117,16 @@ def _scores(acc: float) -> Scores:
 
 def _card() -> ExportCard:
     members = [
-        MemberCard(run_id=f"run{i}", name=f"t{i}", weight=w, recipe={"lr": 0.01}, epoch=3, score=s, test=_scores(s))
+        MemberCard(
+            run_id=f"run{i}",
+            name=f"t{i}",
+            weight=w,
+            recipe={"lr": 0.01},
+            epoch=3,
+            epochs_trained=5,
+            score=s,
+            test=_scores(s),
+        )
         for i, (w, s) in enumerate([(0.7, 0.9), (0.0, 0.8)])
     ]
     return ExportCard(
@@ -165,7 +174,7 @@ def test_export_card_round_trips_with_each_members_score_under_the_metric():
     on_disk = json.loads(text)
     assert set(on_disk) == CARD_KEYS
     assert [set(m) for m in on_disk["members"]] == [
-        {"run_id", "name", "weight", "recipe", "epoch", "val_acc", "test"}
+        {"run_id", "name", "weight", "recipe", "epoch", "epochs_trained", "val_acc", "test"}
     ] * 2
     assert [m["val_acc"] for m in on_disk["members"]] == [0.9, 0.8]
     assert "top5_acc" not in on_disk["ensemble"] and on_disk["ensemble"]["roc_auc"] is None  # three classes
@@ -173,6 +182,8 @@ def test_export_card_round_trips_with_each_members_score_under_the_metric():
     again = ExportCard.model_validate_json(text)
     assert again == card and again.members[0].score == 0.9 and again.members[1].weight == 0.0
     assert again.input.channels == 3 and again.input.size == 16
+    del on_disk["members"][0]["epochs_trained"]  # a card written before members recorded it
+    assert ExportCard.model_validate(on_disk).members[0].epochs_trained is None
 
 
 def test_the_serving_card_reads_from_a_whole_card_and_from_registry_metadata():
