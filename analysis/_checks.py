@@ -8,6 +8,8 @@ from tunefleet.spaces import SpecError
 
 # How the members' predictions combine (``_combine.COMBINERS`` implements each, in this order).
 METHODS = ("mean", "weighted", "caruana", "stacking", "auto")
+# The graph shipped: as exported, half precision, or static int8 (``_precision`` converts).
+PRECISIONS = ("fp32", "fp16", "int8")
 # A registered model name MLflow accepts in the UI and in ``models:/NAME/VERSION`` URIs.
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -18,8 +20,12 @@ def check_model_name(name: str) -> None:
         raise SpecError("--register", f"model name {name!r} may use only letters, digits, '-', '_' and '.'")
 
 
-def check_export(top_k: int, method: str, register_as: str | None) -> None:
+def check_export(top_k: int, method: str, register_as: str | None, precision: str = "fp32", batch: int = 32) -> None:
     """``tunefleet export``'s options, before anything is exported."""
+    if precision not in PRECISIONS:
+        raise SpecError("--precision", f"unknown precision {precision!r}; one of: {', '.join(PRECISIONS)}")
+    if batch < 1:
+        raise SpecError("--batch", f"must be >= 1 (the batch size latency is measured at besides 1), got {batch}")
     if top_k < 1:
         raise SpecError("--top-k", f"must be >= 1, got {top_k}")
     if method not in METHODS:

@@ -30,6 +30,7 @@ from ._ensemble import ensemble_module
 from ._members import EvalData, Member, load_pool
 from ._metrics import classifier_metrics
 from ._onnx import OPSET, export_onnx, onnx_session
+from ._precision import ship_precision
 from ._runs import finished_trials, open_experiment, ranking, search_run, trials_frame
 
 PARITY_TOL = 1e-4
@@ -99,6 +100,7 @@ def _card(
     data: EvalData,
     probs: np.ndarray,
     diff: float,
+    variants: list[art.Variant],
 ) -> art.ExportCard:
     meta = members[0].meta
     classes = list(meta.class_names)
@@ -119,6 +121,8 @@ def _card(
         members=cards,
         ensemble=_scores(probs, data.y_test, classes),
         onnx=art.OnnxParity(file=rec.ONNX_FILE, opset=OPSET, max_abs_diff_vs_torch=diff),
+        precision=variants[-1].precision,
+        variants=variants,
     )
 
 
@@ -131,6 +135,8 @@ def export_ensemble(
     method: str = "auto",
     say: Any = print,
     stopped: bool = True,
+    precision: str = "fp32",
+    batch: int = 32,
 ) -> ExportResult:
     """Build, check and write ``out/ensemble.onnx`` and ``out/card.json``; return the card.
 
@@ -138,7 +144,8 @@ def export_ensemble(
     ``auto`` choosing among them, sees validation predictions only. The pool is every trial with
     a best epoch, stopped early by the scheduler or the time budget or not: its best checkpoint is
     a real model, and ``auto`` weighs members on validation. ``stopped=False`` keeps to the trials
-    that ran all their epochs.
+    that ran all their epochs. ``precision`` is the graph shipped (``_precision``: fp16 or int8
+    converted from the checked fp32 graph), measured at batch 1 and ``batch``.
     """
     client, exp = open_experiment(uri, experiment)
     parent = search_run(client, exp, search_run_id)
@@ -159,6 +166,7 @@ def export_ensemble(
         example = data.example()
         export_onnx(module, example, onnx_path)
         probs, diff = _check_parity(module, data, onnx_path)
+        probs, variants = ship_precision(onnx_path, precision, probs, data, batch)
         origin = art.CardOrigin(
             experiment=experiment,
             experiment_id=exp.experiment_id,
@@ -167,7 +175,7 @@ def export_ensemble(
             metric=metric,
             mode=mode,
         )
-        card = _card(origin, members, combination, data, probs, diff)
+        card = _card(origin, members, combination, data, probs, diff, variants)
         (staging / rec.CARD_FILE).write_text(card.model_dump_json(indent=2))
         shutil.rmtree(staging / "members")
         out.mkdir(parents=True, exist_ok=True)

@@ -218,8 +218,24 @@ class CardOrigin(_Record):
     mode: str
 
 
+class Variant(_Record):
+    """The ensemble's graph in one precision, as measured on this machine's CPU in onnxruntime."""
+
+    precision: str = Field(description="fp32 | fp16 | int8")
+    test_acc: float
+    agreement_with_fp32: float = Field(description="share of test images given fp32's class")
+    max_abs_diff_vs_fp32: float = Field(description="largest class-probability difference from fp32")
+    latency_ms_batch_1: float
+    latency_ms_batch_n: float
+    batch_n: int
+    file_bytes: int
+
+
 class ExportCard(CardOrigin):
-    """An export's ``card.json``: where the ensemble came from, how to feed it, how it scores."""
+    """An export's ``card.json``: where the ensemble came from, how to feed it, how it scores.
+    ``ensemble`` scores the graph as shipped, in ``precision``; ``onnx`` is the fp32 graph's
+    parity with PyTorch, checked before any conversion; ``variants`` measures fp32 and the
+    shipped precision (empty on cards written before precisions)."""
 
     created: str
     method: str
@@ -231,6 +247,8 @@ class ExportCard(CardOrigin):
     members: list[MemberCard]
     ensemble: Scores
     onnx: OnnxParity
+    precision: str = "fp32"
+    variants: list[Variant] = []
 
     @model_validator(mode="before")
     @classmethod

@@ -221,17 +221,22 @@ class Search:
         out: str | Path | None = None,
         finished_only: bool = False,
         register: str | None = None,
+        precision: str = "fp32",
+        batch: int = 32,
     ) -> Ensemble:
         """The ``top_k`` best trials as one ONNX ensemble in ``out`` (default ``exports/EXPERIMENT``),
         combined by ``method`` (fit on validation predictions only), registered as ``register``.
         Every trial with a best epoch is a candidate, stopped early or not; ``finished_only``
-        keeps to the trials that ran all their epochs."""
+        keeps to the trials that ran all their epochs. ``precision`` (fp32, fp16, int8) is the
+        graph shipped; the card's ``variants`` give its accuracy, size and latency at batch 1 and
+        ``batch`` beside fp32's."""
         from tunefleet.analysis import check_export, export_model
 
-        check_export(top_k, method, register)
+        check_export(top_k, method, register, precision, batch)
         folder = Path(out or Path("exports") / self.experiment)
         done = export_model(self.tracking_uri, self.experiment, folder, top_k=top_k, method=method,
-                            search_run_id=self.run_id, stopped=not finished_only)  # fmt: skip
+                            search_run_id=self.run_id, stopped=not finished_only,
+                            precision=precision, batch=batch)  # fmt: skip
         if register is not None:
             done.ensemble.register(register)
         return done.ensemble

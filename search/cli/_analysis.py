@@ -47,6 +47,20 @@ def export_table(card: ExportCard) -> Table:
     return table
 
 
+def variants_table(card: ExportCard) -> Table:
+    """The shipped graph beside fp32: what each precision costs and keeps (CPU, onnxruntime)."""
+    table = Table(title=f"shipped as {card.precision} (latency: onnxruntime on this CPU, median)")
+    batch = card.variants[0].batch_n
+    for col in ("precision", "test_acc", "agrees with fp32", "ms, batch 1", f"ms, batch {batch}", "file MB"):
+        table.add_column(col, justify="left" if col == "precision" else "right")
+    for v in card.variants:
+        table.add_row(
+            v.precision, f"{v.test_acc:.4f}", f"{v.agreement_with_fp32:.4f}", f"{v.latency_ms_batch_1:.2f}",
+            f"{v.latency_ms_batch_n:.2f}", f"{v.file_bytes / 1e6:.2f}",
+        )  # fmt: skip
+    return table
+
+
 class ExportCommand(TyperCommand):
     """``export``'s parser. ``--register NAME`` names the model; ``--register`` with no value after it
     (the end, or another option next) names it after the experiment. That is click's optional value
@@ -102,16 +116,24 @@ def export(
             help="only trials that ran all their epochs (default: stopped early ones too, at their best epoch)",
         ),
     ] = False,
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision", help="the graph shipped: fp32 | fp16 | int8 (static, calibrated on training images)"
+        ),
+    ] = "fp32",
+    batch: Annotated[int, typer.Option("--batch", help="latency is measured at batch 1 and at this batch size")] = 32,
 ) -> None:
     """Ensemble the best trials of a search; write OUT/ensemble.onnx and OUT/card.json."""
     from tunefleet.analysis import check_export
 
-    check_export(top_k, method, register_as)  # before torch, scikit-learn or MLflow loads
+    check_export(top_k, method, register_as, precision, batch)  # before torch, scikit-learn or MLflow loads
     from tunefleet.analysis import export_model
 
     console = out()
     done = export_model(resolve_uri(tracking_uri), experiment, out_dir, top_k=top_k, method=method,
-                        search_run_id=search_run, stopped=not finished_only, say=console.print)  # fmt: skip
+                        search_run_id=search_run, stopped=not finished_only, precision=precision,
+                        batch=batch, say=console.print)  # fmt: skip
     show_export(done, register_as)
 
 
@@ -122,6 +144,8 @@ def show_export(done: Exported, register_as: str | None) -> None:
 
     console, card, folder = out(), done.result.card, done.result.out
     console.print(export_table(card))
+    if card.variants:
+        console.print(variants_table(card))
     diff = card.onnx.max_abs_diff_vs_torch
     console.print(f"ensemble test accuracy {card.ensemble.acc:.4f} · ONNX matches PyTorch (max abs diff {diff:.1e})")
     console.print(f"wrote {folder / rec.ONNX_FILE} and {folder / rec.CARD_FILE}", highlight=False)

@@ -166,9 +166,32 @@ def test_export_register_and_predict_reproduce_the_cards_test_accuracy(searched,
     assert len(_trial_runs(searched.uri)) == 4  # the export run is nested under the search, not a trial
 
 
+def test_an_int8_export_is_smaller_and_predicts_what_its_card_says(searched, tmp_path):
+    """``--precision int8``: the graph shipped is onnxruntime's static int8 (calibrated on training
+    images); the card scores that graph and measures it beside fp32; predict and the registry run it."""
+    out = tmp_path / "int8"
+    args = ["--precision", "int8", "--batch", "8", "--out", str(out), "--register", "small-int8"]
+    exported = searched.cli("export", "small", "--top-k", "2", *args)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert "shipped as int8" in exported.stdout and "ms, batch 8" in exported.stdout
+    card = ExportCard.model_validate_json((out / rec.CARD_FILE).read_bytes())
+    fp32, int8 = card.variants
+    assert (card.precision, fp32.precision, int8.precision, int8.batch_n) == ("int8", "fp32", "int8", 8)
+    assert int8.file_bytes < fp32.file_bytes / 2 and (out / rec.ONNX_FILE).stat().st_size == int8.file_bytes
+    assert int8.test_acc == pytest.approx(card.ensemble.acc) and int8.agreement_with_fp32 >= 0.9
+    assert fp32.max_abs_diff_vs_fp32 == 0 and 0 < int8.max_abs_diff_vs_fp32 < 1
+    images = _test_split_folder(tmp_path / "images")
+    for model in (str(out), "models:/small-int8/1"):
+        predicted = searched.cli("predict", model, str(images), "--format", "csv")
+        assert predicted.returncode == 0, predicted.stderr
+        assert _accuracy(predicted.stdout) == pytest.approx(card.ensemble.acc, abs=1e-9)
+
+
 @pytest.mark.parametrize(
     "args, field",
     [
+        (["export", "small", "--precision", "int4"], "--precision"),
+        (["export", "small", "--precision", "int8", "--batch", "0"], "--batch"),
         (["export", "small", "--method", "bagging"], "--method"),
         (["export", "small", "--top-k", "9"], "--top-k"),
         (["export", "small", "--register", "no spaces"], "--register"),

@@ -80,6 +80,23 @@ def test_export_predict_evaluate_load_and_register(searched, exported, tmp_path)
     assert model.register("small-api").uri == "models:/small-api/2"
 
 
+def test_a_fp16_export_keeps_float32_input_and_fp32s_answers(searched, tmp_path):
+    """fp16 keeps the graph's float32 input and output (``keep_io_types``), so every caller feeds
+    it as before; its probabilities stay within the stated tolerance of fp32's."""
+    from tunefleet.analysis._precision import FP16_TOL
+
+    found = tunefleet.open("small", tracking_uri=searched.uri)
+    model = found.export(top_k=2, out=tmp_path / "fp16", precision="fp16")
+    fp32, fp16 = model.card.variants
+    assert model.card.precision == "fp16" and fp16.max_abs_diff_vs_fp32 <= FP16_TOL
+    assert fp16.file_bytes < fp32.file_bytes and fp16.agreement_with_fp32 >= 0.99
+    _, folder = _test_split(tmp_path / "images")
+    assert model.evaluate(folder)["acc"] == pytest.approx(model.card.ensemble.acc, abs=1e-9)
+    with pytest.raises(tunefleet.SpecError, match=r"^--precision: unknown precision 'bf16'; one of: fp32, fp16, int8"):
+        found.export(top_k=2, out=tmp_path / "never", precision="bf16")
+    assert not (tmp_path / "never").exists()
+
+
 def test_arrays_are_read_one_way_or_refused(exported, tmp_path):
     """[H, W] and [H, W, C] are one image, [N, H, W] and [N, H, W, C] a batch (uint8 or integers
     0-255, floats 0-1); channels first, or values out of range, are one ``IMAGES`` line."""
