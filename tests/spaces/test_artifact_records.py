@@ -68,6 +68,8 @@ CARD_KEYS = {
     "members",
     "ensemble",
     "onnx",
+    "precision",
+    "variants",
 }
 CLASSES = ["cat", "dog", "fox"]
 
