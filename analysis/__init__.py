@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads o
     from ._metrics import classifier_metrics
     from ._model import Ensemble, Exported, export_model
     from ._onnx import export_onnx, onnx_session
+    from ._pareto import Pick, front_objectives, pareto_front, picked, search_objectives
     from ._predict import ExportedModel, Predictions, load_exported, predict
     from ._register import Registered, register_model
     from ._report import Report, build_report
@@ -57,6 +58,11 @@ _LAZY = {
     "METHODS": "._checks",
     "Normalized": "._ensemble",
     "onnx_session": "._onnx",
+    "Pick": "._pareto",
+    "front_objectives": "._pareto",
+    "pareto_front": "._pareto",
+    "picked": "._pareto",
+    "search_objectives": "._pareto",
     "open_experiment": "._runs",
     "ordered": "._runs",
     "sort_column": "._runs",
@@ -102,6 +108,11 @@ __all__ = [
     "export_ensemble",
     "export_model",
     "export_onnx",
+    "Pick",
+    "front_objectives",
+    "pareto_front",
+    "picked",
+    "search_objectives",
     "finished_trials",
     "fit_combination",
     "load_exported",

@@ -20,8 +20,14 @@ def check_model_name(name: str) -> None:
         raise SpecError("--register", f"model name {name!r} may use only letters, digits, '-', '_' and '.'")
 
 
-def check_export(top_k: int, method: str, register_as: str | None, precision: str = "fp32", batch: int = 32) -> None:
+def check_export(
+    top_k: int, method: str, register_as: str | None, precision: str = "fp32", batch: int = 32, pick: str | None = None
+) -> None:
     """``tunefleet export``'s options, before anything is exported."""
+    if pick is not None:
+        from ._pareto import Pick
+
+        Pick.parse(pick)
     if precision not in PRECISIONS:
         raise SpecError("--precision", f"unknown precision {precision!r}; one of: {', '.join(PRECISIONS)}")
     if batch < 1:

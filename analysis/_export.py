@@ -30,6 +30,7 @@ from ._ensemble import ensemble_module
 from ._members import EvalData, Member, load_pool
 from ._metrics import classifier_metrics
 from ._onnx import OPSET, export_onnx, onnx_session
+from ._pareto import Pick, front_objectives, picked
 from ._precision import ship_precision
 from ._runs import finished_trials, open_experiment, ranking, search_run, trials_frame
 
@@ -137,6 +138,7 @@ def export_ensemble(
     stopped: bool = True,
     precision: str = "fp32",
     batch: int = 32,
+    pick: str | None = None,
 ) -> ExportResult:
     """Build, check and write ``out/ensemble.onnx`` and ``out/card.json``; return the card.
 
@@ -145,12 +147,17 @@ def export_ensemble(
     a best epoch, stopped early by the scheduler or the time budget or not: its best checkpoint is
     a real model, and ``auto`` weighs members on validation. ``stopped=False`` keeps to the trials
     that ran all their epochs. ``precision`` is the graph shipped (``_precision``: fp16 or int8
-    converted from the checked fp32 graph), measured at batch 1 and ``batch``.
+    converted from the checked fp32 graph), measured at batch 1 and ``batch``. ``pick``
+    (``latency_ms<=5``): only Pareto trials, best first while their summed cost fits (``_pareto``).
     """
     client, exp = open_experiment(uri, experiment)
     parent = search_run(client, exp, search_run_id)
     metric, mode = ranking(parent)
     ranked = finished_trials(trials_frame(client, parent), metric, mode, stopped)
+    if pick is not None:
+        budget = Pick.parse(pick)
+        ranked = picked(ranked, budget, front_objectives(parent, ranked, budget.metric), top_k)
+        top_k = len(ranked)
     if top_k > len(ranked):
         what = "trials with a best epoch" if stopped else "finished trials"
         raise SpecError("--top-k", f"asked for {top_k} trials but the search has {len(ranked)} {what}")

@@ -152,18 +152,30 @@ def export_model(
     stopped: bool = True,
     precision: str = "fp32",
     batch: int = 32,
+    pick: str | None = None,
     say: Any = print,
 ) -> Exported:
     """``tunefleet export`` and ``Search.export``: the ensemble of the ``top_k`` best trials,
     written to ``out`` (``check_export`` first); ``stopped=False`` keeps the pool to trials that
     ran all their epochs; ``precision`` (fp32, fp16, int8) is the graph shipped, its latency
-    measured at batch 1 and ``batch``. Registering is the caller's next step
+    measured at batch 1 and ``batch``; ``pick`` (``latency_ms<=5``) keeps the pool to Pareto
+    trials within that serving budget (``_pareto``). Registering is the caller's next step
     (``Ensemble.register``), once the export is shown: a registry that fails loses no export."""
-    check_export(top_k, method, None, precision, batch)
+    check_export(top_k, method, None, precision, batch, pick)
     from ._export import export_ensemble
 
     result = export_ensemble(
-        uri, experiment, top_k, out, search_run_id, method, say=say, stopped=stopped, precision=precision, batch=batch
+        uri,
+        experiment,
+        top_k,
+        out,
+        search_run_id,
+        method,
+        say=say,
+        stopped=stopped,
+        precision=precision,
+        batch=batch,
+        pick=pick,
     )
     ensemble = Ensemble.open(out, uri)
     ensemble._example = result.example

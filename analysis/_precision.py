@@ -13,27 +13,22 @@ parity check against PyTorch, which runs first.
 
 from __future__ import annotations
 
-import os
 import shutil
-import statistics
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from tunefleet.spaces import SpecError
 from tunefleet.spaces import artifacts as art
 
 from ._members import EvalData
-from ._onnx import onnx_session
+from ._onnx import graph_bytes, latency_ms, onnx_session
 
 FP16_TOL = 1e-2  # max abs difference of a class probability, fp16 against fp32, on the test split
 CALIBRATION_IMAGES = 256
 CALIBRATION_BATCH = 32
-LATENCY_RUNS = 20  # timed runs at batch 1 (a quarter of them at batch N), after warm-up runs
 
 
 def _calibration_batches(data: EvalData) -> Iterator[np.ndarray]:
@@ -97,29 +92,13 @@ def convert(source: Path, precision: str, data: EvalData) -> Path:
     return target
 
 
-def _latency_ms(path: Path, example: np.ndarray, batch: int) -> tuple[float, float]:
-    """Median milliseconds of one run of the graph at batch 1 and at ``batch`` (CPU, onnxruntime)."""
-    run = onnx_session(path)
-    times: dict[int, float] = {}
-    for size, runs in ((1, LATENCY_RUNS), (batch, max(3, LATENCY_RUNS // 4))):
-        x = torch.from_numpy(np.resize(example, (size, *example.shape[1:])).astype(np.float32))
-        run(x)  # warm-up: the first run allocates
-        laps = []
-        for _ in range(runs):
-            began = time.perf_counter()
-            run(x)
-            laps.append(time.perf_counter() - began)
-        times[size] = 1000 * statistics.median(laps)
-    return times[1], times[batch]
-
-
 def measure(
     path: Path, precision: str, probs: np.ndarray, reference: np.ndarray, data: EvalData, batch: int
 ) -> art.Variant:
     """One row of the card's ``variants``: ``probs`` are this graph's test probabilities, ``reference`` fp32's."""
     assert data.y_test is not None, "the test split was read first"
-    b1, bn = _latency_ms(path, data.example().numpy(), batch)
-    size = sum(os.path.getsize(p) for p in path.parent.glob(f"{path.name}*"))  # with any external data
+    b1, bn = latency_ms(path, data.example().numpy(), batch)
+    size = graph_bytes(path)  # with any external data
     return art.Variant(
         precision=precision,
         test_acc=float((probs.argmax(1) == data.y_test).mean()),

@@ -29,6 +29,7 @@ from . import _plots as plots
 from ._cost import cost_by_model, cost_figure
 from ._importance import param_importances, searched_knobs
 from ._page import Draft, page_html, render_png
+from ._pareto import front_objectives, pareto_figure
 from ._runs import finished_trials, open_experiment, ranking, search_run, trials_frame
 
 if TYPE_CHECKING:
@@ -42,8 +43,8 @@ BAD_CASES_PREFIX = "bad_cases_top"
 # File names of the figures (each top trial's bad cases: BAD_CASES_PREFIX + rank + ".png").
 IMPORTANCE_PNG, PARALLEL_PNG = "importance.png", "parallel_coordinates.png"
 CURVES_PNG, BEST_SO_FAR_PNG, CONFUSION_PNG = "learning_curves.png", "best_so_far.png", "confusion_matrix.png"
-COST_PNG = "quality_vs_cost.png"
-FIGURE_NAMES = (IMPORTANCE_PNG, PARALLEL_PNG, CURVES_PNG, BEST_SO_FAR_PNG, CONFUSION_PNG, COST_PNG)
+COST_PNG, PARETO_PNG = "quality_vs_cost.png", "pareto_front.png"
+FIGURE_NAMES = (IMPORTANCE_PNG, PARALLEL_PNG, CURVES_PNG, BEST_SO_FAR_PNG, CONFUSION_PNG, COST_PNG, PARETO_PNG)
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,21 @@ def _collect(client: MlflowClient, uri: str, parent: Run, trials: pd.DataFrame, 
     draft.tables.insert(1, (f"Quality against cost per model (best {metric}; epochs and trial seconds)", table))
     caption = f"each trial's best {metric} against its seconds, by model: was the bigger model worth its time?"
     draft.add(COST_PNG, caption, cost_figure(trials, metric))
+    _pareto(draft, parent, trials)
     return draft
+
+
+def _pareto(draft: Draft, parent: Run, trials: pd.DataFrame) -> None:
+    """The front of a search that traded accuracy against serving cost (or measured it)."""
+    try:
+        objectives = front_objectives(parent, trials)
+    except SpecError:  # one objective, no serving cost measured: nothing to trade
+        return
+    caption = (
+        f"best {objectives[0]} against {objectives[1]}: filled, joined, the Pareto front over "
+        f"{', '.join(objectives)} (`tunefleet trials --pareto`; `tunefleet export --pick {objectives[1]}<=X`)"
+    )
+    draft.add(PARETO_PNG, caption, pareto_figure(trials, objectives))
 
 
 def _write(draft: Draft, out_dir: Path, title: str, summary: str) -> tuple[list[Path], Path]:

@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ._objectives import check_objectives, parse_objectives
 from .records import METRIC_MODES
 
 FIELD_ERROR = "tunefleet_field"
@@ -147,7 +148,7 @@ Duration = Annotated[
 Metric = Literal["val_acc", "val_loss", "val_f1", "val_precision", "val_recall", "train_loss"]
 # The names of search.run._schedulers' tables (SCHEDULERS, SAMPLERS); a test keeps them equal.
 SchedulerName = Literal["asha", "hyperband", "median", "pbt", "fifo"]
-SamplerName = Literal["tpe", "gp", "cmaes"]
+SamplerName = Literal["tpe", "gp", "cmaes", "nsga2"]
 # Where a metric can reach: a search.stop_at outside it would never stop the search.
 _METRIC_RANGES: dict[str, tuple[float, float]] = {"val_loss": (0.0, math.inf), "train_loss": (0.0, math.inf)}
 
@@ -172,7 +173,8 @@ class SearchSettings(Section):
     sampler: SamplerName = Field(
         "tpe",
         description="optuna searcher only: tpe (parallel-aware TPE); gp (Gaussian process, best for small "
-        "numeric spaces); cmaes (CMA-ES over the numeric knobs; categorical knobs are sampled independently)",
+        "numeric spaces); cmaes (CMA-ES over the numeric knobs; categorical knobs are sampled independently); "
+        "nsga2 (NSGA-II, the genetic multi-objective sampler)",
     )
     scheduler: SchedulerName = Field(
         "asha",
@@ -229,6 +231,19 @@ class SearchSettings(Section):
         "their configs that fit this space are the searcher's history, and the best run first",
     )
 
+    objectives: Annotated[tuple[str, ...], BeforeValidator(parse_objectives)] = Field(
+        (),
+        description="two or more to trade off, first search.metric: [val_acc, latency_ms] or {val_acc: max, "
+        "latency_ms: min} (latency_ms, latency_ms_batch, model_mb: serving cost); the optuna searcher's sampler "
+        "(tpe, nsga2, gp) trades them, the scheduler stops trials on the first alone",
+    )
+    measure_serving: bool = Field(
+        False,
+        description="measure each trial's serving cost (its ONNX export in onnxruntime, CPU: latency_ms, "
+        "latency_ms_batch, model_mb) even if no objective names it; a few seconds per trial",
+    )
+    serving_batch: int = Field(32, ge=1, description="the batch size latency_ms_batch is measured at")
+
     @field_validator("num_samples", mode="before")
     @classmethod
     def _not_huge(cls, value: Any) -> Any:
@@ -250,6 +265,8 @@ class SearchSettings(Section):
             raise _field_error("grace_period", f"must be <= max_epochs ({self.max_epochs}), got {self.grace_period}")
         self._check_sampler_and_scheduler()
         self._check_stop_at()
+        warm = bool(self.warm_start or self.start_with)
+        check_objectives(self.objectives, self.metric, self.searcher, self.sampler, warm)
         return self
 
     def _check_sampler_and_scheduler(self) -> None:

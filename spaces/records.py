@@ -101,6 +101,12 @@ EPOCH_METRICS = (
     "unreadable_images",  # UNREADABLE
     "setup_s",  # SETUP_TIME: first epoch a trial (or its resumption) trains only
 )
+# What a trial's model costs to serve, measured once on its ONNX export in onnxruntime (CPU) when
+# the search asks (search.measure_serving, or an objective names one); every report carries them.
+LATENCY_MS = "latency_ms"  # median milliseconds of one run at batch 1
+LATENCY_BATCH_MS = "latency_ms_batch"  # median milliseconds of one run at search.serving_batch
+MODEL_MB = "model_mb"  # the exported graph's size in MB (1e6 bytes)
+SERVING_METRICS = (LATENCY_MS, LATENCY_BATCH_MS, MODEL_MB)
 # Images that could not be read in the epoch (streamed files that broke after the scan): skipped.
 UNREADABLE = "unreadable_images"
 # Seconds from the trial starting (or resuming) to its first training batch: data, model build,

@@ -24,6 +24,7 @@ from ._loss import LOSSES, FocalLoss, create_loss, create_mixup
 from ._model import build_model, create_model, freeze_stages, normalization, scaled_lr
 from ._optim import OPTIMIZERS, create_optimizer
 from ._schedule import SCHEDULES, create_scheduler
+from ._serving import OPSET, export_onnx, graph_bytes, latency_ms, onnx_session, serving_cost
 from ._settings import TrialSettings
 from ._splits import RESIZE, FileSplit, ImageData, Split, stratified_split
 from ._trial import run_trial
@@ -31,7 +32,13 @@ from ._tune import tune_trainable
 from ._upload import CheckpointUploader, RunLink
 
 __all__ = [
+    "OPSET",
     "RESIZE",
+    "export_onnx",
+    "graph_bytes",
+    "latency_ms",
+    "onnx_session",
+    "serving_cost",
     "DataFeed",
     "DataPlan",
     "FileSplit",

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tunefleet.spaces import CheckpointMeta
+from tunefleet.spaces import CheckpointMeta, measures_serving
 from tunefleet.spaces.records import (
     BEST,
     GRAD_ACCUM_KEY,
@@ -51,6 +51,7 @@ from ._model import build_model, normalization, scaled_lr
 from ._optim import create_optimizer
 from ._restore import Progress, restore, resume_point
 from ._schedule import create_scheduler
+from ._serving import serving_cost
 from ._settings import TrialSettings
 from ._splits import ImageData
 
@@ -123,6 +124,15 @@ def _train_parts(
     return parts
 
 
+def _serving(model: nn.Module, settings: TrialSettings, in_chans: int, workers: Workers) -> dict[str, float] | None:
+    """The model's serving cost when the search asks for it (rank 0 alone: its reports count);
+    measured before the weights move, on every start, a resumed one too (it takes seconds)."""
+    search = settings.search
+    if workers.rank != 0 or not measures_serving(search.objectives, search.measure_serving):
+        return None
+    return serving_cost(model, in_chans, settings.data.image_size, search.serving_batch, settings.threads)
+
+
 def _steps(train_images: int, batch: int, world: int, drop_last: bool) -> int:
     per_worker = train_images // world
     steps = per_worker // batch if drop_last else math.ceil(per_worker / batch)
@@ -160,6 +170,7 @@ def run_trial(
     data, plan = open_data(settings.data)
     source, state = resume_point(resume_from)
     model = build_model(recipe, data.num_classes, data.in_chans)
+    serving = _serving(model, settings, data.in_chans, workers)
     mean, std = normalization(model, data.in_chans)
     transforms = create_transforms(recipe, settings.data.image_size, data.in_chans, mean, std)
     mixup = create_mixup(recipe, data.num_classes)
@@ -181,6 +192,7 @@ def run_trial(
         progress = restore(source, state, model, parts, staging) if source and state else Progress()
         meta = _checkpoint_meta(recipe, settings, data, plan, (mean, std), workers.world, lr, loaders)
         loop = _Loop(settings, parts, model, feed, workers, batch, steps, _patience(recipe, settings), started, meta)
+        loop.serving = serving
         _train(loop, progress, staging, report)
     finally:
         feed.close()
@@ -233,6 +245,7 @@ class _Loop:
     patience: int | None
     started: float  # when run_trial was called: set-up time counts from here
     meta: CheckpointMeta  # what the trial's checkpoints record, before an epoch is stamped in
+    serving: dict[str, float] | None = None  # the model's serving cost, in every report when measured
 
 
 def _train(loop: _Loop, progress: Progress, staging: Path, report: Report) -> None:
@@ -288,6 +301,7 @@ def _epoch(loop: _Loop, epoch: int, first: bool) -> tuple[dict[str, float], dict
     metrics["epoch_time_s"] = time.perf_counter() - start
     metrics[PER_WORKER_BATCH_KEY], metrics[GRAD_ACCUM_KEY] = float(micro), float(parts.accumulate)
     metrics[UNREADABLE] = float(feed.unreadable - unreadable)
+    metrics |= loop.serving or {}
     return metrics, {"val_logits": val_logits, "val_labels": y_val}
 
 

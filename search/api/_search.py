@@ -173,14 +173,15 @@ class Search:
         metric, mode = ranking(self._run())
         return metric, mode
 
-    def table(self, sort: str | None = None, top: int | None = None) -> TrialTable:
+    def table(self, sort: str | None = None, top: int | None = None, pareto: bool = False) -> TrialTable:
         """``trials()`` with what it was read from: the sort column, the search's state and
-        ranking metric (``tunefleet trials`` prints all of it), from one read of the search run."""
+        ranking metric (``tunefleet trials`` prints all of it), from one read of the search run;
+        ``pareto``: only the trials on the Pareto front (``pareto()``)."""
         if top is not None and top < 1:
             raise SpecError("--top", f"must be >= 1, got {top}")
         from mlflow.tracking import MlflowClient
 
-        from tunefleet.analysis import ordered, ranking, sort_column, trials_frame
+        from tunefleet.analysis import front_objectives, ordered, pareto_front, ranking, sort_column, trials_frame
 
         from ..resume._liveness import search_state
 
@@ -190,7 +191,15 @@ class Search:
         if state == "interrupted" and len(frame):  # runs a dead driver left RUNNING were cut short
             frame.loc[frame["status"] == "RUNNING", "outcome"] = rec.INTERRUPTED
         column = sort_column(frame, sort, metric)
+        if pareto:
+            frame = pareto_front(frame, front_objectives(run, frame))
         return TrialTable(ordered(frame, column, top), column, state, metric, mode, str(run.info.experiment_id))
+
+    def pareto(self) -> pd.DataFrame:
+        """The trials on the Pareto front of the search's objectives (``search.objectives``; a
+        one-objective search that measured serving cost: its metric against ``latency_ms``), best
+        first by the search's metric (``tunefleet trials --pareto``)."""
+        return self.table(pareto=True).frame
 
     def trials(self, sort: str | None = None, top: int | None = None) -> pd.DataFrame:
         """One row per trial (params, metrics, outcome, duration, node), best first by ``sort``
@@ -223,20 +232,22 @@ class Search:
         register: str | None = None,
         precision: str = "fp32",
         batch: int = 32,
+        pick: str | None = None,
     ) -> Ensemble:
         """The ``top_k`` best trials as one ONNX ensemble in ``out`` (default ``exports/EXPERIMENT``),
         combined by ``method`` (fit on validation predictions only), registered as ``register``.
         Every trial with a best epoch is a candidate, stopped early or not; ``finished_only``
         keeps to the trials that ran all their epochs. ``precision`` (fp32, fp16, int8) is the
         graph shipped; the card's ``variants`` give its accuracy, size and latency at batch 1 and
-        ``batch`` beside fp32's."""
+        ``batch`` beside fp32's. ``pick`` (``"latency_ms<=5"``, ``"model_mb<=20"``) keeps the pool to
+        the Pareto trials (``pareto()``), best first while their summed cost stays within it."""
         from tunefleet.analysis import check_export, export_model
 
-        check_export(top_k, method, register, precision, batch)
+        check_export(top_k, method, register, precision, batch, pick)
         folder = Path(out or Path("exports") / self.experiment)
         done = export_model(self.tracking_uri, self.experiment, folder, top_k=top_k, method=method,
                             search_run_id=self.run_id, stopped=not finished_only,
-                            precision=precision, batch=batch)  # fmt: skip
+                            precision=precision, batch=batch, pick=pick)  # fmt: skip
         if register is not None:
             done.ensemble.register(register)
         return done.ensemble

@@ -123,17 +123,25 @@ def export(
         ),
     ] = "fp32",
     batch: Annotated[int, typer.Option("--batch", help="latency is measured at batch 1 and at this batch size")] = 32,
+    pick: Annotated[
+        str | None,
+        typer.Option(
+            "--pick",
+            help="a serving budget, latency_ms<=X (or latency_ms_batch, model_mb): only Pareto trials, best first "
+            "while their summed cost stays within it",
+        ),
+    ] = None,
 ) -> None:
     """Ensemble the best trials of a search; write OUT/ensemble.onnx and OUT/card.json."""
     from tunefleet.analysis import check_export
 
-    check_export(top_k, method, register_as, precision, batch)  # before torch, scikit-learn or MLflow loads
+    check_export(top_k, method, register_as, precision, batch, pick)  # before torch, scikit-learn or MLflow loads
     from tunefleet.analysis import export_model
 
     console = out()
     done = export_model(resolve_uri(tracking_uri), experiment, out_dir, top_k=top_k, method=method,
                         search_run_id=search_run, stopped=not finished_only, precision=precision,
-                        batch=batch, say=console.print)  # fmt: skip
+                        batch=batch, pick=pick, say=console.print)  # fmt: skip
     show_export(done, register_as)
 
 

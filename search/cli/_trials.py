@@ -62,6 +62,7 @@ def _cell(value: Any) -> str:
 
 def to_table(frame: pd.DataFrame, column: str, title: str) -> Table:
     fixed = ["name", "status", "outcome", rec.EPOCHS_TRAINED, "duration_s", "node", column, rec.best_key("test_acc")]
+    fixed += list(rec.SERVING_METRICS)  # where the search measured them
     cols = list(dict.fromkeys(c for c in fixed if c in frame)) + _searched_params(frame)
     table = Table(title=title)
     for col in cols:
@@ -81,6 +82,12 @@ def trials(
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
     tracking_uri: TrackingUri = None,
     search_run: SearchRun = None,
+    pareto: Annotated[
+        bool,
+        typer.Option(
+            "--pareto", help="only the Pareto front of the search's objectives (or its metric against latency_ms)"
+        ),
+    ] = False,
 ) -> None:
     """The trials of a search as recorded in MLflow (params, metrics, outcome, duration, node), best first."""
     from tunefleet.analysis import run_url
@@ -93,7 +100,7 @@ def trials(
     if top is not None and top < 1:
         raise SpecError("--top", f"must be >= 1, got {top}")
     found = open_search(experiment, tracking_uri=tracking_uri, search_run=search_run)
-    read, uri = found.table(sort, top), found.tracking_uri
+    read, uri = found.table(sort, top, pareto), found.tracking_uri
     frame, column, state = read.frame, read.column, read.state
     if fmt == "csv":
         typer.echo(frame.to_csv(index=False), nl=False)
@@ -103,7 +110,8 @@ def trials(
         return
     run = found.run_id
     console = out()
-    console.print(to_table(frame, column, f"{experiment}: {len(frame)} trials (search run {run}, {state})"))
+    what = "Pareto trials" if pareto else "trials"
+    console.print(to_table(frame, column, f"{experiment}: {len(frame)} {what} (search run {run}, {state})"))
     url = run_url(uri, read.experiment_id, run)
     if url:
         console.print(f"search run: {url}", highlight=False, soft_wrap=True)

@@ -22,6 +22,7 @@ from tunefleet.spaces import (
     define_by_run,
     grid_points,
     grid_size,
+    objective_modes,
     tune_domains,
 )
 from tunefleet.trainables import RunLink, TrialSettings, tune_trainable
@@ -153,7 +154,12 @@ def _searcher(spec: SearchSpec, warm: WarmStart | None = None) -> Any:
         from ._warm import warm_study
 
         study["storage"], study["study_name"] = warm_study(spec, warm, sampler)
-    return OptunaSearch(space=define_by_run(spec.space), metric=s.metric, mode=s.mode, sampler=sampler, **study)
+    if s.objectives:  # several: Optuna's multi-objective study; the scheduler ranks on the first
+        metric: Any = list(s.objectives)
+        mode: Any = objective_modes(s.objectives)
+    else:
+        metric, mode = s.metric, s.mode
+    return OptunaSearch(space=define_by_run(spec.space), metric=metric, mode=mode, sampler=sampler, **study)
 
 
 def _param_space(spec: SearchSpec) -> dict[str, Any] | None:

@@ -144,7 +144,14 @@ def _cmaes(seed: int) -> Any:
     return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
 
 
-SAMPLERS: dict[str, Callable[[int], Any]] = {"tpe": _tpe, "gp": _gp, "cmaes": _cmaes}
+def _nsga2(seed: int) -> Any:
+    import optuna
+
+    # NSGA-II: a genetic multi-objective sampler (its first generation, 50 trials, is random).
+    return optuna.samplers.NSGAIISampler(seed=seed)
+
+
+SAMPLERS: dict[str, Callable[[int], Any]] = {"tpe": _tpe, "gp": _gp, "cmaes": _cmaes, "nsga2": _nsga2}
 
 
 def optuna_sampler(searcher: str, seed: int, sampler: str = "tpe") -> Any:

@@ -39,7 +39,7 @@ def epoch_rows(report: dict[str, Any]) -> list[Row]:
     """The per-epoch metrics of one report, at ``step = epoch``."""
     step = int(report.get("epoch", report.get("training_iteration", 0)))
     now = int(time.time() * 1000)
-    return [(k, float(report[k]), now, step) for k in rec.EPOCH_METRICS if k in report]
+    return [(k, float(report[k]), now, step) for k in (*rec.EPOCH_METRICS, *rec.SERVING_METRICS) if k in report]
 
 
 def failures_text(trial: Any) -> str:
