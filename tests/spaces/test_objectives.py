@@ -22,10 +22,7 @@ def _search(**search):
     "given", [["val_acc", "latency_ms"], {"val_acc": "max", "latency_ms": "min"}, ("val_acc", "latency_ms")]
 )
 def test_objectives_as_a_list_or_a_mapping_with_each_direction(given):
-    if isinstance(given, tuple):  # built in Python: a tuple is a list
-        search = _search(objectives=list(given))
-    else:
-        search = _search(objectives=given)
+    search = _search(objectives=given)  # a tuple: as built in Python
     assert search.objectives == ("val_acc", "latency_ms")
     assert objective_modes(search.objectives) == ["max", "min"]
     assert measures_serving(search.objectives, False)
