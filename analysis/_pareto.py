@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from mlflow.entities import Run
 
-from tunefleet.spaces import OBJECTIVE_MODES, SERVING_MODES, SpecError
+from tunefleet.spaces import OBJECTIVE_MODES, SERVING_MODES, SpecError, objective_key
 from tunefleet.spaces import records as rec
 
 if TYPE_CHECKING:
@@ -80,14 +80,10 @@ def front_objectives(parent: Run, frame: pd.DataFrame, cost: str | None = None) 
     return names
 
 
-def _column(name: str) -> str:
-    return name if name in SERVING_MODES else rec.best_key(name)
-
-
 def pareto_front(frame: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     """The rows of ``frame`` no other row dominates on ``objectives`` (rows missing one are out),
     in ``frame``'s order."""
-    columns = [_column(n) for n in objectives]
+    columns = [objective_key(n) for n in objectives]
     if frame.empty or any(c not in frame for c in columns):
         return frame.iloc[0:0]
     scored = frame.dropna(subset=columns)
@@ -127,7 +123,7 @@ def pareto_figure(trials: pd.DataFrame, objectives: list[str]) -> Figure | None:
     """Every trial's first objective (at its best epoch) against the next one, the Pareto trials
     (over all ``objectives``) filled and joined; None when no trial has both values."""
     y_name, x_name = objectives[0], objectives[1]
-    x, y = _column(x_name), _column(y_name)
+    x, y = objective_key(x_name), objective_key(y_name)
     if trials.empty or x not in trials or y not in trials or trials[[x, y]].dropna().empty:
         return None
     from matplotlib.figure import Figure  # here, not at import: ``tunefleet trials`` stays cheap

@@ -32,7 +32,7 @@ from ._domains import (
 )
 from ._errors import SpecError
 from ._knobs import FAMILIES, FAMILY_DEFAULTS, GROUPS, TOP_KNOBS, Knob
-from ._objectives import OBJECTIVE_MODES, SERVING_MODES, measures_serving, objective_modes
+from ._objectives import OBJECTIVE_MODES, SERVING_MODES, measures_serving, objective_key, objective_modes
 from ._points import point_from_params, shared_knobs, start_point_problem
 from ._schema import spec_json_schema
 from ._sections import MAX_NUM_SAMPLES, SECTIONS, DataKind, DataSpec, Resources, SearchSettings, Section, Tracking
@@ -126,6 +126,7 @@ __all__ = [
     "read_spec",
     "loguniform",
     "measures_serving",
+    "objective_key",
     "objective_modes",
     "parse_domain",
     "point_from_params",

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic_core import PydanticCustomError
 
-from .records import LATENCY_BATCH_MS, LATENCY_MS, METRIC_MODES, MODEL_MB
+from .records import BEST_PREFIX, LATENCY_BATCH_MS, LATENCY_MS, METRIC_MODES, MODEL_MB
 
 FIELD = "objectives"
 SERVING_MODES = {LATENCY_MS: "min", LATENCY_BATCH_MS: "min", MODEL_MB: "min"}
@@ -54,7 +54,7 @@ def parse_objectives(raw: Any) -> Any:
     return names
 
 
-def check_objectives(objectives: tuple[str, ...], metric: str, searcher: str, sampler: str, warm: bool) -> None:
+def check_objectives(objectives: tuple[str, ...], metric: str, searcher: str, sampler: str) -> None:
     """The rules between ``search.objectives`` and the rest of ``search``."""
     if not objectives:
         return
@@ -68,13 +68,17 @@ def check_objectives(objectives: tuple[str, ...], metric: str, searcher: str, sa
         raise _error(f"need searcher 'optuna' (its multi-objective samplers), got {searcher!r}")
     if sampler not in MULTI_OBJECTIVE_SAMPLERS:
         raise _error(f"sampler {sampler!r} takes one objective; use one of: {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
-    if warm:
-        raise _error("a warm start (search.warm_start, search.start_with) takes one objective")
 
 
 def objective_modes(objectives: tuple[str, ...]) -> list[str]:
     """Each objective's direction, as Ray Tune's searchers take them: ``max`` or ``min``."""
     return [OBJECTIVE_MODES[name] for name in objectives]
+
+
+def objective_key(name: str) -> str:
+    """Where a trial run keeps an objective's value: a serving cost under its name, a metric at the
+    trial's best epoch (``best_val_acc``: the weights an export ships)."""
+    return name if name in SERVING_MODES else BEST_PREFIX + name
 
 
 def measures_serving(objectives: tuple[str, ...], asked: bool) -> bool:

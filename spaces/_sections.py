@@ -265,8 +265,7 @@ class SearchSettings(Section):
             raise _field_error("grace_period", f"must be <= max_epochs ({self.max_epochs}), got {self.grace_period}")
         self._check_sampler_and_scheduler()
         self._check_stop_at()
-        warm = bool(self.warm_start or self.start_with)
-        check_objectives(self.objectives, self.metric, self.searcher, self.sampler, warm)
+        check_objectives(self.objectives, self.metric, self.searcher, self.sampler)
         return self
 
     def _check_sampler_and_scheduler(self) -> None:

@@ -15,7 +15,15 @@ from typing import Any, NamedTuple
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from tunefleet.spaces import SearchSpec, SpecError, define_by_run, point_from_params, shared_knobs
+from tunefleet.spaces import (
+    SearchSpec,
+    SpecError,
+    define_by_run,
+    objective_key,
+    objective_modes,
+    point_from_params,
+    shared_knobs,
+)
 from tunefleet.spaces import records as rec
 
 from ..tracking._open import sqlite_database
@@ -29,6 +37,7 @@ class WarmPoint(NamedTuple):
     point: dict[str, Any]  # in the space's own names (what the searcher samples)
     value: float  # the earlier trial's best value of this search's metric
     run_id: str
+    values: tuple[float, ...] = ()  # each of this search's objectives (its metric alone when it has one)
 
 
 class WarmStart(NamedTuple):
@@ -81,19 +90,25 @@ def _experiment_points(client: MlflowClient, spec: SearchSpec, name: str) -> lis
         raise SpecError(FIELD, f"the trials of {name!r} share no searched knob with this space ({knobs})")
     points = _scored_points(spec, runs)
     if not points:
-        metric = rec.best_key(spec.search.metric)
+        metric = " and ".join(objective_key(n) for n in _objectives(spec))
         raise SpecError(FIELD, f"none of the {len(runs)} completed trials of {name!r} fits this space or has {metric}")
     return points
 
 
+def _objectives(spec: SearchSpec) -> tuple[str, ...]:
+    return spec.search.objectives or (spec.search.metric,)
+
+
 def _scored_points(spec: SearchSpec, runs: list[Run]) -> list[WarmPoint]:
-    """The runs that are points of ``spec``'s space and have a best value of its metric."""
-    metric = rec.best_key(spec.search.metric)
+    """The runs that are points of ``spec``'s space and have a value of each objective (the best
+    epoch's for a metric; a serving cost as measured)."""
+    keys = [objective_key(name) for name in _objectives(spec)]
     points = []
     for run in runs:
         point = point_from_params(spec.space, run.data.params)
-        if point is not None and metric in run.data.metrics:
-            points.append(WarmPoint(point, run.data.metrics[metric], run.info.run_id))
+        if point is not None and all(k in run.data.metrics for k in keys):
+            values = tuple(run.data.metrics[k] for k in keys)
+            points.append(WarmPoint(point, values[0], run.info.run_id, values))
     return points
 
 
@@ -130,10 +145,10 @@ def warm_study(spec: SearchSpec, warm: WarmStart | None, sampler: Any) -> tuple[
 
     storage = optuna.storages.InMemoryStorage()
     name = f"{spec.name}-warm"
-    direction = (
-        optuna.study.StudyDirection.MAXIMIZE if spec.search.mode == "max" else optuna.study.StudyDirection.MINIMIZE
-    )
-    study = optuna.create_study(storage=storage, sampler=sampler, study_name=name, direction=direction)
+    # One direction per objective (OptunaSearch's own study for several, as Ray builds it).
+    best = {"max": optuna.study.StudyDirection.MAXIMIZE, "min": optuna.study.StudyDirection.MINIMIZE}
+    directions = [best[mode] for mode in objective_modes(_objectives(spec))]
+    study = optuna.create_study(storage=storage, sampler=sampler, study_name=name, directions=directions)
     space = define_by_run(spec.space)
     trials = []
     for p in warm.points if warm is not None else []:
@@ -143,7 +158,7 @@ def warm_study(spec: SearchSpec, warm: WarmStart | None, sampler: Any) -> tuple[
             optuna.trial.create_trial(
                 params=fixed.params,
                 distributions=fixed.distributions,
-                value=p.value,
+                values=list(p.values or (p.value,)),
                 user_attrs={"mlflow_run_id": p.run_id},
             )
         )

@@ -170,3 +170,19 @@ def test_a_warm_search_starts_from_the_earlier_trials_best_first(searched, tmp_p
     assert all(c in value for c in first), (first, value)  # each an earlier config, rerun
     # ... the best three, best first (trials that tied may come in either order)
     assert [value[c] for c in first] == sorted(value.values(), reverse=True)[:3]
+
+
+def test_a_multi_objective_warm_study_holds_every_objective_of_the_earlier_trials():
+    objectives = {"objectives": ["val_acc", "latency_ms"]}
+    spec = spec_from_dict({**SMALL_SPEC, "search": {**SMALL_SPEC["search"], **objectives}})
+    points = _sampled_points(spec.space, 3, seed=1)
+    warm = WarmStart(
+        [WarmPoint(p, 0.9 - i / 10, f"run{i}", (0.9 - i / 10, 4.0 - i)) for i, p in enumerate(points)], ("e",)
+    )
+    storage, name = warm_study(spec, warm, optuna.samplers.NSGAIISampler(seed=0))
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    assert [t.values for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE])] == [
+        [0.9, 4.0], [0.8, 3.0], [0.7, 2.0]
+    ]  # fmt: skip
+    assert [t.number for t in study.best_trials] == [0, 1, 2]  # each trades accuracy for latency

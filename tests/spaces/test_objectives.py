@@ -50,7 +50,6 @@ BAD = {
     "first is not the metric": ({"objectives": ["latency_ms", "val_acc"]}, "the first objective is what the scheduler"),
     "random searcher": ({"objectives": ["val_acc", "latency_ms"], "searcher": "random"}, "need searcher 'optuna'"),
     "cmaes": ({"objectives": ["val_acc", "latency_ms"], "sampler": "cmaes"}, "sampler 'cmaes' takes one objective"),
-    "warm start": ({"objectives": ["val_acc", "latency_ms"], "warm_start": ["earlier"]}, "a warm start"),
 }
 
 
