@@ -147,12 +147,12 @@ def slow_synthetic(config: dict[str, Any], settings: Any) -> None:
 def test_the_time_budget_ends_the_search_and_completes_its_trials(local_ray, tmp_path):
     """A search out of time finished: the trials it cut close as completed for the callbacks (the
     driver's ledger then calls them stopped), not as interrupted, which would fail the search."""
-    # 20 s, not less: on a loaded machine starting the trials' workers alone took over 10 s.
-    spec = _spec("fifo", time_budget=20, num_samples=4, max_concurrent=2, max_epochs=200)
+    # 30 s: on a loaded machine starting the trials' workers alone took over 20 s.
+    spec = _spec("fifo", time_budget=30, num_samples=4, max_concurrent=2, max_epochs=200)
     seen = Collect()
     started = time.monotonic()
     run_experiment(spec, [seen], tmp_path / "tune", 4, trainable=slow_synthetic)
-    assert time.monotonic() - started < 70  # a trial alone takes 100 s
+    assert time.monotonic() - started < 90  # a trial alone takes 100 s
     assert seen.started and max(seen.epochs().values()) < 200
     assert sorted(seen.completed) == sorted(seen.started)
 
@@ -275,7 +275,8 @@ def test_pbt_search_hands_a_checkpoint_on_with_a_perturbed_lr(cli, write_spec, s
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("scheduler", ["hyperband", "median"])
+# median runs end to end in test_objectives_search.py (stopping on the first of two objectives)
+@pytest.mark.parametrize("scheduler", ["hyperband"])
 def test_early_stopping_schedulers_run_a_search_end_to_end(scheduler, cli, write_spec, small_spec, tmp_path):
     """Through the CLI on digits: the search ends, every trial closes completed or stopped early,
     at least one runs to the end, and the search run's logged spec names the scheduler."""
