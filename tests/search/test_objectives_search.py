@@ -1,6 +1,7 @@
 """A two-objective search (accuracy against latency) through the CLI, with the median stopping
-rule ranking trials on the first objective: every trial measures its serving cost, ``trials --pareto`` lists the front, the report draws it, ``export --pick`` ships
-from it within a latency budget, and a budget no trial meets is one line naming the fastest."""
+rule ranking trials on the first objective: every trial measures its serving cost, ``trials
+--pareto`` lists the front, the report draws it, ``export --pick`` ships from it within a latency
+budget, and a budget no trial meets is one line naming the fastest."""
 
 from __future__ import annotations
 
