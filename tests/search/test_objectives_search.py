@@ -68,3 +68,12 @@ def test_two_objective_search_pareto_report_and_pick(cli, run_cli, write_spec, s
     assert too_tight.returncode == 2 and len(lines) == 1, too_tight.stderr
     assert lines[0].startswith("error: --pick: no Pareto trial has latency_ms <= 0.0001; the fastest there is: ")
     assert f"latency_ms={fastest:.4g}" in lines[0] and not (tmp_path / "never").exists()
+
+    # the same from Python: the front as a DataFrame, and the budget refused with the CLI's line
+    import tunefleet
+
+    found = tunefleet.open("mo", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert set(found.pareto()["run_id"]) == ids
+    with pytest.raises(tunefleet.SpecError, match=r"^--pick: no Pareto trial has latency_ms <= 0.0001; the fastest"):
+        found.export(pick="latency_ms<=0.0001", out=tmp_path / "never")
+    assert not (tmp_path / "never").exists()

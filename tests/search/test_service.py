@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import tempfile
 import time
@@ -44,7 +43,9 @@ def _one_line_exit_2(result) -> str:
 @pytest.mark.cluster
 @pytest.mark.slow
 def test_up_submit_wait_status_down_runs_the_digits_demo(cli, tmp_path):
-    shutil.copy(EXAMPLES / "digits.yaml", tmp_path / "digits.yaml")
+    demo = (EXAMPLES / "digits.yaml").read_text()
+    assert "  max_epochs: 10" in demo
+    (tmp_path / "digits.yaml").write_text(demo.replace("  max_epochs: 10", "  max_epochs: 3"))  # the demo, shorter
     ports = ["--ray-port", str(_free_port()), "--dashboard-port", str(_free_port()), "--mlflow-port", str(_free_port())]
     up = cli("up", "--cpus", "2", *ports)
     service = json.loads((tmp_path / ".tunefleet" / "service.json").read_text())
