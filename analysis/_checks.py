@@ -20,10 +20,33 @@ def check_model_name(name: str) -> None:
         raise SpecError("--register", f"model name {name!r} may use only letters, digits, '-', '_' and '.'")
 
 
+def check_student(name: str) -> None:
+    """A STUDENT timm does not know is one line naming ``--distill`` (timm, and so torch, load for it)."""
+    import timm
+
+    if not timm.is_model(name):
+        near = timm.list_models(f"*{name.split('_')[0]}*")[:5]
+        hint = f"; did you mean: {', '.join(near)}" if near else ""
+        raise SpecError("--distill", f"timm has no model {name!r}{hint}")
+
+
 def check_export(
-    top_k: int, method: str, register_as: str | None, precision: str = "fp32", batch: int = 32, pick: str | None = None
+    top_k: int,
+    method: str,
+    register_as: str | None,
+    precision: str = "fp32",
+    batch: int = 32,
+    pick: str | None = None,
+    distill: str | None = None,
+    distill_epochs: int | None = None,
 ) -> None:
     """``tunefleet export``'s options, before anything is exported."""
+    if distill:
+        check_student(distill)
+    if distill_epochs is not None and distill_epochs < 1:
+        raise SpecError("--distill-epochs", f"must be >= 1, got {distill_epochs}")
+    if distill_epochs is not None and distill is None:
+        raise SpecError("--distill-epochs", "needs --distill")
     if pick is not None:
         from ._pareto import Pick
 

@@ -26,6 +26,7 @@ from tunefleet.spaces import records as rec
 from tunefleet.trainables import RESIZE
 
 from ._combine import Combination, fit_combination
+from ._distill import distill_ensemble
 from ._ensemble import ensemble_module
 from ._members import EvalData, Member, load_pool
 from ._metrics import classifier_metrics
@@ -102,28 +103,33 @@ def _card(
     probs: np.ndarray,
     diff: float,
     variants: list[art.Variant],
+    distilled: art.Distilled | None = None,
 ) -> art.ExportCard:
     meta = members[0].meta
     classes = list(meta.class_names)
     assert data.y_test is not None, "the members were scored on the test split first"
     weights = _weights(combination, len(members))
     cards = [_member_card(m, w, origin.metric, data.y_test, classes) for m, w in zip(members, weights, strict=True)]
+    meaning = f"class probabilities of the {combination.method} ensemble"
+    if distilled is not None:
+        meaning = f"class probabilities of {distilled.student}, distilled from the {combination.method} ensemble"
     return art.ExportCard(
         **dict(origin),
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        method=combination.method,
+        method="distilled" if distilled is not None else combination.method,
         combination=combination.detail,
         input=art.GraphInput(
             name="image", shape=("batch", meta.in_chans, meta.image_size, meta.image_size), dtype="float32"
         ),
         preprocessing=preprocessing(meta),
-        output=art.GraphOutput(name="probs", meaning=f"class probabilities of the {combination.method} ensemble"),
+        output=art.GraphOutput(name="probs", meaning=meaning),
         class_names=classes,
         members=cards,
         ensemble=_scores(probs, data.y_test, classes),
         onnx=art.OnnxParity(file=rec.ONNX_FILE, opset=OPSET, max_abs_diff_vs_torch=diff),
         precision=variants[-1].precision,
         variants=variants,
+        distilled=distilled,
     )
 
 
@@ -139,6 +145,8 @@ def export_ensemble(
     precision: str = "fp32",
     batch: int = 32,
     pick: str | None = None,
+    distill: str | None = None,
+    distill_epochs: int | None = None,
 ) -> ExportResult:
     """Build, check and write ``out/ensemble.onnx`` and ``out/card.json``; return the card.
 
@@ -149,6 +157,8 @@ def export_ensemble(
     that ran all their epochs. ``precision`` is the graph shipped (``_precision``: fp16 or int8
     converted from the checked fp32 graph), measured at batch 1 and ``batch``. ``pick``
     (``latency_ms<=5``): only Pareto trials, best first while their summed cost fits (``_pareto``).
+    ``distill`` (a timm name, or "" for the fastest member's architecture): one student trained
+    on the ensemble's soft targets is shipped in its place (``_distill``).
     """
     client, exp = open_experiment(uri, experiment)
     parent = search_run(client, exp, search_run_id)
@@ -169,6 +179,10 @@ def export_ensemble(
         val_logits = np.stack([m.val_logits for m in members])
         combination = fit_combination(method, val_logits, data.y_val)
         module = ensemble_module(combination, [m.module for m in members]).eval()
+        distilled = None
+        if distill is not None:
+            module, distilled = distill_ensemble(client, parent, module, combination.method, members, ranked, data,
+                                                 (distill, distill_epochs), staging, say)  # fmt: skip
         onnx_path = staging / rec.ONNX_FILE
         example = data.example()
         export_onnx(module, example, onnx_path)
@@ -182,7 +196,7 @@ def export_ensemble(
             metric=metric,
             mode=mode,
         )
-        card = _card(origin, members, combination, data, probs, diff, variants)
+        card = _card(origin, members, combination, data, probs, diff, variants, distilled)
         (staging / rec.CARD_FILE).write_text(card.model_dump_json(indent=2))
         shutil.rmtree(staging / "members")
         out.mkdir(parents=True, exist_ok=True)

@@ -153,15 +153,19 @@ def export_model(
     precision: str = "fp32",
     batch: int = 32,
     pick: str | None = None,
+    distill: str | None = None,
+    distill_epochs: int | None = None,
     say: Any = print,
 ) -> Exported:
     """``tunefleet export`` and ``Search.export``: the ensemble of the ``top_k`` best trials,
     written to ``out`` (``check_export`` first); ``stopped=False`` keeps the pool to trials that
     ran all their epochs; ``precision`` (fp32, fp16, int8) is the graph shipped, its latency
     measured at batch 1 and ``batch``; ``pick`` (``latency_ms<=5``) keeps the pool to Pareto
-    trials within that serving budget (``_pareto``). Registering is the caller's next step
-    (``Ensemble.register``), once the export is shown: a registry that fails loses no export."""
-    check_export(top_k, method, None, precision, batch, pick)
+    trials within that serving budget (``_pareto``); ``distill`` ships one student trained on the
+    ensemble's soft targets instead (a timm name; "" for the fastest member's architecture).
+    Registering is the caller's next step (``Ensemble.register``), once the export is shown: a
+    registry that fails loses no export."""
+    check_export(top_k, method, None, precision, batch, pick, distill, distill_epochs)
     from ._export import export_ensemble
 
     result = export_ensemble(
@@ -176,6 +180,8 @@ def export_model(
         precision=precision,
         batch=batch,
         pick=pick,
+        distill=distill,
+        distill_epochs=distill_epochs,
     )
     ensemble = Ensemble.open(out, uri)
     ensemble._example = result.example

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
-from mlflow.entities import Run
 
 from tunefleet.spaces import OBJECTIVE_MODES, SERVING_MODES, SpecError, objective_key
 from tunefleet.spaces import records as rec
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from mlflow.entities import Run
 
 SEARCH_OBJECTIVES_PARAM = "search.objectives"
 _PICK = re.compile(r"^\s*([a-z_]+)\s*<=\s*([0-9.eE+-]+)\s*$")

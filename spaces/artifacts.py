@@ -231,6 +231,24 @@ class Variant(_Record):
     file_bytes: int
 
 
+class Distilled(_Record):
+    """How the shipped model was distilled from the ensemble (``export --distill``): the student,
+    its training, and the teacher it replaces, scored and timed as the student is."""
+
+    student: str = Field(description="timm model name")
+    initialized_from: str = Field(description="the member whose weights it started from, or 'recipe'")
+    epochs: int
+    best_epoch: int
+    temperature: float
+    alpha: float = Field(description="the soft targets' share of the loss")
+    val_acc: float
+    run_id: str = Field(description="the MLflow run of the distillation, under the search run")
+    teacher_method: str
+    teacher_test: Scores
+    teacher_latency_ms_batch_1: float
+    teacher_file_bytes: int
+
+
 class ExportCard(CardOrigin):
     """An export's ``card.json``: where the ensemble came from, how to feed it, how it scores.
     ``ensemble`` scores the graph as shipped, in ``precision``; ``onnx`` is the fp32 graph's
@@ -249,6 +267,7 @@ class ExportCard(CardOrigin):
     onnx: OnnxParity
     precision: str = "fp32"
     variants: list[Variant] = []
+    distilled: Distilled | None = None  # set: the graph is one student, not the members
 
     @model_validator(mode="before")
     @classmethod

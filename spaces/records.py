@@ -29,6 +29,8 @@ ROLE_TAG = "tunefleet.role"  # "search" on a search run, "trial" on a trial run,
 ROLE_SEARCH, ROLE_TRIAL = "search", "trial"
 # ``tunefleet export --register``: a run nested under the search run that logs the registered model.
 ROLE_EXPORT = "export"
+# ``tunefleet export --distill``: a run nested under the search run, one per distilled student.
+ROLE_DISTILL = "distill"
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own: nests trial runs under the search run in the UI
 SPEC_NAME_TAG = "tunefleet.spec_name"  # the spec's name, on the search run
 TRIAL_ID_TAG = "tunefleet.trial_id"  # Ray Tune's trial id, on a trial run

@@ -233,6 +233,8 @@ class Search:
         precision: str = "fp32",
         batch: int = 32,
         pick: str | None = None,
+        distill: str | None = None,
+        distill_epochs: int | None = None,
     ) -> Ensemble:
         """The ``top_k`` best trials as one ONNX ensemble in ``out`` (default ``exports/EXPERIMENT``),
         combined by ``method`` (fit on validation predictions only), registered as ``register``.
@@ -240,14 +242,18 @@ class Search:
         keeps to the trials that ran all their epochs. ``precision`` (fp32, fp16, int8) is the
         graph shipped; the card's ``variants`` give its accuracy, size and latency at batch 1 and
         ``batch`` beside fp32's. ``pick`` (``"latency_ms<=5"``, ``"model_mb<=20"``) keeps the pool to
-        the Pareto trials (``pareto()``), best first while their summed cost stays within it."""
+        the Pareto trials (``pareto()``), best first while their summed cost stays within it.
+        ``distill`` ships one student trained on the ensemble's soft targets instead: a timm name,
+        or ``""`` for the fastest member's architecture, started from its weights;
+        ``card.distilled`` compares it with the ensemble it replaces."""
         from tunefleet.analysis import check_export, export_model
 
-        check_export(top_k, method, register, precision, batch, pick)
+        check_export(top_k, method, register, precision, batch, pick, distill, distill_epochs)
         folder = Path(out or Path("exports") / self.experiment)
         done = export_model(self.tracking_uri, self.experiment, folder, top_k=top_k, method=method,
                             search_run_id=self.run_id, stopped=not finished_only,
-                            precision=precision, batch=batch, pick=pick)  # fmt: skip
+                            precision=precision, batch=batch, pick=pick, distill=distill,
+                            distill_epochs=distill_epochs)  # fmt: skip
         if register is not None:
             done.ensemble.register(register)
         return done.ensemble

@@ -34,7 +34,11 @@ def export_table(card: ExportCard) -> Table:
     """Members and the ensemble on the test split; a member the combination left out has weight 0."""
     ensemble = card.ensemble.model_dump()  # as in card.json: a score the split cannot give is absent
     scores = [s for s in _SCORES if s in ensemble]
-    table = Table(title=f"{card.method} ensemble of the {len(card.members)} best trials, on the test split")
+    title = f"{card.method} ensemble of the {len(card.members)} best trials, on the test split"
+    if card.distilled is not None:
+        teacher, student = card.distilled.teacher_method, card.distilled.student
+        title = f"{student} distilled from the {teacher} ensemble of {len(card.members)} trials, on the test split"
+    table = Table(title=title)
     for col in ("member", "epochs (best)", "weight", card.metric, *(f"test_{s}" for s in scores)):
         table.add_column(col, justify="left" if col == "member" else "right")
     for m in card.members:
@@ -43,6 +47,21 @@ def export_table(card: ExportCard) -> Table:
         # epochs trained, and the best one the member's weights come from ("4 (2)": stopped at 4)
         epochs = f"{m.epochs_trained if m.epochs_trained is not None else '?'} ({m.epoch})"
         table.add_row(m.name, epochs, weight, _score(m.score), *(_score(test.get(s)) for s in scores))
+    if card.distilled is not None:  # the ensemble taught; the student is what ships
+        taught = card.distilled.teacher_test.model_dump()
+        table.add_row(
+            f"ensemble ({card.distilled.teacher_method})", "", "", "", *(_score(taught.get(s)) for s in scores)
+        )
+        shipped = f"[bold]student {card.distilled.student}[/]"
+        epochs = f"{card.distilled.epochs} ({card.distilled.best_epoch})"
+        table.add_row(
+            shipped,
+            epochs,
+            "",
+            _score(card.distilled.val_acc),
+            *(f"[bold]{_score(ensemble.get(s))}[/]" for s in scores),
+        )
+        return table
     table.add_row("[bold]ensemble[/]", "", "", "", *(f"[bold]{_score(ensemble.get(s))}[/]" for s in scores))
     return table
 
@@ -69,9 +88,12 @@ class ExportCommand(TyperCommand):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         args, bare = without_bare(args, "--register")
+        args, bare_distill = without_bare(args, "--distill")
         rest = super().parse_args(ctx, args)
         if bare:
             ctx.params["register_as"] = ctx.params["experiment"]
+        if bare_distill:
+            ctx.params["distill"] = ""  # the fastest member's architecture
         return rest
 
 
@@ -131,17 +153,30 @@ def export(
             "while their summed cost stays within it",
         ),
     ] = None,
+    distill: Annotated[
+        str | None,
+        typer.Option(
+            "--distill",
+            metavar="[STUDENT]",
+            help="ship one student trained on the ensemble's soft targets instead: a timm model "
+            "[default: the fastest member's architecture, from its weights]",
+        ),
+    ] = None,
+    distill_epochs: Annotated[
+        int | None, typer.Option("--distill-epochs", help="the student's epochs [default: its recipe member's]")
+    ] = None,
 ) -> None:
     """Ensemble the best trials of a search; write OUT/ensemble.onnx and OUT/card.json."""
     from tunefleet.analysis import check_export
 
-    check_export(top_k, method, register_as, precision, batch, pick)  # before torch, scikit-learn or MLflow loads
+    check_export(top_k, method, register_as, precision, batch, pick, distill, distill_epochs)  # before MLflow loads
     from tunefleet.analysis import export_model
 
     console = out()
     done = export_model(resolve_uri(tracking_uri), experiment, out_dir, top_k=top_k, method=method,
                         search_run_id=search_run, stopped=not finished_only, precision=precision,
-                        batch=batch, pick=pick, say=console.print)  # fmt: skip
+                        batch=batch, pick=pick, distill=distill, distill_epochs=distill_epochs,
+                        say=console.print)  # fmt: skip
     show_export(done, register_as)
 
 
@@ -155,7 +190,16 @@ def show_export(done: Exported, register_as: str | None) -> None:
     if card.variants:
         console.print(variants_table(card))
     diff = card.onnx.max_abs_diff_vs_torch
-    console.print(f"ensemble test accuracy {card.ensemble.acc:.4f} · ONNX matches PyTorch (max abs diff {diff:.1e})")
+    what = "ensemble" if card.distilled is None else "student"
+    console.print(f"{what} test accuracy {card.ensemble.acc:.4f} · ONNX matches PyTorch (max abs diff {diff:.1e})")
+    if card.distilled is not None and card.variants:
+        d, fp32 = card.distilled, card.variants[0]
+        kept = card.ensemble.acc / d.teacher_test.acc if d.teacher_test.acc else float("nan")
+        speedup = d.teacher_latency_ms_batch_1 / fp32.latency_ms_batch_1
+        console.print(
+            f"the student keeps {kept:.1%} of the ensemble's test accuracy and runs {speedup:.1f}x faster at batch 1 "
+            f"({fp32.latency_ms_batch_1:.2f} ms against {d.teacher_latency_ms_batch_1:.2f} ms; fp32, onnxruntime, CPU)"
+        )
     console.print(f"wrote {folder / rec.ONNX_FILE} and {folder / rec.CARD_FILE}", highlight=False)
     url = run_url(done.ensemble.tracking_uri, card.experiment_id, card.search_run_id)
     if url:
