@@ -187,6 +187,35 @@ def test_an_int8_export_is_smaller_and_predicts_what_its_card_says(searched, tmp
         assert _accuracy(predicted.stdout) == pytest.approx(card.ensemble.acc, abs=1e-9)
 
 
+def test_a_distilled_student_ships_in_the_ensembles_place(searched, tmp_path):
+    """``--distill``: one student (the fastest member's architecture, from its weights) trained on
+    the ensemble's soft targets is the graph shipped; its run is under the search; predict and the
+    registry run it and reproduce its card."""
+    out = tmp_path / "student"
+    args = ["--distill", "--distill-epochs", "2", "--out", str(out), "--register", "small-student"]
+    exported = searched.cli("export", "small", "--top-k", "2", *args)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert "the student keeps" in exported.stdout and "x faster at batch 1" in exported.stdout
+    card = ExportCard.model_validate_json((out / rec.CARD_FILE).read_bytes())
+    student = card.distilled
+    assert student is not None and card.method == "distilled" and len(card.members) == 2
+    assert student.student == "test_resnet" and student.initialized_from in {m.name for m in card.members}
+    assert student.epochs == 2 and 0 <= student.best_epoch <= 2 and student.teacher_test.acc > 0.5
+    assert card.variants[0].test_acc == pytest.approx(card.ensemble.acc)  # the card scores the student
+    assert card.variants[0].file_bytes < student.teacher_file_bytes  # one model, not two
+    client = MlflowClient(tracking_uri=searched.uri)
+    run = client.get_run(student.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags[rec.ROLE_TAG] == rec.ROLE_DISTILL
+    assert run.data.tags[rec.PARENT_RUN_TAG] == card.search_run_id
+    assert [m.step for m in client.get_metric_history(student.run_id, "val_acc")] == [1, 2]
+    assert len(_trial_runs(searched.uri)) == 4  # the distill run is not a trial
+    images = _test_split_folder(tmp_path / "images")
+    for model in (str(out), "models:/small-student/1"):
+        predicted = searched.cli("predict", model, str(images), "--format", "csv")
+        assert predicted.returncode == 0, predicted.stderr
+        assert _accuracy(predicted.stdout) == pytest.approx(card.ensemble.acc, abs=1e-9)
+
+
 @pytest.mark.parametrize(
     "args, field",
     [
@@ -195,6 +224,9 @@ def test_an_int8_export_is_smaller_and_predicts_what_its_card_says(searched, tmp
         (["export", "small", "--method", "bagging"], "--method"),
         (["export", "small", "--top-k", "9"], "--top-k"),
         (["export", "small", "--register", "no spaces"], "--register"),
+        (["export", "small", "--distill", "resnet_nope"], "--distill"),
+        (["export", "small", "--distill-epochs", "2"], "--distill-epochs"),
+        (["export", "small", "--pick", "latency_ms<=1"], "--pick"),  # this search measured no latency
         (["trials", "small", "--format", "xml"], "--format"),
         (["trials", "small", "--sort", "nope"], "--sort"),
         (["trials", "small", "--top", "0"], "--top"),
