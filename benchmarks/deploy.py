@@ -12,7 +12,11 @@ Per data set (``_automl_data``: digits, or the generated hard shapes folder), th
 4. ``tunefleet export --precision int8`` and ``--precision fp16`` of the top-3 ensemble: test
    accuracy beside fp32 (goal: int8 within 1 point), latency at batch 1 and 32 (goal: int8 faster
    at batch 32), file size; fp16's probabilities within the export's 1e-2 of fp32 (export refuses
-   a graph that drifts further).
+   a graph that drifts further);
+5. ``tunefleet export --distill`` of the top-3 ensemble (the fastest member's architecture, from
+   its weights, ``--distill-epochs`` as many as the search's): the student's test accuracy against
+   the ensemble's (goal on digits: at least 99 %) and its batch-1 latency against the ensemble
+   graph's (goal: at least k = 3 times faster).
 
 Latency is onnxruntime on this CPU, median of repeated runs; the machine should be otherwise idle.
 """
@@ -112,6 +116,15 @@ def _rows(r: dict[str, Any]) -> list[str]:
     ]
     fp32, int8 = r["int8"]
     fp16 = r["fp16"][1]
+    d, shipped = r["student"]["distilled"], r["student"]["variants"][0]
+    lines.append(
+        f"| {r['data']} | `--distill` ({d['student']} from {d['initialized_from']}, {d['epochs']} epochs, best "
+        f"{d['best_epoch']}) | test acc {shipped['test_acc']:.4f} against the ensemble's "
+        f"{d['teacher_test']['acc']:.4f} "
+        f"({_kept(r):.1%}); {shipped['latency_ms_batch_1']:.2f} ms at batch 1 against "
+        f"{d['teacher_latency_ms_batch_1']:.2f} ms ({_speedup(r):.1f}x); "
+        f"{shipped['file_bytes'] / 1e6:.2f} MB against {d['teacher_file_bytes'] / 1e6:.2f} MB |"
+    )
     for v in (fp32, int8, fp16):
         lines.append(
             f"| {r['data']} | top-3 ensemble, {v['precision']} | test acc {v['test_acc']:.4f}, agrees with fp32 "
@@ -122,9 +135,22 @@ def _rows(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _kept(r: dict[str, Any]) -> float:
+    d = r["student"]["distilled"]
+    return float(r["student"]["variants"][0]["test_acc"] / d["teacher_test"]["acc"])
+
+
+def _speedup(r: dict[str, Any]) -> float:
+    d = r["student"]["distilled"]
+    return float(d["teacher_latency_ms_batch_1"] / r["student"]["variants"][0]["latency_ms_batch_1"])
+
+
 def _goals(r: dict[str, Any]) -> dict[str, bool]:
     fp32, int8 = r["int8"]
+    kept = {"student keeps >= 99 %": _kept(r) >= 0.99} if r["data"] == "digits" else {}
     return {
+        **kept,
+        "student >= 3x faster": _speedup(r) >= 3,
         "front >= 3": len(r["front"]) >= 3,
         "pick within budget": r["pick_ok"],
         "int8 within 1 point": fp32["test_acc"] - int8["test_acc"] <= 0.01,
@@ -149,8 +175,8 @@ def main() -> None:
         f"{args.trials} trials x {args.epochs} epochs, FIFO, objectives [val_acc, latency_ms], models "
         f"{', '.join(MODELS)} at 32 px; latency: onnxruntime, this CPU. " + "; ".join(goals)
     )
-    append(heading("Deploy: accuracy against latency, --pick, int8 and fp16", detail) + "\n" + "\n".join(lines) + "\n",
-           not args.no_write)  # fmt: skip
+    title = heading("Deploy: accuracy against latency, --pick, int8, fp16, a distilled student", detail)
+    append(title + "\n" + "\n".join(lines) + "\n", not args.no_write)
 
 
 if __name__ == "__main__":
