@@ -73,8 +73,10 @@ def _card(folder: Path, out: str) -> dict[str, Any]:
 def one_data_set(name: str, trials: int, epochs: int, root: Path) -> dict[str, Any]:
     folder = root / name
     data, _ = write_dataset(name, 0, folder / "images")
-    (folder / "spec.yaml").write_text(yaml.safe_dump(_spec(name, data, trials, epochs), sort_keys=False))
-    _cli(folder, "search", "spec.yaml")
+    if not (folder / "searched").exists():  # with --work, a rerun goes on from the finished search
+        (folder / "spec.yaml").write_text(yaml.safe_dump(_spec(name, data, trials, epochs), sort_keys=False))
+        _cli(folder, "search", "spec.yaml")
+        (folder / "searched").write_text("done\n")
     everyone = [t for t in json.loads(_cli(folder, "trials", name, "--format", "json")) if t["latency_ms"]]
     front = json.loads(_cli(folder, "trials", name, "--pareto", "--format", "json"))
     budget = statistics.median(t["latency_ms"] for t in front)
@@ -84,24 +86,14 @@ def one_data_set(name: str, trials: int, epochs: int, root: Path) -> dict[str, A
     summed = sum(t["latency_ms"] for t in front if t["run_id"] in members)
     variants = {}
     for precision in ("int8", "fp16"):
-        _cli(
-            folder,
-            "export",
-            name,
-            "--top-k",
-            "3",
-            "--precision",
-            precision,
-            "--batch",
-            str(BATCH_N),
-            "--out",
-            precision,
-        )
+        args = ["--top-k", "3", "--precision", precision, "--batch", str(BATCH_N), "--out", precision]
+        _cli(folder, "export", name, *args)
         variants[precision] = _card(folder, precision)["variants"]
+    _cli(folder, "export", name, "--top-k", "3", "--distill", "--distill-epochs", str(epochs), "--out", "student")
     return {
         "data": name, "trials": len(everyone), "front": front, "budget": budget, "picked": picked,
         "pick_ok": members <= {t["run_id"] for t in front} and summed <= budget, "summed": summed,
-        "int8": variants["int8"], "fp16": variants["fp16"],
+        "int8": variants["int8"], "fp16": variants["fp16"], "student": _card(folder, "student"),
     }  # fmt: skip
 
 
@@ -163,7 +155,9 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", default=["digits", "shapes"], choices=["digits", "shapes", "mnist"])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--work", type=Path, help="keep the searches here (default: a temporary folder)")
+    parser.add_argument(
+        "--work", type=Path, help="keep the searches here, to rerun the exports (default: a temporary folder)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print the table; leave RESULTS.md alone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tunefleet-deploy-") as tmp:
