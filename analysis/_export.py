@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from tunefleet.spaces import SpecError
@@ -133,6 +134,23 @@ def _card(
     )
 
 
+def _pool(
+    client: Any, parent: Any, ranks: tuple[str, str], stopped: bool, pick: str | None, top_k: int
+) -> tuple[pd.DataFrame, int]:
+    """The candidates, best first (trials with a best epoch, or with ``stopped`` false those that
+    ran all their epochs), and how many to ensemble; with ``pick``, exactly the Pareto trials
+    within its budget (maybe fewer than ``top_k``)."""
+    ranked = finished_trials(trials_frame(client, parent), *ranks, stopped)
+    if pick is not None:
+        budget = Pick.parse(pick)
+        chosen = picked(ranked, budget, front_objectives(parent, ranked, budget.metric), top_k)
+        return chosen, len(chosen)
+    if top_k > len(ranked):
+        what = "trials with a best epoch" if stopped else "finished trials"
+        raise SpecError("--top-k", f"asked for {top_k} trials but the search has {len(ranked)} {what}")
+    return ranked, top_k
+
+
 def export_ensemble(
     uri: str,
     experiment: str,
@@ -163,14 +181,7 @@ def export_ensemble(
     client, exp = open_experiment(uri, experiment)
     parent = search_run(client, exp, search_run_id)
     metric, mode = ranking(parent)
-    ranked = finished_trials(trials_frame(client, parent), metric, mode, stopped)
-    if pick is not None:
-        budget = Pick.parse(pick)
-        ranked = picked(ranked, budget, front_objectives(parent, ranked, budget.metric), top_k)
-        top_k = len(ranked)
-    if top_k > len(ranked):
-        what = "trials with a best epoch" if stopped else "finished trials"
-        raise SpecError("--top-k", f"asked for {top_k} trials but the search has {len(ranked)} {what}")
+    ranked, top_k = _pool(client, parent, (metric, mode), stopped, pick, top_k)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     data: EvalData | None = None
