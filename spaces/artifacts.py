@@ -267,7 +267,8 @@ class ExportCard(CardOrigin):
     onnx: OnnxParity
     precision: str = "fp32"
     variants: list[Variant] = []
-    distilled: Distilled | None = None  # set: the graph is one student, not the members
+    # Set: the graph is one student, not the members; absent from an ensemble's card.json.
+    distilled: Distilled | None = Field(None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="before")
     @classmethod
