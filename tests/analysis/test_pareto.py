@@ -72,13 +72,15 @@ def test_a_bad_pick_is_one_line_before_anything_loads(run_cli, tmp_path, text, n
 
 
 def test_pareto_on_a_search_that_measured_no_cost_names_what_to_set(run_cli, tmp_path):
-    import mlflow
+    from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = mlflow.create_experiment("one")
-    with mlflow.start_run(experiment_id=experiment, tags={"tunefleet.role": "search"}):
-        mlflow.log_params({"search.metric": "val_acc", "search.mode": "max"})
-    mlflow.set_tracking_uri("")
+    client = MlflowClient(
+        f"sqlite:///{tmp_path / 'mlflow.db'}"
+    )  # no global MLflow state: other tests share the process
+    search = client.create_run(client.create_experiment("one"), tags={"tunefleet.role": "search"}).info.run_id
+    client.log_param(search, "search.metric", "val_acc")
+    client.log_param(search, "search.mode", "max")
+    client.set_terminated(search)
     result = run_cli("trials", "one", "--pareto")
     assert result.returncode == 2, result.stderr
     assert (
