@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import pickletools
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +24,9 @@ from tunefleet.spaces import MAX_NUM_SAMPLES, SearchSpec, SpecError, load_spec
 from tunefleet.spaces import records as rec
 
 from ._liveness import driver_alive
+from ._state_copy import STATE_FILE, repair_state
 
 ENDED = {rec.COMPLETED, rec.STOPPED, rec.FAILED, rec.TIMED_OUT}
-_STATE_FILE = re.compile(r"experiment_state-.*\.json$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,7 @@ class Resumable:
     # Runs of trials started after Tune last saved its state (it saves every second): Tune does
     # not know them, and its restored searcher proposes their configs again as new trials.
     unsaved: list[Run]
+    repaired: str = ""  # what was put back of Tune's state after a kill cut it off, in words
 
     @property
     def run_id(self) -> str:
@@ -60,6 +60,7 @@ def find_resumable(uri: str, experiment: str, search_run_id: str | None) -> Resu
     path = parent.data.tags.get(rec.TUNE_PATH_TAG)
     if not path:
         raise SpecError("--search-run", f"search run {run_id} recorded no Ray Tune state path; it cannot be resumed")
+    repaired = repair_state(path) or ""
     saved = check_tune_state(path)
     runs = trial_runs(client, parent, with_trial_id=True)  # a run without its trial id matches no Tune trial
     # A search extended with --more: the trials before its latest Tune experiment all ended, and
@@ -69,7 +70,7 @@ def find_resumable(uri: str, experiment: str, search_run_id: str | None) -> Resu
     runs = [r for r in runs if r.info.start_time >= segment_start]
     known = [r for r in runs if r.data.tags[rec.TRIAL_ID_TAG] in saved]
     unknown = [r for r in runs if r.data.tags[rec.TRIAL_ID_TAG] not in saved]
-    return Resumable(_recorded_spec(client, run_id), parent, path, earlier + known, unknown)
+    return Resumable(_recorded_spec(client, run_id), parent, path, earlier + known, unknown, repaired)
 
 
 def find_extendable(
@@ -126,7 +127,7 @@ def check_tune_state(path: str) -> set[str]:
     names = {Path(info.path).name: info for info in listing}
     if not names:
         raise refuse("the folder is missing or empty")
-    states = sorted(n for n in names if _STATE_FILE.match(n))
+    states = sorted(n for n in names if STATE_FILE.match(n))
     if "tuner.pkl" not in names or not states:
         raise refuse("tuner.pkl or experiment_state-*.json is missing")
     try:

@@ -38,6 +38,7 @@ from ..tracking._open import open_store
 from ..tracking._search_run import search_summary, start_search_run
 from ..tracking._trial_records import driver_tags
 from ._experiment import Plan, experiment_name, experiment_path, resume_experiment, run_experiment
+from ._keeper import StateKeeper
 from ._live import LiveReport
 from ._progress import ConsoleProgress, trials_table
 from ._ray import start_ray
@@ -168,7 +169,7 @@ def run_search(
         tracker = MlflowTrialCallback(uri, parent_id, spec, ledger, driver_uploads=not on_server)
         live = LiveReport(spec.tracking.experiment, uri, parent_id, spec.tracking.report_every,
                           REPORTS_DIR / spec.tracking.experiment, ledger)  # fmt: skip
-        callbacks = _callbacks(spec, plan, ledger, tracker, console, live)
+        callbacks = [*_callbacks(spec, plan, ledger, tracker, console, live), StateKeeper(tune_path)]
         link = RunLink(uri, parent_id) if on_server else None
         earlier = resume.search_run.data.metrics.get(rec.WALL_S, 0.0) if resume else 0.0  # wall time before
         if resume is None or more:
@@ -182,6 +183,8 @@ def run_search(
             adopt_trials(resume, ledger, tracker)
             summary = _more_summary(ledger, plan) if more else _resume_summary(ledger, resume)
             console.print(f"{'extending' if more else 'resuming'} search run {parent_id}: {summary}", highlight=False)
+            if resume.repaired:
+                console.print(resume.repaired, style="yellow", highlight=False)
         try:
             status, wall, cut_short = _run_to_end(experiment, ledger, tracker, console, earlier)
         except BaseException:

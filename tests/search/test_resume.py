@@ -143,13 +143,17 @@ def test_ctrl_c_then_resume_and_what_cannot_be_resumed(cli, write_spec, small_sp
     state = Path(search.data.tags[rec.TUNE_PATH_TAG])
     before = {r.info.run_id: r.info.status for r in _trial_runs(client)}
 
-    # Truncated or missing state: one line, exit 2, and nothing changed in MLflow.
+    # The driver kept a whole copy of Tune's final state, for a kill that cuts the state off.
     latest = sorted(state.glob("experiment_state-*.json"))[-1]
+    copy = latest.with_name(f"tunefleet-copy-{latest.name}")
     intact = latest.read_bytes()
+    assert copy.read_bytes() == intact
+    # Truncated state and no copy, or missing state: one line, exit 2, and nothing changed in MLflow.
     latest.write_bytes(intact[: len(intact) // 2])
+    shutil.move(copy, state / "aside")
     truncated = cli("resume", "small")
     assert truncated.returncode == 2 and "truncated" in truncated.stderr and len(truncated.stderr.splitlines()) == 1
-    latest.write_bytes(intact)
+    shutil.move(state / "aside", copy)  # the state stays cut off: resume puts the copy back
     shutil.move(state, state.with_name("moved"))
     missing = cli("resume", "small")
     assert missing.returncode == 2 and "missing" in missing.stderr, missing.stderr
@@ -159,6 +163,7 @@ def test_ctrl_c_then_resume_and_what_cannot_be_resumed(cli, write_spec, small_sp
 
     resumed = cli("resume", "small")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr
+    assert "was cut off; resuming from its last whole copy" in resumed.stdout
     _check_complete(client, 2, 4)
 
     again = cli("resume", "small")

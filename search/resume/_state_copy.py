@@ -1,0 +1,119 @@
+"""A complete copy of Ray Tune's experiment state, so that a driver killed mid-save can resume.
+
+Tune writes ``experiment_state-<session>.json`` (and its searcher's state) to a staging folder and
+its syncer then copies them into the experiment folder, neither step through a temporary file: a
+driver killed (SIGKILL, a reboot) while the copy is under way leaves a truncated file, and Tune
+cannot restore from it. The driver (``run._keeper.StateKeeper``, a Tune callback on its own loop)
+calls :func:`keep_copy`: it copies the newest file of each kind each time it changed and parses
+whole, next to it as
+``tunefleet-copy-<name>``, written to a temporary name and then moved over (a rename on local
+disk; object stores write whole objects). ``tunefleet resume`` puts that copy back
+(:func:`repair_state`) when the state itself is cut off, so the search goes on from at most a
+few seconds before the kill.
+"""
+
+from __future__ import annotations
+
+import json
+import pickletools
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
+from pyarrow import fs
+
+STATE_FILE = re.compile(r"experiment_state-.*\.json$")
+# What Tune saves each time, one file per driver session of each kind; restore reads the newest of each.
+KINDS = {
+    "experiment state": STATE_FILE,
+    "search generator state": re.compile(r"search_gen_state-.*\.json$"),
+    "searcher state": re.compile(r"searcher-state-.*\.pkl$"),
+}
+COPY_PREFIX = "tunefleet-copy-"
+Seen = dict[str, tuple[str, int, Any]]  # per kind: name, size and mtime of the file last copied
+
+
+def _open(path: str) -> tuple[fs.FileSystem, str]:
+    filesystem, root = fs.FileSystem.from_uri(path)
+    return filesystem, root.rstrip("/")
+
+
+def _listing(filesystem: fs.FileSystem, root: str) -> dict[str, fs.FileInfo]:
+    infos = filesystem.get_file_info(fs.FileSelector(root, allow_not_found=True))
+    return {PurePosixPath(info.path).name: info for info in infos}
+
+
+def _whole(filesystem: fs.FileSystem, path: str) -> bytes | None:
+    """The file's bytes when they parse whole as JSON or a pickle (a cut-off file never does), else None."""
+    try:
+        with filesystem.open_input_file(path) as f:
+            data: bytes = f.readall()
+        if path.endswith(".json"):
+            json.loads(data)
+        else:  # walk the pickle's opcodes to its STOP without running it
+            for _ in pickletools.genops(data):
+                pass
+    except Exception:
+        return None
+    return data
+
+
+def _write_whole(filesystem: fs.FileSystem, path: str, data: bytes) -> None:
+    temporary = f"{path}.tmp"
+    with filesystem.open_output_stream(temporary) as out:
+        out.write(data)
+    filesystem.move(temporary, path)
+
+
+def keep_copy(path: str, copied: Seen) -> Seen:
+    """Copy the newest file of each kind in the experiment folder at ``path`` when it differs
+    from what ``copied`` says and is whole; returns what is copied now."""
+    filesystem, root = _open(path)
+    names = _listing(filesystem, root)
+    now = dict(copied)
+    for kind, pattern in KINDS.items():
+        saved = sorted(n for n in names if pattern.match(n))
+        if not saved:
+            continue
+        newest = names[saved[-1]]
+        seen = (saved[-1], newest.size, newest.mtime)
+        if seen == copied.get(kind):
+            continue
+        data = _whole(filesystem, newest.path)
+        if data is None:  # Tune's syncer is writing it right now
+            continue
+        _write_whole(filesystem, f"{root}/{COPY_PREFIX}{saved[-1]}", data)
+        for name in names:  # the copy of an earlier session's file is superseded
+            if name.startswith(COPY_PREFIX) and pattern.search(name) and name != f"{COPY_PREFIX}{saved[-1]}":
+                filesystem.delete_file(f"{root}/{name}")
+        now[kind] = seen
+    return now
+
+
+def repair_state(path: str) -> str | None:
+    """Where the newest saved file of a kind at ``path`` is cut off and a whole copy is kept, put
+    the copy back (under its own name; a newer cut-off file is moved aside as
+    ``<name>.truncated``, not deleted). Returns what was done, in words, or None when nothing
+    needed doing or could be done."""
+    filesystem, root = _open(path)
+    names = _listing(filesystem, root)
+    repaired = [kind for kind, pattern in KINDS.items() if _repair(filesystem, root, names, pattern)]
+    if not repaired:
+        return None
+    return f"Ray Tune's saved {' and '.join(repaired)} was cut off; resuming from its last whole copy"
+
+
+def _repair(filesystem: fs.FileSystem, root: str, names: dict[str, fs.FileInfo], pattern: re.Pattern[str]) -> bool:
+    saved = sorted(n for n in names if pattern.match(n))
+    if not saved or _whole(filesystem, f"{root}/{saved[-1]}") is not None:
+        return False
+    copies = sorted(n for n in names if n.startswith(COPY_PREFIX) and pattern.search(n))
+    data = _whole(filesystem, f"{root}/{copies[-1]}") if copies else None
+    if data is None:
+        return False
+    original = copies[-1].removeprefix(COPY_PREFIX)
+    for name in saved:
+        if name > original:
+            filesystem.move(f"{root}/{name}", f"{root}/{name}.truncated")
+    _write_whole(filesystem, f"{root}/{original}", data)
+    return True
