@@ -214,6 +214,12 @@ class SearchSettings(Section):
         description="times a failed trial is restarted from its last checkpoint before it counts as failed "
         "(worker lost, out of memory, preemption)",
     )
+    checkpoint_every: int = Field(
+        1,
+        ge=1,
+        description="epochs between a trial's last/ checkpoints, which resume and restarts start from (best/ and "
+        "the final epoch are always saved): fewer saves per epoch, and a restarted trial repeats up to this many",
+    )
     trial_timeout: Duration = Field(
         None,
         description="stop a trial that reports nothing for this long (a hung worker): 90s, 30m, 2h; "
@@ -278,6 +284,12 @@ class SearchSettings(Section):
         if self.scheduler == "pbt" and self.searcher != "random":
             raise _field_error(
                 "scheduler", f"pbt needs searcher 'random' (it draws the population), got {self.searcher!r}"
+            )
+        if self.scheduler == "pbt" and self.perturbation_interval % self.checkpoint_every:
+            raise _field_error(
+                "checkpoint_every",
+                f"pbt exploits a trial's checkpoint every perturbation_interval ({self.perturbation_interval}) "
+                f"epochs, so it must divide that, got {self.checkpoint_every}",
             )
         if self.scheduler == "pbt" and self.perturbation_interval >= self.max_epochs:
             raise _field_error(

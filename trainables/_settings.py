@@ -36,7 +36,10 @@ class TrialSettings:
         Ray runs each trial in a folder of its own."""
         data = spec.data.with_absolute_root()
         device = "cuda" if spec.resources.gpus_per_worker > 0 else "cpu"
-        return cls(data=data, search=spec.search, resources=spec.resources, device=device, **runtime)
+        every = spec.search.checkpoint_every
+        return cls(
+            data=data, search=spec.search, resources=spec.resources, device=device, checkpoint_every=every, **runtime
+        )
 
     @property
     def workers(self) -> int:

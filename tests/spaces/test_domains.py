@@ -106,6 +106,11 @@ def test_spec_rejects_bad_space_naming_the_path(space, path, needle):
         ({"name": "x", "search": {"grace_period": 20, "max_epochs": 10}}, "search.grace_period"),
         ({"name": "x", "search": {"metric": "accuracy"}}, "search.metric"),
         ({"name": "x", "search": {"time_budget": "soon"}}, "search.time_budget"),
+        ({"name": "x", "search": {"checkpoint_every": 0}}, "search.checkpoint_every"),
+        (
+            {"name": "x", "search": {"scheduler": "pbt", "searcher": "random", "checkpoint_every": 3}},
+            "search.checkpoint_every",
+        ),
         ({"name": "x", "data": {"kind": "cifar"}}, "data.kind"),
         ({"name": "x", "data": {"image_size": 4}}, "data.image_size"),
         ({"name": "x", "serch": {}}, "serch"),

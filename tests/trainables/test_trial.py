@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tunefleet.spaces import DataSpec, SearchSettings, resolve
+from tunefleet.spaces import DataSpec, SearchSettings, resolve, spec_from_dict
 from tunefleet.spaces.records import BEST, EPOCH_METRICS, LAST, SETUP_TIME, UNREADABLE
 from tunefleet.trainables import (
     TrialSettings,
@@ -77,6 +77,24 @@ def test_resumed_trial_continues_exactly_where_it_stopped(tmp_path):
     a = load_file(str(straight[2][1] / LAST / "model.safetensors"))
     b = load_file(str(resumed[0][1] / LAST / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_last_checkpoints_at_the_users_cadence_resume_exactly(tmp_path):
+    spec = spec_from_dict({"name": "x", "data": {"image_size": 16}, "search": {"max_epochs": 4, "checkpoint_every": 2}})
+    settings = TrialSettings.from_spec(spec)
+    recipe = resolve({"lr": 0.05, "batch_size": 64, "augmentation.hflip": True})
+    straight = _collect(tmp_path, recipe, settings, tag="straight")
+    for metrics, directory in straight:
+        epoch = int(metrics["epoch"])
+        # last/ at epochs 2 and 4 (the final); an epoch whose metric improved saves best/ and last/ too
+        if epoch % 2 == 0 or "test_acc" in metrics:
+            assert read_meta(directory / LAST).epoch == epoch
+        else:
+            assert directory is None
+    # A trial restarted from its checkpoint of epoch 2 trains epochs 3 and 4 exactly as before.
+    at_two = next(d for m, d in straight if int(m["epoch"]) == 2)
+    resumed = _collect(tmp_path, recipe, settings, resume_from=at_two, tag="resumed")
+    assert [m["train_loss"] for m, _ in resumed] == [m["train_loss"] for m, _ in straight[2:]]
 
 
 def test_patience_stops_the_trial_early(tmp_path):

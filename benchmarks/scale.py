@@ -1,0 +1,164 @@
+"""Scale: 200, 1,000 and 2,000 short trials through tunefleet's driver path, and the CLI on them.
+
+Each size runs in a fresh interpreter: tunefleet's local Ray, ``run_experiment`` with a sleep
+trainable (``--sleep`` s, one report), the searcher (Optuna TPE by default), FIFO on ``--slots``
+slots, and the driver's callbacks as ``tunefleet search`` has them: the ledger, the MLflow
+callback on a SQLite store, and the keeper of Ray Tune's saved state. Per size it reports
+
+- overhead per trial: (wall - trials x sleep / slots) x slots / trials, in slot-seconds;
+- the driver's RSS: its peak, and its growth over the run per trial;
+- MLflow rows (runs, params, tags, metric rows) written per second of the search;
+
+and on the largest search, how long ``tunefleet trials`` and ``tunefleet report`` take (each in
+its own process, from its start to its exit). Targets (issue 22): overhead and RSS growth per
+trial at the largest size within 10 % of the smallest; ``trials`` and ``report`` under 10 s.
+
+    python benchmarks/scale.py [--sizes 200,1000,2000] [--sleep 0.1] [--slots 2] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import PeakRss, append, bench_doc, heading, in_fresh_process, parse_or_run_child, quiet_ray, verdict
+from scheduling import sleep_trainable
+
+ROW_TABLES = ("runs", "params", "tags", "metrics")
+
+
+def mlflow_rows(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return sum(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in ROW_TABLES)
+
+
+def child(payload: dict[str, Any]) -> None:
+    """One search of ``payload['trials']`` sleep trials in ``payload['folder']``; prints its row."""
+    import psutil
+    from mlflow.tracking import MlflowClient
+
+    from tunefleet.search import MlflowTrialCallback, TrialLedger, finish_search_run, run_experiment, start_search_run
+    from tunefleet.search.run._experiment import experiment_path
+    from tunefleet.search.run._keeper import StateKeeper
+    from tunefleet.spaces import spec_from_dict
+
+    trials, seconds, slots, folder = payload["trials"], payload["sleep"], payload["slots"], Path(payload["folder"])
+    doc = bench_doc(num_samples=trials, max_epochs=1, scheduler="fifo", searcher=payload["searcher"], grace_period=1)
+    doc["search"]["max_concurrent"] = slots
+    doc["name"] = payload["name"]
+    spec = spec_from_dict(doc)
+    quiet_ray()
+    uri = f"sqlite:///{folder}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    parent = start_search_run(client, spec)
+    ledger = TrialLedger(spec.search.metric, spec.search.mode)
+    storage = folder / "runs"
+    tracker = MlflowTrialCallback(uri, parent, spec, ledger)
+    keeper = StateKeeper(experiment_path(storage, spec.name))
+    rows_before, rss_before = mlflow_rows(folder / "mlflow.db"), psutil.Process().memory_info().rss
+    peak = PeakRss()
+    start = time.perf_counter()
+    run_experiment(spec, [ledger, tracker, keeper], storage, trials, trainable=sleep_trainable(seconds), name=spec.name)
+    tracker.close()  # queued MLflow writes count: the CLI waits for them too
+    wall = time.perf_counter() - start
+    rss = peak.stop()
+    finish_search_run(client, parent, ledger, wall, "FINISHED")
+    done = sum(1 for r in ledger.records.values() if r.epochs >= 1)
+    floor = trials * seconds / slots
+    print(
+        json.dumps(
+            {
+                "trials": trials,
+                "completed": done,
+                "wall_s": round(wall, 1),
+                "overhead_per_trial_s": round((wall - floor) * slots / trials, 4),
+                "peak_rss_mib": round(rss["peak_main_mib"], 1),
+                "rss_growth_per_trial_kib": round((rss["peak_main_mib"] * 2**20 - rss_before) / trials / 1024, 1),
+                "mlflow_rows_per_s": round((mlflow_rows(folder / "mlflow.db") - rows_before) / wall, 1),
+            }
+        )
+    )
+
+
+def time_cli(folder: Path, name: str, *args: str) -> float:
+    """Seconds from a tunefleet command's start to its exit, in a new process."""
+    uri = f"sqlite:///{folder}/mlflow.db"
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "tunefleet.search.cli", *args, name, "--tracking-uri", uri],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - start
+    if out.returncode:
+        raise RuntimeError(f"tunefleet {' '.join(args)} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+    return seconds
+
+
+def table(rows: list[dict[str, Any]], cli: dict[str, float]) -> str:
+    lines = [
+        "| trials | completed | wall s | overhead per trial (slot-s) | driver peak RSS MiB | "
+        "RSS growth per trial KiB | MLflow rows / s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['trials']} | {r['completed']} | {r['wall_s']:.1f} | {r['overhead_per_trial_s']:.3f} | "
+            f"{r['peak_rss_mib']:.0f} | {r['rss_growth_per_trial_kib']:.1f} | {r['mlflow_rows_per_s']:.0f} |"
+        )
+    small, large = rows[0], rows[-1]
+    overhead = large["overhead_per_trial_s"] / small["overhead_per_trial_s"] - 1
+    growth = large["rss_growth_per_trial_kib"] / max(small["rss_growth_per_trial_kib"], 1e-9) - 1
+    lines += [
+        "",
+        f"overhead per trial at {large['trials']} vs {small['trials']}: {overhead:+.1%} "
+        f"(target within 10 %) {verdict(overhead <= 0.10)}; RSS growth per trial: {growth:+.1%} "
+        f"(target within 10 %) {verdict(growth <= 0.10)}",
+    ]
+    for command, seconds in cli.items():
+        ok = verdict(seconds < 10)
+        lines.append(f"`tunefleet {command}` on {large['trials']} trials: {seconds:.1f} s (target < 10 s) {ok}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="200,1000,2000", help="comma-separated trial counts, smallest first")
+    ap.add_argument("--sleep", type=float, default=0.1, help="seconds each trial sleeps")
+    ap.add_argument("--slots", type=int, default=2)
+    ap.add_argument("--searcher", default="optuna", choices=["optuna", "random"])
+    a = parse_or_run_child(ap, child)
+    if a is None:
+        return
+    sizes = sorted(int(s) for s in a.sizes.split(",") if s.strip())
+    rows: list[dict[str, Any]] = []
+    cli: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="tf-scale-") as tmp:
+        for n in sizes:
+            folder = Path(tmp) / f"n{n}"
+            folder.mkdir()
+            payload = {"trials": n, "sleep": a.sleep, "slots": a.slots, "searcher": a.searcher}
+            row = in_fresh_process(__file__, {**payload, "folder": str(folder), "name": f"bench-scale-{n}"})
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        largest = Path(tmp) / f"n{sizes[-1]}"
+        cli["trials"] = time_cli(largest, f"bench-scale-{sizes[-1]}", "trials")
+        cli["report"] = time_cli(largest, f"bench-scale-{sizes[-1]}", "report", "--out", str(largest / "report"))
+    head = heading(
+        "scale: sleep trials through the driver path",
+        f"{a.sleep:g} s trials, {a.slots} slots, {a.searcher}, FIFO, MLflow on SQLite, state keeper on",
+    )
+    append(head + "\n" + table(rows, cli), not a.no_write)
+
+
+if __name__ == "__main__":
+    main()
