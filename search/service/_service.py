@@ -188,22 +188,33 @@ def up(
 
 
 def _stop_group(pid: int, grace_s: float = 20.0) -> None:
-    """SIGTERM the process group led by ``pid``, then SIGKILL what is left after ``grace_s``."""
+    """SIGTERM the process group led by ``pid``, then SIGKILL what is left after ``grace_s``;
+    returns once the group is gone (or, past SIGKILL, after 10 s more: a process stuck in the
+    kernel cannot be waited for)."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
+    if _gone_within(pid, grace_s):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    _gone_within(pid, 10.0)  # SIGKILL is delivered at once, but exiting a large process takes a moment
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    """Whether the process group led by ``pid`` is gone within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
-            return
+            return True
         with contextlib.suppress(ChildProcessError):  # reap our own child, so it does not linger as a zombie
             os.waitpid(pid, os.WNOHANG)
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 def down(folder: Path) -> Service | None:
