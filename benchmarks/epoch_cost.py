@@ -142,7 +142,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--checkpoint-every", type=int, default=1, help="search.checkpoint_every: epochs between last/ saves")
+    ap.add_argument(
+        "--checkpoint-every", type=int, default=1, help="search.checkpoint_every: epochs between last/ saves"
+    )
     a = parse_or_run_child(ap, child)
     if a is None:
         return
