@@ -80,6 +80,8 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/compare_peers.py --peers $(PEERS)
 	$(BIN)/python benchmarks/tracking_overhead.py
 	$(BIN)/python benchmarks/scheduling.py
+	$(BIN)/python benchmarks/epoch_cost.py
+	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/early_stopping.py
 	$(BIN)/python benchmarks/search_quality.py
 	$(BIN)/python benchmarks/data_paths.py throughput

@@ -28,6 +28,24 @@ def test_scheduling_runs_sleep_trials_through_run_experiment(bench_script) -> No
 
 
 @pytest.mark.slow
+def test_scale_runs_each_size_in_its_own_process_and_times_the_cli(bench_script) -> None:
+    rows, out = bench_script("scale.py", "--sizes", "2,3", "--sleep", "0.05")
+    assert [(r["trials"], r["completed"]) for r in rows] == [(2, 2), (3, 3)]
+    assert all(r["mlflow_rows_per_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
+    assert "`tunefleet trials` on 3 trials" in out and "`tunefleet report` on 3 trials" in out
+
+
+@pytest.mark.slow
+def test_epoch_cost_breaks_an_epoch_down_in_process_and_through_tune(bench_script) -> None:
+    rows, out = bench_script("epoch_cost.py", "--epochs", "3", "--repeats", "1", "--checkpoint-every", "2")
+    inproc, tune = (next(r for r in rows if r["arm"] == arm) for arm in ("in-process", "tune"))
+    parts = ("train steps", "validation", "test pass", "checkpoint write", "copy to storage", "rest of the loop")
+    assert inproc["train steps"] > 0 and inproc["epoch"] == pytest.approx(sum(inproc[p] for p in parts))
+    assert tune["epoch"] > 0
+    assert "| **epoch, through Tune + MLflow** |" in out
+
+
+@pytest.mark.slow
 def test_tracking_overhead_runs_both_arms(bench_script) -> None:
     rows, out = bench_script(
         "tracking_overhead.py", "--trials", "1", "--epochs", "1", "--repeats", "1", "--image-size", "16"
