@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -54,6 +55,7 @@ def child(payload: dict[str, Any]) -> None:
     doc["search"]["max_concurrent"] = slots
     doc["name"] = payload["name"]
     spec = spec_from_dict(doc)
+    os.chdir(folder)  # MLflow's artifact root (./mlruns) of a new SQLite store is the working folder
     quiet_ray()
     uri = f"sqlite:///{folder}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)

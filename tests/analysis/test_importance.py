@@ -152,3 +152,16 @@ def test_nothing_searched_or_nothing_varies():
     assert empty.frame.empty and "varies no parameter" in empty.notes[0]
     flat = param_importances(_frame([_trial(i, rng) for i in range(6)], lambda row: 0.5), SPACE, "val_acc", "max")
     assert flat.frame.empty and any("scored the same val_acc" in note for note in flat.notes)
+
+
+def test_many_trials_are_sampled_with_a_seed_and_the_note_says_so(monkeypatch):
+    import tunefleet.analysis._importance as importance
+
+    monkeypatch.setattr(importance, "MAX_TRIALS", 30)
+    rng = np.random.default_rng(0)
+    trials = _frame([_trial(i, rng) for i in range(80)], _lr_only)
+    result = param_importances(trials, SPACE, "val_acc", "max")
+    overall = _scope(result, GLOBAL_SCOPE)
+    assert set(overall["trials"]) == {30} and overall["param"].iloc[0] == "lr"
+    assert any(f"seeded sample of 30 of its {len(trials)} finished trials" in n for n in result.notes)
+    pd.testing.assert_frame_equal(result.frame, param_importances(trials, SPACE, "val_acc", "max").frame)
