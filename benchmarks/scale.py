@@ -63,11 +63,11 @@ def child(payload: dict[str, Any]) -> None:
     ledger = TrialLedger(spec.search.metric, spec.search.mode)
     storage = folder / "runs"
     tracker = MlflowTrialCallback(uri, parent, spec, ledger)
-    keeper = StateKeeper(experiment_path(storage, spec.name))
+    callbacks = [ledger, tracker] + ([StateKeeper(experiment_path(storage, spec.name))] if payload["keeper"] else [])
     rows_before = mlflow_rows(folder / "mlflow.db")
     peak = PeakRss()
     start = time.perf_counter()
-    run_experiment(spec, [ledger, tracker, keeper], storage, trials, trainable=sleep_trainable(seconds), name=spec.name)
+    run_experiment(spec, callbacks, storage, trials, trainable=sleep_trainable(seconds), name=spec.name)
     tracker.close()  # queued MLflow writes count: the CLI waits for them too
     wall = time.perf_counter() - start
     rss = peak.stop()
@@ -148,6 +148,7 @@ def main() -> None:
     ap.add_argument("--sleep", type=float, default=0.1, help="seconds each trial sleeps")
     ap.add_argument("--slots", type=int, default=2)
     ap.add_argument("--searcher", default="optuna", choices=["optuna", "random"])
+    ap.add_argument("--no-keeper", action="store_true", help="leave the state keeper out (an A/B of its cost)")
     a = parse_or_run_child(ap, child)
     if a is None:
         return
@@ -158,7 +159,13 @@ def main() -> None:
         for n in sizes:
             folder = Path(tmp) / f"n{n}"
             folder.mkdir()
-            payload = {"trials": n, "sleep": a.sleep, "slots": a.slots, "searcher": a.searcher}
+            payload = {
+                "trials": n,
+                "sleep": a.sleep,
+                "slots": a.slots,
+                "searcher": a.searcher,
+                "keeper": not a.no_keeper,
+            }
             row = in_fresh_process(__file__, {**payload, "folder": str(folder), "name": f"bench-scale-{n}"})
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -167,7 +174,8 @@ def main() -> None:
         cli["report"] = time_cli(largest, f"bench-scale-{sizes[-1]}", "report", "--out", str(largest / "report"))
     head = heading(
         "scale: sleep trials through the driver path",
-        f"{a.sleep:g} s trials, {a.slots} slots, {a.searcher}, FIFO, MLflow on SQLite, state keeper on",
+        f"{a.sleep:g} s trials, {a.slots} slots, {a.searcher}, FIFO, MLflow on SQLite, state keeper "
+        f"{'off' if a.no_keeper else 'on'}",
     )
     append(head + "\n" + table(rows, cli), not a.no_write)
 

@@ -30,6 +30,9 @@ KINDS = {
     "searcher state": re.compile(r"searcher-state-.*\.pkl$"),
 }
 COPY_PREFIX = "tunefleet-copy-"
+_PARSE_LIMIT = 4 * 2**20  # bytes of JSON parsed whole; past that, only the end is checked
+_TAIL = 256
+_STATE_END = re.compile(rb'"stats": \{"start_time": [-+0-9.eE]+\}\}\s*$')
 Seen = dict[str, tuple[str, int, Any]]  # per kind: name, size and mtime of the file last copied
 
 
@@ -43,26 +46,38 @@ def _listing(filesystem: fs.FileSystem, root: str) -> dict[str, fs.FileInfo]:
     return {PurePosixPath(info.path).name: info for info in infos}
 
 
-def _whole(filesystem: fs.FileSystem, path: str) -> bytes | None:
-    """The file's bytes when they parse whole as JSON or a pickle (a cut-off file never does), else None."""
+def _whole(filesystem: fs.FileSystem, path: str, name: str = "") -> bool:
+    """Whether the file is whole: it parses as JSON, or its pickle opcodes run to STOP (a cut-off
+    file never does). A large experiment state is not parsed (a parse holds several times its
+    size in the driver): its end is checked instead, the ``"stats"`` entry Tune writes last.
+    ``name``: the file's own name when ``path`` is a temporary one (it says JSON or pickle)."""
+    is_json = (name or path).endswith(".json")
     try:
+        size = filesystem.get_file_info(path).size
         with filesystem.open_input_file(path) as f:
+            if is_json and size > _PARSE_LIMIT:
+                f.seek(max(0, size - _TAIL))
+                return _STATE_END.search(f.read()) is not None
             data: bytes = f.readall()
-        if path.endswith(".json"):
+        if is_json:
             json.loads(data)
         else:  # walk the pickle's opcodes to its STOP without running it
             for _ in pickletools.genops(data):
                 pass
     except Exception:
-        return None
-    return data
+        return False
+    return True
 
 
-def _write_whole(filesystem: fs.FileSystem, path: str, data: bytes) -> None:
-    temporary = f"{path}.tmp"
-    with filesystem.open_output_stream(temporary) as out:
-        out.write(data)
-    filesystem.move(temporary, path)
+def _copy_whole(filesystem: fs.FileSystem, source: str, target: str) -> bool:
+    """Copy ``source`` to ``target`` through a temporary file, if the copy is whole."""
+    temporary = f"{target}.tmp"
+    filesystem.copy_file(source, temporary)
+    if not _whole(filesystem, temporary, target):  # Tune's syncer was writing it: try again next time
+        filesystem.delete_file(temporary)
+        return False
+    filesystem.move(temporary, target)
+    return True
 
 
 def keep_copy(path: str, copied: Seen) -> Seen:
@@ -79,10 +94,8 @@ def keep_copy(path: str, copied: Seen) -> Seen:
         seen = (saved[-1], newest.size, newest.mtime)
         if seen == copied.get(kind):
             continue
-        data = _whole(filesystem, newest.path)
-        if data is None:  # Tune's syncer is writing it right now
+        if not _copy_whole(filesystem, newest.path, f"{root}/{COPY_PREFIX}{saved[-1]}"):
             continue
-        _write_whole(filesystem, f"{root}/{COPY_PREFIX}{saved[-1]}", data)
         for name in names:  # the copy of an earlier session's file is superseded
             if name.startswith(COPY_PREFIX) and pattern.search(name) and name != f"{COPY_PREFIX}{saved[-1]}":
                 filesystem.delete_file(f"{root}/{name}")
@@ -105,15 +118,13 @@ def repair_state(path: str) -> str | None:
 
 def _repair(filesystem: fs.FileSystem, root: str, names: dict[str, fs.FileInfo], pattern: re.Pattern[str]) -> bool:
     saved = sorted(n for n in names if pattern.match(n))
-    if not saved or _whole(filesystem, f"{root}/{saved[-1]}") is not None:
+    if not saved or _whole(filesystem, f"{root}/{saved[-1]}"):
         return False
     copies = sorted(n for n in names if n.startswith(COPY_PREFIX) and pattern.search(n))
-    data = _whole(filesystem, f"{root}/{copies[-1]}") if copies else None
-    if data is None:
+    if not copies or not _whole(filesystem, f"{root}/{copies[-1]}"):
         return False
     original = copies[-1].removeprefix(COPY_PREFIX)
     for name in saved:
         if name > original:
             filesystem.move(f"{root}/{name}", f"{root}/{name}.truncated")
-    _write_whole(filesystem, f"{root}/{original}", data)
-    return True
+    return _copy_whole(filesystem, f"{root}/{copies[-1]}", f"{root}/{original}")

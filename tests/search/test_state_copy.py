@@ -75,3 +75,19 @@ def test_without_a_whole_copy_nothing_is_changed(tmp_path):
     assert repair_state(str(tmp_path)) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert repair_state(str(tmp_path / "missing")) is None
+
+
+def test_a_large_state_is_judged_by_its_end_not_parsed(tmp_path, monkeypatch):
+    import tunefleet.search.resume._state_copy as state_copy
+
+    monkeypatch.setattr(state_copy, "_PARSE_LIMIT", 100)  # as if the state were past 4 MiB
+    state = tmp_path / "experiment_state-2026-12-06_01-00-00.json"
+    # Tune's json.dump writes the run's start time last (search/resume/_state_copy.py)
+    whole = json.dumps({"trial_data": [["x" * 300, "{}"]], "stats": {"start_time": 1796534338.85}}).encode()
+    state.write_bytes(whole[: len(whole) // 2])
+    assert keep_copy(str(tmp_path), {}) == {}  # cut off: no copy
+    state.write_bytes(whole)
+    keep_copy(str(tmp_path), {})
+    assert (tmp_path / f"{COPY_PREFIX}{state.name}").read_bytes() == whole
+    state.write_bytes(whole[:-2])
+    assert repair_state(str(tmp_path)) is not None and state.read_bytes() == whole
