@@ -81,8 +81,7 @@ def in_process(epochs: int, every: int) -> dict[str, float]:
 
     settings = TrialSettings(
         data=DataSpec(kind="digits", image_size=32),
-        search=SearchSettings(max_epochs=epochs, seed=0),
-        checkpoint_every=every,
+        search=SearchSettings(max_epochs=epochs, seed=0, checkpoint_every=every),
     )
     run_trial(resolve(RECIPE), settings, report)
     for u in undo:

@@ -27,7 +27,6 @@ class TrialSettings:
     device: str = "cpu"  # "cuda" when the trial reserves GPUs; a DDP worker pins its own "cuda:N"
     amp: Amp = "auto"  # auto: bf16 where the GPU has it, else fp16 with loss scaling; off on CPU
     patience: int | None = None  # overrides the recipe's early-stopping patience when set
-    checkpoint_every: int = 1  # epochs between ``last/`` checkpoints (best and final always saved)
     run_link: RunLink | None = None  # set: the trial uploads its best checkpoint through the MLflow server
 
     @classmethod
@@ -36,10 +35,12 @@ class TrialSettings:
         Ray runs each trial in a folder of its own."""
         data = spec.data.with_absolute_root()
         device = "cuda" if spec.resources.gpus_per_worker > 0 else "cpu"
-        every = spec.search.checkpoint_every
-        return cls(
-            data=data, search=spec.search, resources=spec.resources, device=device, checkpoint_every=every, **runtime
-        )
+        return cls(data=data, search=spec.search, resources=spec.resources, device=device, **runtime)
+
+    @property
+    def checkpoint_every(self) -> int:
+        """Epochs between ``last/`` checkpoints (``search.checkpoint_every``; best and final always saved)."""
+        return self.search.checkpoint_every
 
     @property
     def workers(self) -> int:

@@ -24,7 +24,7 @@ from tunefleet.spaces import MAX_NUM_SAMPLES, SearchSpec, SpecError, load_spec
 from tunefleet.spaces import records as rec
 
 from ._liveness import driver_alive
-from ._state_copy import STATE_FILE, repair_state
+from ._state_copy import STATE_FILE, list_folder, open_folder, repair_state
 
 ENDED = {rec.COMPLETED, rec.STOPPED, rec.FAILED, rec.TIMED_OUT}
 
@@ -116,15 +116,12 @@ def _recorded_spec(client: MlflowClient, run_id: str, overrides: dict[str, dict[
 def check_tune_state(path: str) -> set[str]:
     """Ray Tune's experiment folder must hold an intact ``tuner.pkl`` and experiment state;
     returns the ids of the trials that state holds."""
-    from pyarrow import fs
-
-    filesystem, root = fs.FileSystem.from_uri(path)
+    filesystem, root = open_folder(path)
 
     def refuse(reason: str) -> SpecError:
         return SpecError("search state", f"{path}: {reason}; it cannot be resumed (start a new search instead)")
 
-    listing = filesystem.get_file_info(fs.FileSelector(root, allow_not_found=True))
-    names = {Path(info.path).name: info for info in listing}
+    names = list_folder(filesystem, root)
     if not names:
         raise refuse("the folder is missing or empty")
     states = sorted(n for n in names if STATE_FILE.match(n))

@@ -4,10 +4,9 @@ Tune writes ``experiment_state-<session>.json`` (and its searcher's state) to a 
 its syncer then copies them into the experiment folder, neither step through a temporary file: a
 driver killed (SIGKILL, a reboot) while the copy is under way leaves a truncated file, and Tune
 cannot restore from it. The driver (``run._keeper.StateKeeper``, a Tune callback on its own loop)
-calls :func:`keep_copy`: it copies the newest file of each kind each time it changed and parses
-whole, next to it as
-``tunefleet-copy-<name>``, written to a temporary name and then moved over (a rename on local
-disk; object stores write whole objects). ``tunefleet resume`` puts that copy back
+calls :func:`keep_copy`: it copies the newest file of each kind, each time it changed and the copy
+is whole, next to it as ``tunefleet-copy-<name>``, written to a temporary name and then moved
+over (a rename on local disk; object stores write whole objects). ``tunefleet resume`` puts that copy back
 (:func:`repair_state`) when the state itself is cut off, so the search goes on from at most a
 few seconds before the kill.
 """
@@ -36,12 +35,14 @@ _STATE_END = re.compile(rb'"stats": \{"start_time": [-+0-9.eE]+\}\}\s*$')
 Seen = dict[str, tuple[str, int, Any]]  # per kind: name, size and mtime of the file last copied
 
 
-def _open(path: str) -> tuple[fs.FileSystem, str]:
+def open_folder(path: str) -> tuple[fs.FileSystem, str]:
+    """The file system and root path of a folder URI (local path, s3://, gs://)."""
     filesystem, root = fs.FileSystem.from_uri(path)
     return filesystem, root.rstrip("/")
 
 
-def _listing(filesystem: fs.FileSystem, root: str) -> dict[str, fs.FileInfo]:
+def list_folder(filesystem: fs.FileSystem, root: str) -> dict[str, fs.FileInfo]:
+    """The folder's entries by name (none when it is missing)."""
     infos = filesystem.get_file_info(fs.FileSelector(root, allow_not_found=True))
     return {PurePosixPath(info.path).name: info for info in infos}
 
@@ -83,8 +84,8 @@ def _copy_whole(filesystem: fs.FileSystem, source: str, target: str) -> bool:
 def keep_copy(path: str, copied: Seen) -> Seen:
     """Copy the newest file of each kind in the experiment folder at ``path`` when it differs
     from what ``copied`` says and is whole; returns what is copied now."""
-    filesystem, root = _open(path)
-    names = _listing(filesystem, root)
+    filesystem, root = open_folder(path)
+    names = list_folder(filesystem, root)
     now = dict(copied)
     for kind, pattern in KINDS.items():
         saved = sorted(n for n in names if pattern.match(n))
@@ -108,8 +109,8 @@ def repair_state(path: str) -> str | None:
     the copy back (under its own name; a newer cut-off file is moved aside as
     ``<name>.truncated``, not deleted). Returns what was done, in words, or None when nothing
     needed doing or could be done."""
-    filesystem, root = _open(path)
-    names = _listing(filesystem, root)
+    filesystem, root = open_folder(path)
+    names = list_folder(filesystem, root)
     repaired = [kind for kind, pattern in KINDS.items() if _repair(filesystem, root, names, pattern)]
     if not repaired:
         return None
