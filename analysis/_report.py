@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from ._cost import cost_by_model, cost_figure
 from ._importance import param_importances, searched_knobs
 from ._page import Draft, page_html, render_png
 from ._pareto import front_objectives, pareto_figure
-from ._runs import finished_trials, open_experiment, ranking, search_run, trials_frame
+from ._runs import finished_trials, history_frame, open_experiment, ranking, search_run, trials_frame
 
 if TYPE_CHECKING:
     from tunefleet.trainables import FileSplit, ImageData, Split
@@ -93,20 +92,6 @@ def _space(uri: str, parent: Run, tmp: Path, draft: Draft) -> dict[str, Domain] 
         return None
 
 
-def _history(client: MlflowClient, trials: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Every trial's per-epoch ``metric`` points: run_id, step (epoch), value, timestamp (ms).
-
-    Non-finite values (a diverged trial's last epoch) are left out: they cannot be drawn, and a
-    best-so-far must not become NaN."""
-    rows = [
-        (run_id, m.step, m.value, m.timestamp)
-        for run_id in trials["run_id"]
-        for m in client.get_metric_history(run_id, metric)
-        if math.isfinite(m.value)
-    ]
-    return pd.DataFrame(rows, columns=["run_id", "step", "value", "timestamp"])
-
-
 def _search_figures(
     draft: Draft,
     trials: pd.DataFrame,
@@ -142,13 +127,15 @@ def _search_figures(
 
 def _checkpoint(client: MlflowClient, uri: str, run_id: str, tmp: Path) -> tuple[CheckpointMeta, dict[str, np.ndarray]]:
     """A trial's best-checkpoint metadata and logits, downloading just those two small files."""
-    from tunefleet.trainables import load_logits, read_meta
+    # Torch-free readers: a report that imported torch (for a tensor it turns into NumPy at once)
+    # would spend more on the import than on everything it reads.
+    from tunefleet.trainables import logits_arrays, read_meta
 
     run = client.get_run(run_id)
     meta, logits = (
         _download(uri, run, f"{rec.CHECKPOINT_ARTIFACT_DIR}/{name}", tmp) for name in (rec.META, rec.LOGITS)
     )
-    return read_meta(meta.parent), {k: v.numpy() for k, v in load_logits(logits.parent).items()}
+    return read_meta(meta.parent), logits_arrays(logits.parent)
 
 
 class _SplitImages:
@@ -221,7 +208,7 @@ def _collect(client: MlflowClient, uri: str, parent: Run, trials: pd.DataFrame, 
     draft = Draft()
     with tempfile.TemporaryDirectory(prefix="tunefleet-report-") as tmp:
         space = _space(uri, parent, Path(tmp), draft)
-        history = _history(client, trials, metric)
+        history = history_frame(client, trials, metric)
         start_ms = float(parent.info.start_time or history["timestamp"].min())
         _search_figures(draft, trials, space, history, (metric, mode), start_ms, str(best["run_id"].iloc[0]))
         _trial_figures(client, uri, draft, best, Path(tmp))
@@ -265,7 +252,12 @@ def _write(draft: Draft, out_dir: Path, title: str, summary: str) -> tuple[list[
 
 
 def build_report(
-    uri: str, experiment: str, out_dir: Path, search_run_id: str | None = None, top: int = 3, log_artifacts: bool = True
+    uri: str,
+    experiment: str,
+    out_dir: str | Path,
+    search_run_id: str | None = None,
+    top: int = 3,
+    log_artifacts: bool = True,
 ) -> Report:
     """Write a search's figures (PNG) and ``report.html`` into ``out_dir`` and log them to the search run.
 
@@ -291,6 +283,7 @@ def build_report(
     summary = f"search run {run_id}, ranked by {metric} ({mode}); {len(trials)} trials: {counts}"
     if parent.info.status == "RUNNING":  # a live refresh (or a search that died without closing its run)
         summary += f"; {LIVE_NOTE} as of {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
+    out_dir = Path(out_dir)
     files, page = _write(draft, out_dir, f"tunefleet report: {experiment}", summary)
     if log_artifacts:
         for path in [*files, page]:  # only our files: out_dir may hold other things

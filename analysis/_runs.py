@@ -6,6 +6,7 @@ resume`` (which hands them back to Ray Tune) and a submitted job's progress all 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.entities import Experiment, Run
+from mlflow.entities import Experiment, Metric, Run
 from mlflow.tracking import MlflowClient
 
 from tunefleet.spaces import SpecError
@@ -92,6 +93,42 @@ def trial_runs(client: MlflowClient, parent: Run, *, with_trial_id: bool = False
         if not token:
             break
     return [r for r in runs if rec.TRIAL_ID_TAG in r.data.tags] if with_trial_id else runs
+
+
+_BULK_IDS = 500  # run ids per bulk history query: well under any SQL engine's bound on parameters
+
+
+def metric_histories(client: MlflowClient, run_ids: list[str], key: str) -> list[tuple[str, Metric]]:
+    """Every logged point of ``key`` for each of ``run_ids``, as (run_id, metric) pairs.
+
+    A SQL store (SQLite, PostgreSQL) answers a few bulk queries: one ``get_metric_history`` per
+    run costs about 0.7 ms, 1.4 s on a 2,000-trial search, against 0.03 s in bulk. MLflow's client
+    has no public bulk call (its REST API's bulk endpoint is the UI's), so the store is reached
+    through the client; a store without the call (the REST store of an ``mlflow server``) is asked
+    run by run, as the public API would.
+    """
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    bulk = getattr(store, "get_metric_history_bulk", None)
+    if bulk is None:
+        return [(run_id, m) for run_id in run_ids for m in client.get_metric_history(run_id, key)]
+    points: list[tuple[str, Metric]] = []
+    for start in range(0, len(run_ids), _BULK_IDS):
+        chunk = run_ids[start : start + _BULK_IDS]
+        points += [(m.run_id, m) for m in bulk(chunk, key, max_results=None)]
+    return points
+
+
+def history_frame(client: MlflowClient, trials: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Every trial's per-epoch ``metric`` points: run_id, step (epoch), value, timestamp (ms).
+
+    Non-finite values (a diverged trial's last epoch) are left out: they cannot be drawn, and a
+    best-so-far must not become NaN."""
+    rows = [
+        (run_id, m.step, m.value, m.timestamp)
+        for run_id, m in metric_histories(client, list(trials["run_id"]), metric)
+        if math.isfinite(m.value)
+    ]
+    return pd.DataFrame(rows, columns=["run_id", "step", "value", "timestamp"])
 
 
 # Columns every trials frame has, in this order, before its params and metrics.

@@ -18,8 +18,9 @@ A checkpoint is written as one unit: every file goes into a temporary sibling di
 disk never leaves a half-written checkpoint under the final name, nor a mix of two epochs' files.
 Readers check the checksums before they trust a byte (``verify_checkpoint``), and the training
 state loads with ``weights_only=True``: a pickle planted in shared storage cannot run code.
-meta.json is written (``save_checkpoint``) and read (``read_meta``) here only, as the record; a
-meta.json that is not one is a ``CorruptCheckpoint`` naming it and its first problem.
+meta.json is written here (``save_checkpoint``) and read only as the record (``read_meta``, in
+``_meta.py``); a meta.json that is not one is a ``CorruptCheckpoint`` naming it and its first
+problem.
 """
 
 from __future__ import annotations
@@ -36,15 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import ValidationError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from tunefleet.spaces import CheckpointMeta, record_problem
+from tunefleet.spaces import CheckpointMeta
 from tunefleet.spaces.records import LAST, LOGITS, META, PREVIOUS_SUFFIX, TRAINING_STATE, WEIGHTS
 
-from ._model import create_model
+from ._meta import CorruptCheckpoint, read_meta
 
 logger = logging.getLogger(__name__)
 
@@ -70,21 +70,6 @@ class CheckpointWriteError(OSError):
 
     def __reduce__(self) -> tuple[Any, ...]:  # Ray pickles a trial's exception to the driver
         return type(self), (Path(self.filename), self.cause)
-
-
-class CorruptCheckpoint(ValueError):
-    """A checkpoint file is missing, empty, unreadable or not what its checksum says.
-
-    ``str(err)`` is one line naming the file: ``/ckpt/last/model.safetensors: sha256 mismatch ...``.
-    """
-
-    def __init__(self, path: Path, problem: str) -> None:
-        self.path = path
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.path, self.problem)
 
 
 def _write_file(path: Path, data: bytes) -> str:
@@ -185,24 +170,6 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def read_meta(directory: str | Path) -> CheckpointMeta:
-    """A checkpoint's ``meta.json`` as the record, without verifying the other files (see
-    ``verify_checkpoint``). Raises ``CorruptCheckpoint`` naming meta.json and its first problem."""
-    meta_path = Path(directory) / META
-    if not meta_path.is_file():
-        raise CorruptCheckpoint(meta_path, "missing")
-    try:
-        text = meta_path.read_bytes()
-    except OSError as err:
-        raise CorruptCheckpoint(meta_path, f"unreadable ({err.strerror or err})") from err
-    if not text:
-        raise CorruptCheckpoint(meta_path, "zero length")
-    try:
-        return CheckpointMeta.model_validate_json(text)
-    except ValidationError as err:
-        raise CorruptCheckpoint(meta_path, record_problem(err)) from None
-
-
 def verify_checkpoint(directory: str | Path) -> CheckpointMeta:
     """Return the meta.json of ``directory`` once every file of it can be trusted; else raise
     ``CorruptCheckpoint`` naming the first file that cannot.
@@ -283,12 +250,15 @@ def load_weights(directory: str | Path, model: nn.Module) -> nn.Module:
 
 
 def load_logits(directory: str | Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's val/test logits and labels as tensors (``logits_arrays`` for NumPy)."""
     return load_file(str(Path(directory) / LOGITS))
 
 
 def load_model(directory: str | Path) -> tuple[nn.Module, CheckpointMeta]:
     """Verify a checkpoint, rebuild the timm model it describes, load its weights, return it in
     eval mode with its meta. Raises ``CorruptCheckpoint`` naming the file that fails verification."""
+    from ._model import create_model  # timm loads only here: reading meta or logits needs none of it
+
     meta = verify_checkpoint(directory)
     model = create_model(meta.model, num_classes=len(meta.class_names), in_chans=meta.in_chans)
     load_weights(directory, model)

@@ -116,18 +116,25 @@ def _open_search_run(
 def _open(
     spec: SearchSpec,
     plan: Plan,
+    uri: str,
     client: MlflowClient,
     address: str | None,
     tags: dict[str, str],
     resume: Resumable | None,
 ) -> str:
-    """Open the search run while Ray starts (a new SQLite schema takes seconds); refuse a trial
-    shape no node holds. ray.init stays on the main thread, where it installs signal handlers."""
+    """Open the store and the search run while Ray starts (a new SQLite schema takes seconds);
+    refuse a trial shape no node holds. ray.init stays on the main thread, where it installs
+    signal handlers."""
     joining = bool(address or os.environ.get("RAY_ADDRESS"))
     if not joining:
         check_trial_fits(spec.resources, _local_nodes())
+
+    def open_run() -> str:
+        open_store(uri)  # a new SQLite file: created once, safely, even by searches starting together
+        return _open_search_run(client, spec, plan, tags, resume)
+
     with ThreadPoolExecutor(1) as pool:
-        parent = pool.submit(_open_search_run, client, spec, plan, tags, resume)
+        parent = pool.submit(open_run)
         try:
             start_ray(address, dashboard=spec.resources.workers_per_trial > 1)
             if joining:
@@ -158,12 +165,11 @@ def run_search(
     trials as a new Tune experiment) to its end: its exit code and search run."""
     print_plan(spec, plan, console)
     with _sigterm_as_interrupt():
-        open_store(uri)  # a new SQLite file: created once, safely, even by searches starting together
         client = MlflowClient(tracking_uri=uri)
         name = experiment_name(spec)
         tune_path = resume.tune_path if resume and not more else experiment_path(storage, name)
         tags = {rec.TUNE_PATH_TAG: tune_path} | (_extension_tags(resume) if resume and more else {})
-        parent_id = _open(spec, plan, client, address, tags, resume)
+        parent_id = _open(spec, plan, uri, client, address, tags, resume)
         on_server = uri.startswith(SERVER_SCHEMES)
         ledger = TrialLedger(spec.search.metric, spec.search.mode)
         tracker = MlflowTrialCallback(uri, parent_id, spec, ledger, driver_uploads=not on_server)

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import base64
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow.artifacts
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import LineCollection
 from mlflow.tracking import MlflowClient
 
+from tunefleet.analysis import _runs
+from tunefleet.analysis._importance import Knob
 from tunefleet.analysis._plots import (
     bad_cases_figure,
     confident_mistakes,
     confusion_matrix_figure,
     learning_curves_figure,
+    parallel_coordinates_figure,
 )
 from tunefleet.analysis._report import (
     ARTIFACT_PATH,
@@ -29,7 +35,7 @@ from tunefleet.analysis._report import (
     PARETO_PNG,
     build_report,
 )
-from tunefleet.spaces import SpecError
+from tunefleet.spaces import Conditional, Float, SpecError
 from tunefleet.spaces import records as rec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -78,13 +84,55 @@ def test_learning_curves_mark_stopped_and_failed_trials():
         {"run_id": ["a"] * 4 + ["b"] * 2 + ["c"], "step": [1, 2, 3, 4, 1, 2, 1], "value": np.linspace(0.1, 0.9, 7)}
     )
     ax = learning_curves_figure(history, trials, "val_acc", best_run_id="a").axes[0]
-    styles = {(line.get_linestyle(), line.get_marker()) for line in ax.lines}
-    assert ("--", "None") in styles and (":", "None") in styles  # stopped dashed, failed dotted
-    assert sum(line.get_marker() == "x" for line in ax.lines) == 2  # last point of b and c
+    curves = {lines.get_label(): lines for lines in ax.collections}  # one artist per outcome
+    assert len(curves[rec.COMPLETED].get_segments()) == 1 and curves[rec.COMPLETED].get_zorder() == 3  # best
+    for outcome, style in ((rec.STOPPED, "--"), (rec.FAILED, ":")):  # stopped dashed, failed dotted
+        assert curves[outcome].get_linestyle() == LineCollection([], linestyles=style, linewidths=1.2).get_linestyle()
+    marked = [(x, y) for line in ax.lines if line.get_marker() == "x" for x, y in line.get_xydata()]
+    assert sorted(marked) == [(1, pytest.approx(0.9)), (2, pytest.approx(0.7667, abs=1e-3))]  # last of c and b
+    assert ax.get_xlim()[0] <= 1 and ax.get_xlim()[1] >= 4  # the collections set the axis limits
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
     assert any("stopped early" in text for text in legend)
     assert any(text.startswith("failed") and "1 with no epoch" in text for text in legend)
     assert "best: t1" in legend
+
+
+def test_parallel_coordinates_bridge_a_knob_the_trials_option_lacks():
+    knobs = [
+        Knob("optimizer", "optimizer", Conditional({"sgd": {}, "adamw": {}})),
+        Knob("optimizer.sgd.momentum", "optimizer.momentum", Float(0.0, 1.0), option=("optimizer", "sgd")),
+        Knob("lr", "lr", Float(1e-4, 1e-1, log=True)),
+    ]
+    trials = pd.DataFrame(
+        {"outcome": [rec.COMPLETED, rec.STOPPED, rec.FAILED], "best_val_acc": [0.9, 0.5, 0.7],
+         "params.optimizer": ["sgd", "adamw", "sgd"], "params.optimizer.momentum": ["0.5", None, "0.1"],
+         "params.lr": ["0.01", "0.001", "0.1"]}
+    )  # fmt: skip
+    ax = parallel_coordinates_figure(trials, knobs, "val_acc").axes[0]
+    lines = {tuple(c.get_linestyle()[0][1] or ()): c for c in ax.collections}
+    (solid,) = (c for dashes, c in lines.items() if not dashes)
+    assert np.allclose(solid.get_segments(), [[[0, 0], [1, 0.5], [2, 2 / 3], [3, 1]]])  # sgd, completed
+    dashed_and_dotted = [c for dashes, c in lines.items() if dashes]  # the failed trial is not drawn
+    segments = sorted(s.tolist() for c in dashed_and_dotted for s in c.get_segments())
+    assert np.allclose(segments, [[[0, 1], [2, 1 / 3]], [[2, 1 / 3], [3, 0]]])  # adamw stopped: bridged over momentum
+
+
+def test_metric_histories_in_bulk_match_the_per_run_histories(tmp_path, monkeypatch):
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("histories", artifact_location=str(tmp_path / "artifacts"))
+    run_ids = [client.create_run(experiment).info.run_id for _ in range(3)]
+    for n, run_id in enumerate(run_ids):  # run n logs n points of val_acc (the first run none)
+        for step in range(n):
+            client.log_metric(run_id, "val_acc", 0.1 * (n + step), step=step + 1)
+        client.log_metric(run_id, "val_loss", 1.0, step=1)
+    per_run = sorted((r, m.step, m.value) for r in run_ids for m in client.get_metric_history(r, "val_acc"))
+    monkeypatch.setattr(_runs, "_BULK_IDS", 2)  # two bulk queries: ids from both chunks are read
+    bulk = sorted((r, m.step, m.value) for r, m in _runs.metric_histories(client, run_ids, "val_acc"))
+    assert bulk == per_run and len(bulk) == 3
+    store = client._tracking_client.store
+    monkeypatch.delattr(type(store), "get_metric_history_bulk")  # as the REST store of a server
+    one_by_one = sorted((r, m.step, m.value) for r, m in _runs.metric_histories(client, run_ids, "val_acc"))
+    assert one_by_one == per_run
 
 
 @pytest.mark.slow
@@ -138,8 +186,18 @@ def test_a_report_of_a_running_search_says_it_is_a_snapshot(searched, tmp_path):
     client = MlflowClient(tracking_uri=uri)
     parent = _search_run_id(client)
     client.update_run(parent, status="RUNNING")
-    report = build_report(uri, "small", tmp_path / "out", log_artifacts=False)
-    assert LIVE_NOTE in report.summary and report.summary in report.html.read_text()
+    # In a fresh process, to see what it loads: reading logits and metadata back needs no torch.
+    script = (
+        "import sys\n"
+        "from tunefleet.analysis import build_report\n"
+        f"report = build_report({uri!r}, 'small', {str(tmp_path / 'out')!r}, log_artifacts=False)\n"
+        "assert report.summary in report.html.read_text()\n"
+        "print(report.summary, sorted(p.name for p in report.files), 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert LIVE_NOTE in result.stdout and f"'{CONFUSION_PNG}'" in result.stdout, result.stdout
+    assert result.stdout.rstrip().endswith("False"), result.stdout  # torch never imported
 
 
 @pytest.mark.slow
