@@ -14,12 +14,16 @@ its own process, from its start to its exit). Targets (issue 22): the overhead p
 largest size within 10 % of the smallest, and so the RSS per added trial (last step against the
 first); ``trials`` and ``report`` under 10 s each.
 
-    python benchmarks/scale.py [--sizes 200,1000,2000] [--sleep 0.1] [--slots 2] [--no-write]
+With ``--cluster`` the same runs on a real 2-node Ray cluster on loopback (``_cluster.py``: ``ray
+start`` processes, 1 CPU per node, token authentication on), the driver joining it by address.
+
+    python benchmarks/scale.py [--sizes 200,1000,2000] [--sleep 0.1] [--slots 2] [--cluster] [--no-write]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sqlite3
@@ -30,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _cluster import loopback_cluster
 from _common import PeakRss, append, bench_doc, heading, in_fresh_process, parse_or_run_child, quiet_ray, verdict
 from scheduling import sleep_trainable
 
@@ -56,7 +61,12 @@ def child(payload: dict[str, Any]) -> None:
     doc["name"] = payload["name"]
     spec = spec_from_dict(doc)
     os.chdir(folder)  # MLflow's artifact root (./mlruns) of a new SQLite store is the working folder
-    quiet_ray()
+    if payload.get("address"):  # the driver joins the loopback cluster, as a submitted search's does
+        from tunefleet.search import start_ray
+
+        start_ray(payload["address"])
+    else:
+        quiet_ray()
     uri = f"sqlite:///{folder}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
     parent = start_search_run(client, spec)
@@ -142,17 +152,10 @@ def table(rows: list[dict[str, Any]], cli: dict[str, float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="200,1000,2000", help="comma-separated trial counts, smallest first")
-    ap.add_argument("--sleep", type=float, default=0.1, help="seconds each trial sleeps")
-    ap.add_argument("--slots", type=int, default=2)
-    ap.add_argument("--searcher", default="optuna", choices=["optuna", "random"])
-    ap.add_argument("--no-keeper", action="store_true", help="leave the state keeper out (an A/B of its cost)")
-    a = parse_or_run_child(ap, child)
-    if a is None:
-        return
-    sizes = sorted(int(s) for s in a.sizes.split(",") if s.strip())
+def run_sizes(
+    a: argparse.Namespace, sizes: list[int], address: str | None
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """One search per size, each in a fresh driver process; then the CLI on the largest."""
     rows: list[dict[str, Any]] = []
     cli: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="tf-scale-") as tmp:
@@ -165,6 +168,7 @@ def main() -> None:
                 "slots": a.slots,
                 "searcher": a.searcher,
                 "keeper": not a.no_keeper,
+                "address": address,
             }
             row = in_fresh_process(__file__, {**payload, "folder": str(folder), "name": f"bench-scale-{n}"})
             print(json.dumps(row), flush=True)
@@ -172,10 +176,28 @@ def main() -> None:
         largest = Path(tmp) / f"n{sizes[-1]}"
         cli["trials"] = time_cli(largest, f"bench-scale-{sizes[-1]}", "trials")
         cli["report"] = time_cli(largest, f"bench-scale-{sizes[-1]}", "report", "--out", str(largest / "report"))
+    return rows, cli
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="200,1000,2000", help="comma-separated trial counts, smallest first")
+    ap.add_argument("--sleep", type=float, default=0.1, help="seconds each trial sleeps")
+    ap.add_argument("--slots", type=int, default=2)
+    ap.add_argument("--searcher", default="optuna", choices=["optuna", "random"])
+    ap.add_argument("--no-keeper", action="store_true", help="leave the state keeper out (an A/B of its cost)")
+    ap.add_argument("--cluster", action="store_true", help="on a 2-node loopback Ray cluster, 1 CPU per node")
+    a = parse_or_run_child(ap, child)
+    if a is None:
+        return
+    sizes = sorted(int(s) for s in a.sizes.split(",") if s.strip())
+    with loopback_cluster() if a.cluster else contextlib.nullcontext(None) as address:
+        rows, cli = run_sizes(a, sizes, address)
     head = heading(
         "scale: sleep trials through the driver path",
         f"{a.sleep:g} s trials, {a.slots} slots, {a.searcher}, FIFO, MLflow on SQLite, state keeper "
-        f"{'off' if a.no_keeper else 'on'}",
+        f"{'off' if a.no_keeper else 'on'}"
+        + (", on a 2-node loopback Ray cluster (1 CPU per node, token auth)" if a.cluster else ", local Ray"),
     )
     append(head + "\n" + table(rows, cli), not a.no_write)
 
