@@ -28,8 +28,11 @@ def test_scheduling_runs_sleep_trials_through_run_experiment(bench_script) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 def test_scale_runs_each_size_in_its_own_process_and_times_the_cli(bench_script) -> None:
-    rows, out = bench_script("scale.py", "--sizes", "3", "--sleep", "0.05")  # one size: each costs a Ray start
+    # On its 2-node loopback cluster: the local path's driver start is scheduling.py's (above).
+    rows, out = bench_script("scale.py", "--sizes", "3", "--sleep", "0.05", "--cluster")  # one size: one driver
+    assert "on a 2-node loopback Ray cluster" in out
     assert [(r["trials"], r["completed"]) for r in rows] == [(3, 3)]
     assert all(r["mlflow_rows_per_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
     assert "`tunefleet trials` on 3 trials" in out and "`tunefleet report` on 3 trials" in out
