@@ -34,6 +34,7 @@ from ._errors import SpecError
 from ._knobs import FAMILIES, FAMILY_DEFAULTS, GROUPS, TOP_KNOBS, Knob
 from ._objectives import OBJECTIVE_MODES, SERVING_MODES, measures_serving, objective_key, objective_modes
 from ._points import point_from_params, shared_knobs, start_point_problem
+from ._scaling import scaled_lr
 from ._schema import spec_json_schema
 from ._sections import MAX_NUM_SAMPLES, SECTIONS, DataKind, DataSpec, Resources, SearchSettings, Section, Tracking
 from ._spec import SPEC_KEYS, SearchSpec, load_spec, read_spec, spec_from_dict
@@ -66,6 +67,7 @@ from .artifacts import (
 )
 
 __all__ = [
+    "scaled_lr",
     "BUILTIN_SPACES",
     "DESCRIPTIONS",
     "FAMILIES",

@@ -14,6 +14,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads on first use
+    from tunefleet.spaces import scaled_lr
+
     from ._augment import GaussianNoise, Transforms, create_transforms, unit_transforms
     from ._checkpoint import (
         CheckpointWriteError,
@@ -31,7 +33,7 @@ if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads o
     from ._loop import TrialOutOfMemory, classification_metrics, predict
     from ._loss import LOSSES, FocalLoss, create_loss, create_mixup
     from ._meta import CorruptCheckpoint, logits_arrays, read_meta
-    from ._model import build_model, create_model, freeze_stages, normalization, scaled_lr
+    from ._model import build_model, create_model, freeze_stages, normalization
     from ._optim import OPTIMIZERS, create_optimizer
     from ._schedule import SCHEDULES, create_scheduler
     from ._serving import OPSET, export_onnx, graph_bytes, latency_ms, onnx_session, serving_cost
@@ -77,7 +79,7 @@ _LAZY = {
     "create_model": "._model",
     "freeze_stages": "._model",
     "normalization": "._model",
-    "scaled_lr": "._model",
+    "scaled_lr": "tunefleet.spaces",  # the rule is the spec's (resources.lr_scaling); kept here too
     "OPTIMIZERS": "._optim",
     "create_optimizer": "._optim",
     "SCHEDULES": "._schedule",

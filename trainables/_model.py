@@ -1,5 +1,5 @@
 """The model factory: a recipe's model name, dropout, pretrained weights and frozen stages -> a
-timm model, plus what follows from the model (its normalization) and from the workers (the LR).
+timm model, plus what follows from the model (its normalization).
 
 Its own module because checkpoints rebuild models too (``_checkpoint.load_model``) and should not
 pull in optimizers, losses or augmentation to do it.
@@ -13,12 +13,6 @@ import timm
 from timm.data import resolve_model_data_config
 from timm.models import group_parameters
 from torch import nn
-
-
-def scaled_lr(base_lr: float, workers: int, rule: str = "linear") -> float:
-    """The LR for ``workers`` data-parallel workers, from the LR tuned for one (Goyal et al. 2017)."""
-    factor = {"linear": float(workers), "sqrt": workers**0.5, "none": 1.0}[rule]
-    return base_lr * factor
 
 
 def create_model(name: str, num_classes: int, in_chans: int, pretrained: bool = False, **kwargs: Any) -> nn.Module:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tunefleet.spaces import CheckpointMeta, measures_serving
+from tunefleet.spaces import CheckpointMeta, measures_serving, scaled_lr
 from tunefleet.spaces.records import (
     BEST,
     GRAD_ACCUM_KEY,
@@ -47,7 +47,7 @@ from ._data import DataPlan, open_data
 from ._feed import DataFeed, epoch_seed, loader_workers
 from ._loop import Precision, TrainParts, classification_metrics, predict, train_epoch
 from ._loss import create_loss, create_mixup
-from ._model import build_model, normalization, scaled_lr
+from ._model import build_model, normalization
 from ._optim import create_optimizer
 from ._restore import Progress, restore, resume_point
 from ._schedule import create_scheduler

@@ -2,7 +2,7 @@
 
 Its own module because it is the one place that picks between an in-process trial (``_trial``)
 and a data-parallel one (``_ddp``, which itself runs ``_trial``'s loop); kept here, neither of
-those has to import the other back.
+those has to import the other back. Importing it loads neither torch nor timm.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from typing import Any
 
 from tunefleet.spaces import resolve
 
-from ._ddp import run_ddp_trial
-from ._oom import train_with_oom_retry
 from ._settings import TrialSettings
 from ._upload import CheckpointUploader, where_am_i
 
@@ -27,6 +25,11 @@ def tune_trainable(config: dict[str, Any], settings: TrialSettings) -> None:
     so does one that ran out of memory, with half the batch (``_oom.py``).
     """
     from ray import tune  # Ray is heavy to import; trials run in-process (tests, benchmarks) without it
+
+    # The training loop (torch, timm) loads in the trial's process only: the search driver imports
+    # this function to hand it to Tune, and must not pay seconds of imports for it.
+    from ._ddp import run_ddp_trial
+    from ._oom import train_with_oom_retry
 
     recipe = resolve(config)
     if settings.workers > 1:

@@ -21,6 +21,7 @@ from tunefleet.spaces import SearchSpec, SpecError
 from tunefleet.spaces import records as rec
 
 from ..resume._liveness import resume_command, search_state
+from ..run._experiment import MODELS_CHECKED_ENV, models_fingerprint
 
 JOB_ENV = "TUNEFLEET_JOB_ID"  # the job id, set for the search driver; its search run is tagged with it
 STOP_WAIT_S = 120  # how long Ray lets a stopped search close its runs before it kills the driver
@@ -69,6 +70,8 @@ def submit(client: Any, spec: SearchSpec, uri: str, storage: str, python: str) -
                 "working_dir": folder,  # uploaded now: the spec travels with the job
                 "env_vars": {
                     JOB_ENV: job_id,
+                    # The client has run the model checks on this spec (prepare): the job skips them.
+                    MODELS_CHECKED_ENV: models_fingerprint(spec),
                     "PYTHONUNBUFFERED": "1",
                     # `tunefleet stop` = Ctrl-C, with time to close every run before a SIGKILL.
                     "RAY_JOB_STOP_SIGNAL": "SIGINT",

@@ -14,9 +14,8 @@ from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tunefleet.spaces import SearchSpec, flatten_recipe
+from tunefleet.spaces import SearchSpec, flatten_recipe, scaled_lr
 from tunefleet.spaces import records as rec
-from tunefleet.trainables import scaled_lr
 
 from ._ledger import TrialLedger
 from ._store import LogBatch, Op, SetTerminated, apply_op

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,34 @@ def test_each_command_answers_bad_input_before_loading_ray_or_torch(case, tmp_pa
     loaded = json.loads(result.stdout.splitlines()[-1])
     assert loaded == [], f"{case} imported {loaded} before answering"
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "tunefleet-runs").exists()
+
+
+# A submitted job's driver: the client passed the model checks (``submit`` sets the fingerprint).
+JOB_PREFLIGHT = (
+    "import sys\n"
+    "from tunefleet.search.run._experiment import preflight\n"
+    "from tunefleet.spaces import load_spec\n"
+    "plan = preflight(load_spec(sys.argv[1]))\n"
+    "print(plan.trials, 'timm' in sys.modules, 'torch' in sys.modules)\n"
+)
+
+
+@pytest.mark.parametrize("fingerprint", ["same", "other", None])
+def test_a_job_driver_skips_only_the_model_checks_its_client_passed(fingerprint, tmp_path):
+    from tunefleet.search.run._experiment import MODELS_CHECKED_ENV, models_fingerprint
+    from tunefleet.spaces import load_spec
+
+    sent = load_spec(Path(__file__).resolve().parents[2] / "examples" / "digits.yaml")
+    spec_file = tmp_path / "spec.yaml"  # as the job gets it: the client's spec, written out
+    spec_file.write_text(sent.to_yaml())
+    env = {k: v for k, v in os.environ.items() if k != MODELS_CHECKED_ENV}
+    if fingerprint is not None:  # "other": checked on the client, but for another spec or versions
+        env[MODELS_CHECKED_ENV] = models_fingerprint(sent) if fingerprint == "same" else "0" * 64
+    result = subprocess.run(
+        [sys.executable, "-c", JOB_PREFLIGHT, str(spec_file)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    trials, timm_loaded, torch_loaded = result.stdout.split()
+    assert trials == str(sent.search.num_samples)  # the rest of the preflight ran either way
+    skipped = fingerprint == "same"
+    assert (timm_loaded, torch_loaded) == (("False", "False") if skipped else ("True", "True"))
