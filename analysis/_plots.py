@@ -81,15 +81,19 @@ def _axis(knob: Knob, values: pd.Series) -> tuple[np.ndarray, list[tuple[float, 
 
 
 def _trial_lines(ax: Axes, ys: np.ndarray, colours: list[Any], outcomes: list[str]) -> None:
-    """Each row of ``ys`` as one trial's line over the axes, in a few collections (one ``ax.plot``
-    per trial would take seconds at 2,000 trials); later rows are drawn over earlier ones.
+    """Each row of ``ys`` as one trial's line over the axes, all in one collection (one ``ax.plot``
+    per trial would take seconds at 2,000 trials) with a line style per segment, so later rows are
+    drawn over earlier ones whatever their style.
 
-    A knob the trial's option lacks (NaN) leaves a gap; a faint dotted bridge over it keeps the
-    line reaching the metric axis without seeming to give that knob a value.
+    A knob the trial's option lacks (NaN) leaves a gap; a faint dotted bridge over it, drawn
+    beneath every line, keeps the line reaching the metric axis without giving that knob a value.
     """
     from matplotlib.collections import LineCollection
 
-    pieces: dict[str, tuple[list[np.ndarray], list[Any]]] = {"-": ([], []), "--": ([], []), ":": ([], [])}
+    segments: list[np.ndarray] = []
+    looks: list[tuple[Any, str]] = []  # (colour, line style) per segment
+    bridges: list[np.ndarray] = []
+    bridge_colours: list[Any] = []
     for row, colour, outcome in zip(ys, colours, outcomes, strict=True):
         known = [(float(x), float(y)) for x, y in enumerate(row) if not math.isnan(y)]
         runs: list[list[tuple[float, float]]] = []
@@ -98,19 +102,23 @@ def _trial_lines(ax: Axes, ys: np.ndarray, colours: list[Any], outcomes: list[st
                 runs[-1].append(point)
             else:
                 if runs:
-                    pieces[":"][0].append(np.array([runs[-1][-1], point]))
-                    pieces[":"][1].append(colour)
+                    bridges.append(np.array([runs[-1][-1], point]))
+                    bridge_colours.append(colour)
                 runs.append([point])
         style = "--" if outcome == rec.STOPPED else "-"
-        pieces[style][0].extend(np.array(run) for run in runs if len(run) > 1)
-        pieces[style][1].extend(colour for run in runs if len(run) > 1)
-    looks = {"--": (1.4, 0.85, 1), "-": (1.4, 0.85, 2), ":": (0.9, 0.6, 1)}  # width, alpha, z: completed on top
-    for style, (segments, seg_colours) in pieces.items():
-        if segments:
-            width, alpha, z = looks[style]
-            lines = LineCollection(segments, colors=seg_colours, linestyles=style, linewidths=width, alpha=alpha)
-            lines.set_zorder(z)
-            ax.add_collection(lines)
+        segments += [np.array(run) for run in runs if len(run) > 1]
+        looks += [(colour, style) for run in runs if len(run) > 1]
+    if bridges:
+        ax.add_collection(
+            LineCollection(bridges, colors=bridge_colours, linestyles=":", linewidths=0.9, alpha=0.6, label="bridges")
+        )
+    if segments:
+        colour_list, styles = zip(*looks, strict=True)
+        lines = LineCollection(
+            segments, colors=list(colour_list), linestyles=list(styles), linewidths=1.4, alpha=0.85, label="trials"
+        )
+        lines.set_zorder(2)  # over the bridges
+        ax.add_collection(lines)
 
 
 def parallel_coordinates_figure(trials: pd.DataFrame, knobs: list[Knob], metric: str, mode: str = "max") -> Figure:
@@ -175,8 +183,9 @@ def _points_by_run(history: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _curves(ax: Axes, runs: list[np.ndarray], outcome: str, best: bool = False) -> None:
-    """The curves of ``runs`` (all of one outcome) as one artist, plus one for their x markers:
-    one ``ax.plot`` per trial costs about 1 ms to build and more to draw, seconds at 2,000 trials."""
+    """The curves of ``runs`` (all of one outcome) as one artist, plus one for their end marks:
+    one ``ax.plot`` per trial costs about 1 ms to build and more to draw, seconds at 2,000 trials.
+    The best trial's curve and marks go over every other trial's."""
     from matplotlib.collections import LineCollection
 
     colour, style = STYLES.get(outcome, OTHER_STYLE)
@@ -184,13 +193,17 @@ def _curves(ax: Axes, runs: list[np.ndarray], outcome: str, best: bool = False) 
     curves = [curve for curve in runs if len(curve)]
     if not curves:
         return
-    width = 2.2 if best else 1.2
-    lines = LineCollection(curves, colors=colour, linestyles=style, linewidths=width, alpha=0.9, label=outcome)
+    width, z = (2.2, 5) if best else (1.2, 2)
+    label = "best" if best else outcome
+    lines = LineCollection(curves, colors=colour, linestyles=style, linewidths=width, alpha=0.9, label=label)
+    lines.set_zorder(z)
     ax.add_collection(lines, autolim=True)
-    lines.set_zorder(3 if best else 2)  # the best trial is drawn over the others
+    single = np.array([curve[0] for curve in curves if len(curve) == 1]).reshape(-1, 2)
+    if len(single):  # one epoch is a point, which a line does not show
+        ax.plot(single[:, 0], single[:, 1], ls="none", marker="o", ms=3, color=colour, zorder=z)
     if outcome != rec.COMPLETED:
         last = np.array([curve[-1] for curve in curves])
-        ax.plot(last[:, 0], last[:, 1], ls="none", marker="x", color=colour, ms=7, mew=2, zorder=4)
+        ax.plot(last[:, 0], last[:, 1], ls="none", marker="x", color=colour, ms=7, mew=2, zorder=z + 1)
 
 
 def learning_curves_figure(history: pd.DataFrame, trials: pd.DataFrame, metric: str, best_run_id: str | None) -> Figure:

@@ -1,7 +1,8 @@
 """A real 2-node Ray cluster on loopback for a benchmark: ``ray start --head`` and one ``ray start
 --address`` node, 1 CPU each, token authentication on (the token is Ray's own, from ``ray
-get-auth-token --generate``), every port free. Each node runs in a process group of its own and
-is stopped by it, so nothing else on the machine is touched.
+get-auth-token --generate``, which writes ``~/.ray/auth_token`` where none exists: as ``ray start``
+would), every port free. Each node runs in a process group of its own and is stopped by it, so no
+other Ray process on the machine is touched.
 
     with loopback_cluster() as address:   # "127.0.0.1:PORT", for start_ray(address)
         ...
@@ -47,7 +48,12 @@ def _alive_nodes(address: str) -> int:
     """How many nodes the cluster lists as alive, asked in a fresh process (this one stays unjoined)."""
     script = "import ray; ray.init(address=%r, logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    out = subprocess.run([sys.executable, "-c", script % address], capture_output=True, text=True, env=env)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", script % address], capture_output=True, text=True, env=env, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        return 0
     return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else 0
 
 

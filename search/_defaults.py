@@ -1,4 +1,5 @@
-"""Defaults every room of ``tunefleet.search`` shares: where MLflow is and where reports go.
+"""Defaults every room of ``tunefleet.search`` shares: where MLflow is, where reports go, and the
+key a submitted job's driver knows its client's model checks by.
 
 They live above the rooms so the driver (``run``) and the commands (``cli``) read one value
 without either importing the other.
@@ -6,10 +7,12 @@ without either importing the other.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
-from tunefleet.spaces import SpecError
+from tunefleet.spaces import SearchSpec, SpecError
 from tunefleet.spaces import records as rec
 
 # Where `tunefleet report` (and the report at the end of every search) writes, per experiment.
@@ -49,3 +52,20 @@ def check_store(uri: str) -> None:
     path = sqlite_database(uri)
     if path is not None and not path.resolve().parent.is_dir():
         raise SpecError("--tracking-uri", f"directory {path.parent} does not exist")
+
+
+# Set by ``submit`` (service) for its job; read by ``preflight`` (run) in the job's driver.
+MODELS_CHECKED_ENV = "TUNEFLEET_MODELS_CHECKED"
+
+
+def models_fingerprint(spec: SearchSpec) -> str | None:
+    """What the preflight's model checks depend on: the spec (its models, image size, pretrained
+    choice) and the installed tunefleet (the default model), timm and torch, read from their
+    metadata, not imported. None where a version is unknown: then nothing vouches for the checks."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        versions = [version(name) for name in ("tunefleet", "timm", "torch")]
+    except PackageNotFoundError:
+        return None
+    return hashlib.sha256(json.dumps([spec.to_yaml(), *versions]).encode()).hexdigest()

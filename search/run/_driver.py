@@ -7,21 +7,18 @@ stop) is handled as Ctrl-C: Tune stops gracefully and trials cut short close as 
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from tunefleet.analysis import run_url
-from tunefleet.spaces import MAX_NUM_SAMPLES, SearchSpec, SpecError
+from tunefleet.spaces import MAX_NUM_SAMPLES, SearchSpec
 from tunefleet.spaces import records as rec
 from tunefleet.spaces.records import COMPLETED, INTERRUPTED, RUNNING, STOPPED
 from tunefleet.trainables import RunLink
@@ -30,18 +27,14 @@ from .._defaults import REPORTS_DIR
 from ..resume._adopt import adopt_trials, discard_unsaved
 from ..resume._liveness import resume_command
 from ..resume._resume import Resumable
-from ..service._cluster import autoscaler_node_shapes, check_trial_fits
-from ..service._jobs import JOB_ENV
 from ..tracking._callback import SEARCH_KEY, MlflowTrialCallback
 from ..tracking._ledger import TrialLedger
-from ..tracking._open import open_store
-from ..tracking._search_run import search_summary, start_search_run
-from ..tracking._trial_records import driver_tags
+from ..tracking._search_run import search_summary
 from ._experiment import Plan, experiment_name, experiment_path, resume_experiment, run_experiment
 from ._keeper import StateKeeper
 from ._live import LiveReport
+from ._opening import open_search
 from ._progress import ConsoleProgress, trials_table
-from ._ray import start_ray
 from ._watchdog import TrialWatchdog
 
 SERVER_SCHEMES = ("http://", "https://")
@@ -65,19 +58,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _local_nodes() -> list[dict[str, float]]:
-    import torch
-
-    return [{"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}]
-
-
-def _cluster_nodes() -> list[dict[str, float]]:
-    """The nodes that are up, and the node types an autoscaler may add."""
-    import ray
-
-    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")] + autoscaler_node_shapes()
-
-
 def print_plan(spec: SearchSpec, plan: Plan, console: Console) -> None:
     """What the search will run: trials, searcher, scheduler, data and its path (memory or stream)."""
     s, res = spec.search, spec.resources
@@ -97,60 +77,6 @@ def print_plan(spec: SearchSpec, plan: Plan, console: Console) -> None:
         console.print(plan.warm.describe(s.metric), markup=False, highlight=False)
 
 
-def _open_search_run(
-    client: MlflowClient, spec: SearchSpec, plan: Plan, tags: dict[str, str], resume: Resumable | None
-) -> str:
-    """A new search run, or the resumed (or extended) one reopened; tagged with this driver and
-    the Tune state (``tags``)."""
-    tags = driver_tags() | tags
-    if resume is None:
-        tags |= plan.warm.tags() if plan.warm is not None else {}
-        chosen = {rec.DATA_CACHE_PARAM: plan.cache.cache, rec.DATA_DECODED_GIB_PARAM: f"{plan.cache.decoded_gib:.3f}"}
-        return start_search_run(client, spec, os.environ.get(JOB_ENV), tags, chosen)
-    client.update_run(resume.run_id, status="RUNNING")
-    for key, value in tags.items():
-        client.set_tag(resume.run_id, key, value)
-    return resume.run_id
-
-
-def _open(
-    spec: SearchSpec,
-    plan: Plan,
-    uri: str,
-    client: MlflowClient,
-    address: str | None,
-    tags: dict[str, str],
-    resume: Resumable | None,
-) -> str:
-    """Open the store and the search run while Ray starts (a new SQLite schema takes seconds);
-    refuse a trial shape no node holds. ray.init stays on the main thread, where it installs
-    signal handlers."""
-    joining = bool(address or os.environ.get("RAY_ADDRESS"))
-    if not joining:
-        check_trial_fits(spec.resources, _local_nodes())
-
-    def open_run() -> str:
-        open_store(uri)  # a new SQLite file: created once, safely, even by searches starting together
-        return _open_search_run(client, spec, plan, tags, resume)
-
-    with ThreadPoolExecutor(1) as pool:
-        parent = pool.submit(open_run)
-        try:
-            start_ray(address, dashboard=spec.resources.workers_per_trial > 1)
-            if joining:
-                check_trial_fits(spec.resources, _cluster_nodes())
-        except SpecError:
-            if resume is None:
-                client.delete_run(parent.result())  # refused before any trial: leave no run behind
-            else:
-                client.set_terminated(parent.result(), "KILLED")
-            raise
-        except BaseException:
-            client.set_terminated(parent.result(), "FAILED")
-            raise
-        return parent.result()
-
-
 def run_search(
     spec: SearchSpec,
     plan: Plan,
@@ -165,11 +91,10 @@ def run_search(
     trials as a new Tune experiment) to its end: its exit code and search run."""
     print_plan(spec, plan, console)
     with _sigterm_as_interrupt():
-        client = MlflowClient(tracking_uri=uri)
         name = experiment_name(spec)
         tune_path = resume.tune_path if resume and not more else experiment_path(storage, name)
         tags = {rec.TUNE_PATH_TAG: tune_path} | (_extension_tags(resume) if resume and more else {})
-        parent_id = _open(spec, plan, uri, client, address, tags, resume)
+        client, parent_id = open_search(spec, plan, uri, address, tags, resume)
         on_server = uri.startswith(SERVER_SCHEMES)
         ledger = TrialLedger(spec.search.metric, spec.search.mode)
         tracker = MlflowTrialCallback(uri, parent_id, spec, ledger, driver_uploads=not on_server)

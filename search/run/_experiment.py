@@ -9,8 +9,6 @@ stopper come from the tables in ``_schedulers`` (imported where a search is buil
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -28,6 +26,8 @@ from tunefleet.spaces import (
     tune_domains,
 )
 from tunefleet.trainables import RunLink, TrialSettings, tune_trainable
+
+from .._defaults import MODELS_CHECKED_ENV, models_fingerprint
 
 if TYPE_CHECKING:
     from tunefleet.trainables import DataPlan
@@ -93,27 +93,16 @@ class Plan(NamedTuple):
     warm: WarmStart | None = None  # earlier trials it learns from (search.warm_start)
 
 
-# Set by ``submit`` for its job: the fingerprint of the model checks the client already passed.
-MODELS_CHECKED_ENV = "TUNEFLEET_MODELS_CHECKED"
-
-
-def models_fingerprint(spec: SearchSpec) -> str:
-    """What ``check_models`` and ``check_input_size`` depend on: the spec and the installed timm
-    and torch (read from their metadata, not imported)."""
-    from importlib.metadata import version
-
-    return hashlib.sha256(json.dumps([spec.to_yaml(), version("timm"), version("torch")]).encode()).hexdigest()
-
-
 def preflight(spec: SearchSpec) -> Plan:
     """Everything checkable before Ray starts: names, grid size, data, input size vs. models.
 
     A submitted job's driver skips the model checks when ``submit`` passed them for the same spec
-    with the same timm and torch (``MODELS_CHECKED_ENV``): they would give the same answer, and
+    with the same tunefleet, timm and torch (``MODELS_CHECKED_ENV``): they would give the same answer, and
     cost the driver seconds of torch and timm imports it otherwise never needs. The data is
     checked again: the cluster's files are not the client's.
     """
-    models_checked = os.environ.get(MODELS_CHECKED_ENV) == models_fingerprint(spec)
+    vouched = os.environ.get(MODELS_CHECKED_ENV)
+    models_checked = vouched is not None and vouched == models_fingerprint(spec)
     if not models_checked:
         check_models(spec)
     total = planned_trials(spec)

@@ -20,8 +20,8 @@ from typing import Any
 from tunefleet.spaces import SearchSpec, SpecError
 from tunefleet.spaces import records as rec
 
+from .._defaults import MODELS_CHECKED_ENV, models_fingerprint
 from ..resume._liveness import resume_command, search_state
-from ..run._experiment import MODELS_CHECKED_ENV, models_fingerprint
 
 JOB_ENV = "TUNEFLEET_JOB_ID"  # the job id, set for the search driver; its search run is tagged with it
 STOP_WAIT_S = 120  # how long Ray lets a stopped search close its runs before it kills the driver
@@ -63,6 +63,8 @@ def submit(client: Any, spec: SearchSpec, uri: str, storage: str, python: str) -
     experiment_id = _experiment_id(uri, spec.tracking.experiment)
     with tempfile.TemporaryDirectory(prefix="tunefleet-job-") as folder:
         (Path(folder) / "spec.yaml").write_text(spec.to_yaml())
+        # The client has run the model checks on this spec (prepare): the job may skip them.
+        checked = models_fingerprint(spec)
         client.submit_job(
             submission_id=job_id,
             entrypoint=f"{python} -m tunefleet.search.cli search spec.yaml --tracking-uri {uri} --storage {storage}",
@@ -70,8 +72,7 @@ def submit(client: Any, spec: SearchSpec, uri: str, storage: str, python: str) -
                 "working_dir": folder,  # uploaded now: the spec travels with the job
                 "env_vars": {
                     JOB_ENV: job_id,
-                    # The client has run the model checks on this spec (prepare): the job skips them.
-                    MODELS_CHECKED_ENV: models_fingerprint(spec),
+                    **({MODELS_CHECKED_ENV: checked} if checked else {}),
                     "PYTHONUNBUFFERED": "1",
                     # `tunefleet stop` = Ctrl-C, with time to close every run before a SIGKILL.
                     "RAY_JOB_STOP_SIGNAL": "SIGINT",

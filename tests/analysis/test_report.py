@@ -84,8 +84,9 @@ def test_learning_curves_mark_stopped_and_failed_trials():
         {"run_id": ["a"] * 4 + ["b"] * 2 + ["c"], "step": [1, 2, 3, 4, 1, 2, 1], "value": np.linspace(0.1, 0.9, 7)}
     )
     ax = learning_curves_figure(history, trials, "val_acc", best_run_id="a").axes[0]
-    curves = {lines.get_label(): lines for lines in ax.collections}  # one artist per outcome
-    assert len(curves[rec.COMPLETED].get_segments()) == 1 and curves[rec.COMPLETED].get_zorder() == 3  # best
+    curves = {lines.get_label(): lines for lines in ax.collections}  # one artist per outcome, and the best
+    assert len(curves["best"].get_segments()) == 1 and rec.COMPLETED not in curves  # a, the one completed
+    assert curves["best"].get_zorder() > max(line.get_zorder() for line in ax.lines)  # over every mark
     for outcome, style in ((rec.STOPPED, "--"), (rec.FAILED, ":")):  # stopped dashed, failed dotted
         assert curves[outcome].get_linestyle() == LineCollection([], linestyles=style, linewidths=1.2).get_linestyle()
     marked = [(x, y) for line in ax.lines if line.get_marker() == "x" for x, y in line.get_xydata()]
@@ -109,12 +110,15 @@ def test_parallel_coordinates_bridge_a_knob_the_trials_option_lacks():
          "params.lr": ["0.01", "0.001", "0.1"]}
     )  # fmt: skip
     ax = parallel_coordinates_figure(trials, knobs, "val_acc").axes[0]
-    lines = {tuple(c.get_linestyle()[0][1] or ()): c for c in ax.collections}
-    (solid,) = (c for dashes, c in lines.items() if not dashes)
-    assert np.allclose(solid.get_segments(), [[[0, 0], [1, 0.5], [2, 2 / 3], [3, 1]]])  # sgd, completed
-    dashed_and_dotted = [c for dashes, c in lines.items() if dashes]  # the failed trial is not drawn
-    segments = sorted(s.tolist() for c in dashed_and_dotted for s in c.get_segments())
-    assert np.allclose(segments, [[[0, 1], [2, 1 / 3]], [[2, 1 / 3], [3, 0]]])  # adamw stopped: bridged over momentum
+    collections = {c.get_label(): c for c in ax.collections}
+    lines, bridges = collections["trials"], collections["bridges"]
+    assert np.allclose(bridges.get_segments(), [[[0, 1], [2, 1 / 3]]])  # adamw: bridged over momentum
+    segments = lines.get_segments()  # in row order, worst first: the best is drawn last, on top
+    assert np.allclose(segments[0], [[2, 1 / 3], [3, 0]]) and np.allclose(
+        segments[1], [[0, 0], [1, 0.5], [2, 2 / 3], [3, 1]]
+    )
+    dashed, solid = (LineCollection([], linestyles=s, linewidths=1.4).get_linestyle()[0] for s in ("--", "-"))
+    assert lines.get_linestyle() == [dashed, solid]  # stopped dashed, completed solid; the failed trial not drawn
 
 
 def test_metric_histories_in_bulk_match_the_per_run_histories(tmp_path, monkeypatch):

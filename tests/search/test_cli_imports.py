@@ -71,7 +71,7 @@ JOB_PREFLIGHT = (
 
 @pytest.mark.parametrize("fingerprint", ["same", "other", None])
 def test_a_job_driver_skips_only_the_model_checks_its_client_passed(fingerprint, tmp_path):
-    from tunefleet.search.run._experiment import MODELS_CHECKED_ENV, models_fingerprint
+    from tunefleet.search._defaults import MODELS_CHECKED_ENV, models_fingerprint
     from tunefleet.spaces import load_spec
 
     sent = load_spec(Path(__file__).resolve().parents[2] / "examples" / "digits.yaml")
