@@ -3,8 +3,9 @@ best trials fit on validation predictions, ONNX export, the Model Registry and p
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tunefleet._lazy import lazy_getattr
 
 if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads on first use
     from ._checks import METHODS, check_export, check_model_name
@@ -130,10 +131,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
