@@ -15,9 +15,10 @@ largest size within 10 % of the smallest, and so the RSS per added trial (last s
 first); ``trials`` and ``report`` under 10 s each.
 
 With ``--cluster`` the same runs on a real 2-node Ray cluster on loopback (``_cluster.py``: ``ray
-start`` processes, 1 CPU per node, token authentication on), the driver joining it by address.
+start`` processes, 1 CPU per node, token authentication on), the driver joining it by address;
+with ``--address HOST:PORT``, on a cluster already running (the cluster tests' shared one).
 
-    python benchmarks/scale.py [--sizes 200,1000,2000] [--sleep 0.1] [--slots 2] [--cluster] [--no-write]
+    python benchmarks/scale.py [--sizes 200,1000,2000] [--sleep 0.1] [--slots 2] [--cluster | --address A] [--no-write]
 """
 
 from __future__ import annotations
@@ -186,18 +187,23 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=2)
     ap.add_argument("--searcher", default="optuna", choices=["optuna", "random"])
     ap.add_argument("--no-keeper", action="store_true", help="leave the state keeper out (an A/B of its cost)")
-    ap.add_argument("--cluster", action="store_true", help="on a 2-node loopback Ray cluster, 1 CPU per node")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--cluster", action="store_true", help="on a 2-node loopback Ray cluster, 1 CPU per node")
+    where.add_argument("--address", help="on the running Ray cluster at HOST:PORT, the driver joining it")
     a = parse_or_run_child(ap, child)
     if a is None:
         return
     sizes = sorted(int(s) for s in a.sizes.split(",") if s.strip())
-    with loopback_cluster() if a.cluster else contextlib.nullcontext(None) as address:
+    with loopback_cluster() if a.cluster else contextlib.nullcontext(a.address) as address:
         rows, cli = run_sizes(a, sizes, address)
+    where = ", local Ray"
+    if address:
+        where = f", on {'a 2-node loopback' if a.cluster else 'the'} Ray cluster at {address}"
+        where += " (1 CPU per node, token auth)" if a.cluster else ""
     head = heading(
         "scale: sleep trials through the driver path",
         f"{a.sleep:g} s trials, {a.slots} slots, {a.searcher}, FIFO, MLflow on SQLite, state keeper "
-        f"{'off' if a.no_keeper else 'on'}"
-        + (", on a 2-node loopback Ray cluster (1 CPU per node, token auth)" if a.cluster else ", local Ray"),
+        f"{'off' if a.no_keeper else 'on'}{where}",
     )
     append(head + "\n" + table(rows, cli), not a.no_write)
 

@@ -67,7 +67,6 @@ from .artifacts import (
 )
 
 __all__ = [
-    "scaled_lr",
     "BUILTIN_SPACES",
     "DESCRIPTIONS",
     "FAMILIES",
@@ -147,4 +146,5 @@ __all__ = [
     "tune_domains",
     "uniform",
     "validate_space",
+    "scaled_lr",
 ]

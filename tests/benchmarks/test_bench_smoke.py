@@ -28,17 +28,6 @@ def test_scheduling_runs_sleep_trials_through_run_experiment(bench_script) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.cluster
-def test_scale_runs_each_size_in_its_own_process_and_times_the_cli(bench_script) -> None:
-    # On its 2-node loopback cluster: the local path's driver start is scheduling.py's (above).
-    rows, out = bench_script("scale.py", "--sizes", "3", "--sleep", "0.05", "--cluster")  # one size: one driver
-    assert "on a 2-node loopback Ray cluster" in out
-    assert [(r["trials"], r["completed"]) for r in rows] == [(3, 3)]
-    assert all(r["mlflow_rows_per_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
-    assert "`tunefleet trials` on 3 trials" in out and "`tunefleet report` on 3 trials" in out
-
-
-@pytest.mark.slow
 def test_epoch_cost_breaks_an_epoch_down_in_process_and_through_tune(bench_script) -> None:
     rows, out = bench_script("epoch_cost.py", "--epochs", "3", "--repeats", "1", "--checkpoint-every", "2")
     inproc, tune = (next(r for r in rows if r["arm"] == arm) for arm in ("in-process", "tune"))

@@ -79,7 +79,9 @@ def test_a_job_driver_skips_only_the_model_checks_its_client_passed(fingerprint,
     spec_file.write_text(sent.to_yaml())
     env = {k: v for k, v in os.environ.items() if k != MODELS_CHECKED_ENV}
     if fingerprint is not None:  # "other": checked on the client, but for another spec or versions
-        env[MODELS_CHECKED_ENV] = models_fingerprint(sent) if fingerprint == "same" else "0" * 64
+        same = models_fingerprint(sent)
+        assert same is not None  # tunefleet, timm and torch are installed with their metadata
+        env[MODELS_CHECKED_ENV] = same if fingerprint == "same" else "0" * 64
     result = subprocess.run(
         [sys.executable, "-c", JOB_PREFLIGHT, str(spec_file)], env=env, capture_output=True, text=True, timeout=120
     )

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -173,3 +176,21 @@ def test_search_with_address_drives_the_cluster_interactively(loopback_cluster, 
     assert len(trials) == 2 and {t.data.tags[rec.NODE_ID_TAG] for t in trials} <= alive
     assert all(t.info.status == "FINISHED" for t in trials)
     assert f"{cluster.tracking_uri}/#/experiments/{exp.experiment_id}/runs/" in result.stdout
+
+
+def test_scale_benchmark_joins_the_cluster_and_times_the_cli(loopback_cluster, tmp_path):
+    """benchmarks/scale.py at one tiny size, its driver joining this shared cluster by address (the
+    path of ``--cluster`` after its own cluster is up; run as ``make bench`` runs it, RESULTS.md left alone)."""
+    root = Path(__file__).resolve().parents[2]
+    results = (root / "benchmarks" / "RESULTS.md").read_bytes()
+    args = ["--sizes", "3", "--sleep", "0.05", "--address", loopback_cluster.gcs, "--no-write"]
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/scale.py", *args], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (root / "benchmarks" / "RESULTS.md").read_bytes() == results
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [(r["trials"], r["completed"]) for r in rows] == [(3, 3)]
+    assert all(r["mlflow_rows_per_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
+    assert f"Ray cluster at {loopback_cluster.gcs}" in proc.stdout
+    assert "`tunefleet trials` on 3 trials" in proc.stdout and "`tunefleet report` on 3 trials" in proc.stdout

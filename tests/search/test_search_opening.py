@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from tunefleet.search.run import _opening
@@ -29,7 +30,7 @@ def _search_runs(uri: str, name: str) -> list:
     experiment = client.get_experiment_by_name(name)
     assert experiment is not None
     return client.search_runs(
-        [experiment.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_SEARCH}'", run_view_type=3
+        [experiment.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_SEARCH}'", run_view_type=ViewType.ALL
     )
 
 
@@ -43,7 +44,7 @@ def test_a_search_stopped_while_ray_starts_leaves_no_open_run(error, left, tmp_p
     monkeypatch.setattr(_opening, "start_ray", _start_fails_with(error))
     with pytest.raises(type(error)):
         _opening.open_search(spec, preflight(spec), uri, None, {}, None)
-    (run,) = _search_runs(uri, spec.tracking.experiment)  # the store was created, and the run opened
+    (run,) = _search_runs(uri, spec.tracking.experiment)  # the store was created, and the run opened (deleted ones too)
     status, stage = left
     assert run.info.lifecycle_stage == stage
     assert status is None or run.info.status == status
