@@ -138,7 +138,8 @@ def pareto_figure(trials: pd.DataFrame, objectives: list[str]) -> Figure | None:
         ax.annotate(
             str(row.get("name", ""))[:18], (row[x], row[y]), fontsize=6, xytext=(3, 3), textcoords="offset points"
         )
-    ax.set_xlabel(x_name + (" (onnxruntime, CPU)" if x_name in SERVING_MODES else ""))
+    where = "GPU" if x_name in rec.GPU_SERVING_METRICS else "CPU"
+    ax.set_xlabel(x_name + (f" (onnxruntime, {where})" if x_name in SERVING_MODES else ""))
     ax.set_ylabel(f"best {y_name}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

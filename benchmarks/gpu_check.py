@@ -1,6 +1,7 @@
 """tunefleet's GPU paths vs a bare timm loop (resnet50, 224 px, generated JPEGs) in one table (issue
 22): AMP bf16 and fp16 (its GradScaler stepping), ``channels_last``, the data path (pinned memory,
-prefetch), two trials packed on one GPU; images/s and GPU busy % each, within ``--deadline`` (450 s).
+prefetch), two trials packed on one GPU, and (issue 24) a trial's ONNX serving latency on the GPU;
+images/s and GPU busy % each, within ``--deadline`` (450 s).
 ``--mode cpu`` (default without CUDA) runs it all at tiny sizes in seconds, GPU-only rows skipped, so
 CI keeps it working; only ``--mode gpu`` appends to RESULTS.md. Exit 1: a row failed or was cut.
 
@@ -234,6 +235,18 @@ def check_packed(ctx: Ctx) -> Outcome:
     return f"run_experiment: 2 trials x ({cpus} CPUs, {gpus:g} GPU)", rate, ctx.busy([together]), problems, note
 
 
+def check_serving(ctx: Ctx) -> Outcome:
+    """A trial's serving cost (issue 24): its ONNX export timed in onnxruntime, on the GPU too."""
+    gpu = 0 if ctx.gpu and tt.gpu_serving_available() else None
+    model = timm.create_model(ctx.model, pretrained=False, num_classes=CLASSES)
+    cost = tt.serving_cost(model, 3, ctx.size, ctx.batch, ctx.cpus, gpu)
+    note = ", ".join(f"{k} {v:.2f}" for k, v in cost.items())
+    if ctx.gpu and gpu is None:
+        note += "; no GPU latency: onnxruntime here has no CUDA provider (onnxruntime-gpu)"
+    batch_ms = cost["latency_ms_batch" if gpu is None else "latency_gpu_ms_batch"]
+    return f"serving_cost, batch 1 and {ctx.batch}", 1000 * ctx.batch / batch_ms, None, [], note
+
+
 def run_check(ctx: Ctx, name: str, check: Callable[[Ctx], Outcome], skip: str = "") -> dict[str, Any]:
     """One table row, printed as a JSON line. Past the deadline the alarm ends the check running then."""
     row: dict[str, Any] = {"check": name, "setting": "", "images_per_s": None, "gpu_busy_pct": None, "note": ""}
@@ -281,6 +294,7 @@ def main() -> None:
             run_check(ctx, "channels_last", check_channels_last),
             run_check(ctx, "data path: pinned + prefetch", check_data_path),
             run_check(ctx, "2 trials packed on 1 GPU", check_packed, "" if args.cpu_pack else no_gpu),
+            run_check(ctx, "ONNX serving latency", check_serving),
         ]
 
     title = f"GPU check, {ctx.dev} mode: AMP, channels_last, data path, packing vs a bare timm loop"

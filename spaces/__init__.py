@@ -32,7 +32,14 @@ from ._domains import (
 )
 from ._errors import SpecError
 from ._knobs import FAMILIES, FAMILY_DEFAULTS, GROUPS, TOP_KNOBS, Knob
-from ._objectives import OBJECTIVE_MODES, SERVING_MODES, measures_serving, objective_key, objective_modes
+from ._objectives import (
+    OBJECTIVE_MODES,
+    SERVING_MODES,
+    gpu_objectives,
+    measures_serving,
+    objective_key,
+    objective_modes,
+)
 from ._points import point_from_params, shared_knobs, start_point_problem
 from ._scaling import scaled_lr
 from ._schema import spec_json_schema
@@ -126,6 +133,7 @@ __all__ = [
     "load_spec",
     "read_spec",
     "loguniform",
+    "gpu_objectives",
     "measures_serving",
     "objective_key",
     "objective_modes",

@@ -6,7 +6,8 @@ direction written out, and checked). The first is the search's own ``metric``: R
 schedulers (ASHA, median, HyperBand) rank trials on one number, so they stop early on the first
 objective alone, while the optuna searcher's multi-objective sampler (TPE or NSGA-II, or GP)
 proposes configs that trade all of them. Serving costs (``SERVING_MODES``) are measured once per
-trial on its ONNX export (``tunefleet.trainables.serving_cost``) whenever an objective names one.
+trial on its ONNX export (``tunefleet.trainables.serving_cost``) whenever an objective names one;
+the GPU latencies (``latency_gpu_ms``) need trials that hold a GPU.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ from typing import Any
 
 from pydantic_core import PydanticCustomError
 
-from .records import BEST_PREFIX, LATENCY_BATCH_MS, LATENCY_MS, METRIC_MODES, MODEL_MB
+from .records import BEST_PREFIX, GPU_SERVING_METRICS, LATENCY_BATCH_MS, LATENCY_MS, METRIC_MODES, MODEL_MB
 
 FIELD = "objectives"
-SERVING_MODES = {LATENCY_MS: "min", LATENCY_BATCH_MS: "min", MODEL_MB: "min"}
+SERVING_MODES = {
+    LATENCY_MS: "min",
+    LATENCY_BATCH_MS: "min",
+    MODEL_MB: "min",
+    **dict.fromkeys(GPU_SERVING_METRICS, "min"),
+}
 OBJECTIVE_MODES = {**METRIC_MODES, **SERVING_MODES}
 # Optuna's samplers that take several objectives (CMA-ES takes one).
 MULTI_OBJECTIVE_SAMPLERS = ("tpe", "nsga2", "gp")
@@ -79,6 +85,11 @@ def objective_key(name: str) -> str:
     """Where a trial run keeps an objective's value: a serving cost under its name, a metric at the
     trial's best epoch (``best_val_acc``: the weights an export ships)."""
     return name if name in SERVING_MODES else BEST_PREFIX + name
+
+
+def gpu_objectives(objectives: tuple[str, ...]) -> list[str]:
+    """The objectives only a trial with a GPU can measure (its latency there)."""
+    return [name for name in objectives if name in GPU_SERVING_METRICS]
 
 
 def measures_serving(objectives: tuple[str, ...], asked: bool) -> bool:

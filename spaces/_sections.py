@@ -240,13 +240,15 @@ class SearchSettings(Section):
     objectives: Annotated[tuple[str, ...], BeforeValidator(parse_objectives)] = Field(
         (),
         description="two or more to trade off, first search.metric: [val_acc, latency_ms] or {val_acc: max, "
-        "latency_ms: min} (latency_ms, latency_ms_batch, model_mb: serving cost); the optuna searcher's sampler "
+        "latency_ms: min} (latency_ms, latency_ms_batch, model_mb: serving cost; latency_gpu_ms, latency_gpu_ms_batch "
+        "on GPU trials); the optuna searcher's sampler "
         "(tpe, nsga2, gp) trades them, the scheduler stops trials on the first alone",
     )
     measure_serving: bool = Field(
         False,
         description="measure each trial's serving cost (its ONNX export in onnxruntime, CPU: latency_ms, "
-        "latency_ms_batch, model_mb) even if no objective names it; a few seconds per trial",
+        "latency_ms_batch, model_mb; and its GPU, where it has one: latency_gpu_ms, latency_gpu_ms_batch) even if "
+        "no objective names it; a few seconds per trial",
     )
     serving_batch: int = Field(32, ge=1, description="the batch size latency_ms_batch is measured at")
 

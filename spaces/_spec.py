@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from ._catalog import space_to_yaml, suggest, validate_space
 from ._domains import Domain
 from ._errors import SpecError
+from ._objectives import gpu_objectives
 from ._points import start_point_problem
 from ._secrets import check_no_secrets
 from ._sections import FIELD_ERROR, SECTIONS, DataSpec, Resources, SearchSettings, Section, Tracking
@@ -171,6 +172,11 @@ def spec_from_dict(raw: Any, overrides: dict[str, dict[str, Any]] | None = None)
         # would have nothing to hand from donor to receiver and skip every exploit.
         raise SpecError("resources.workers_per_trial", "scheduler pbt needs single-worker trials (1)")
     _check_start_with(space, sections["search"])
+    on_gpu = gpu_objectives(sections["search"].objectives)
+    if on_gpu and sections["resources"].gpus_per_worker <= 0:
+        raise SpecError(
+            "search.objectives", f"{on_gpu[0]} is timed on the trial's GPU: needs resources.gpus_per_worker > 0"
+        )
     if not sections["tracking"].experiment:
         sections["tracking"] = sections["tracking"].model_copy(update={"experiment": name})
     return SearchSpec(name=name, space=space, **sections)

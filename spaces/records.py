@@ -108,7 +108,11 @@ EPOCH_METRICS = (
 LATENCY_MS = "latency_ms"  # median milliseconds of one run at batch 1
 LATENCY_BATCH_MS = "latency_ms_batch"  # median milliseconds of one run at search.serving_batch
 MODEL_MB = "model_mb"  # the exported graph's size in MB (1e6 bytes)
-SERVING_METRICS = (LATENCY_MS, LATENCY_BATCH_MS, MODEL_MB)
+# The same two latencies on the trial's GPU (onnxruntime's CUDA provider, input from host memory as
+# a request brings it), where the trial has a GPU and onnxruntime here can run on it.
+LATENCY_GPU_MS, LATENCY_GPU_BATCH_MS = "latency_gpu_ms", "latency_gpu_ms_batch"
+GPU_SERVING_METRICS = (LATENCY_GPU_MS, LATENCY_GPU_BATCH_MS)
+SERVING_METRICS = (LATENCY_MS, LATENCY_BATCH_MS, MODEL_MB, *GPU_SERVING_METRICS)
 # Images that could not be read in the epoch (streamed files that broke after the scan): skipped.
 UNREADABLE = "unreadable_images"
 # Seconds from the trial starting (or resuming) to its first training batch: data, model build,

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads o
     from ._model import build_model, create_model, freeze_stages, normalization
     from ._optim import OPTIMIZERS, create_optimizer
     from ._schedule import SCHEDULES, create_scheduler
-    from ._serving import OPSET, export_onnx, graph_bytes, latency_ms, onnx_session, serving_cost
+    from ._serving import OPSET, export_onnx, gpu_serving_available, graph_bytes, latency_ms, onnx_session, serving_cost
     from ._settings import TrialSettings
     from ._splits import RESIZE, FileSplit, ImageData, Split, stratified_split
     from ._trial import run_trial
@@ -88,6 +88,7 @@ _LAZY = {
     "OPSET": "._serving",
     "export_onnx": "._serving",
     "graph_bytes": "._serving",
+    "gpu_serving_available": "._serving",
     "latency_ms": "._serving",
     "onnx_session": "._serving",
     "serving_cost": "._serving",
@@ -107,6 +108,7 @@ __all__ = [
     "RESIZE",
     "export_onnx",
     "graph_bytes",
+    "gpu_serving_available",
     "latency_ms",
     "onnx_session",
     "serving_cost",

@@ -4,8 +4,9 @@
 trial's serving cost use it, so a trial's ``latency_ms`` is measured on the graph its export would
 hold. ``serving_cost`` exports a trial's freshly built model (cost depends on the architecture,
 image size and classes, not on the weights) and times it once, before training, on CPU with as
-many threads as the trial reserved. Trials timed on the same kind of node compare; on a cluster
-of mixed CPUs they do not (the node is on every trial run).
+many threads as the trial reserved, and on the trial's GPU too where it has one and onnxruntime
+here has its CUDA provider (``onnxruntime-gpu``). Trials timed on the same kind of node compare; on
+a cluster of mixed CPUs or GPUs they do not (the node is on every trial run).
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from tunefleet.spaces.records import LATENCY_BATCH_MS, LATENCY_MS, MODEL_MB
+from tunefleet.spaces.records import LATENCY_BATCH_MS, LATENCY_GPU_BATCH_MS, LATENCY_GPU_MS, LATENCY_MS, MODEL_MB
 
 OPSET = 18
+CUDA_PROVIDER = "CUDAExecutionProvider"
 LATENCY_RUNS = 20  # timed runs at batch 1 (a quarter of them at batch N), after a warm-up run
 
 
@@ -47,15 +50,32 @@ def export_onnx(module: nn.Module, sample: torch.Tensor, path: Path) -> None:
     program.save(str(path))
 
 
-def onnx_session(path: Path, threads: int = 0) -> Callable[[torch.Tensor], np.ndarray]:
-    """The ONNX model at ``path`` as a function, run on CPU in onnxruntime (one session for every
-    call); ``threads`` > 0 caps onnxruntime's threads (0: its default, every core)."""
+def gpu_serving_available() -> bool:
+    """Whether onnxruntime here can run a graph on a GPU (the ``onnxruntime-gpu`` build)."""
+    import onnxruntime as ort
+
+    return CUDA_PROVIDER in ort.get_available_providers()
+
+
+def onnx_session(path: Path, threads: int = 0, gpu: int | None = None) -> Callable[[torch.Tensor], np.ndarray]:
+    """The ONNX model at ``path`` as a function, run in onnxruntime (one session for every call):
+    on CPU, or on CUDA device ``gpu`` (inputs and outputs in host memory, as a request has them).
+    ``threads`` > 0 caps onnxruntime's CPU threads (0: its default, every core)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if gpu is not None:
+        providers.insert(0, (CUDA_PROVIDER, {"device_id": gpu}))
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    if gpu is not None and session.get_providers()[0] != CUDA_PROVIDER:
+        # onnxruntime falls back to CPU with only a log line: a GPU latency must not be a CPU one.
+        raise RuntimeError(
+            f"onnxruntime {ort.__version__} cannot run on GPU {gpu} here (providers: "
+            f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu to time the GPU"
+        )
     name = session.get_inputs()[0].name
 
     def run(x: torch.Tensor) -> np.ndarray:
@@ -70,9 +90,12 @@ def graph_bytes(path: Path) -> int:
     return sum(os.path.getsize(p) for p in path.parent.glob(f"{path.name}*"))
 
 
-def latency_ms(path: Path, example: np.ndarray, batch: int, threads: int = 0) -> tuple[float, float]:
-    """Median milliseconds of one run of the graph at batch 1 and at ``batch`` (CPU, onnxruntime)."""
-    run = onnx_session(path, threads)
+def latency_ms(
+    path: Path, example: np.ndarray, batch: int, threads: int = 0, gpu: int | None = None
+) -> tuple[float, float]:
+    """Median milliseconds of one run of the graph at batch 1 and at ``batch`` (onnxruntime, on CPU
+    or on CUDA device ``gpu``)."""
+    run = onnx_session(path, threads, gpu)
     times: dict[int, float] = {}
     for size, runs in ((1, LATENCY_RUNS), (batch, max(3, LATENCY_RUNS // 4))):
         x = torch.from_numpy(np.resize(example, (size, *example.shape[1:])).astype(np.float32))
@@ -86,15 +109,25 @@ def latency_ms(path: Path, example: np.ndarray, batch: int, threads: int = 0) ->
     return times[1], times[batch]
 
 
-def serving_cost(model: nn.Module, in_chans: int, image_size: int, batch: int, threads: int) -> dict[str, float]:
+def serving_cost(
+    model: nn.Module, in_chans: int, image_size: int, batch: int, threads: int, gpu: int | None = None
+) -> dict[str, float]:
     """``model`` exported to ONNX and timed in onnxruntime: ``latency_ms`` (batch 1),
-    ``latency_ms_batch`` (``batch``) and ``model_mb``. A copy is exported, on CPU, in eval mode:
-    the trial's own model keeps its device and training mode."""
+    ``latency_ms_batch`` (``batch``) and ``model_mb``, and with ``gpu`` (a CUDA device index) the
+    same latencies there, ``latency_gpu_ms`` and ``latency_gpu_ms_batch``. A copy is exported, on
+    CPU, in eval mode: the trial's own model keeps its device and training mode."""
     served = copy.deepcopy(model).to("cpu").eval()
     sample = torch.zeros(1, in_chans, image_size, image_size)
     with tempfile.TemporaryDirectory(prefix="tunefleet-serving-") as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(served, sample, path)
         one, many = latency_ms(path, sample.numpy(), batch, threads)
-        size = graph_bytes(path)
-    return {LATENCY_MS: round(one, 4), LATENCY_BATCH_MS: round(many, 4), MODEL_MB: round(size / 1e6, 4)}
+        cost = {
+            LATENCY_MS: round(one, 4),
+            LATENCY_BATCH_MS: round(many, 4),
+            MODEL_MB: round(graph_bytes(path) / 1e6, 4),
+        }
+        if gpu is not None:
+            one, many = latency_ms(path, sample.numpy(), batch, gpu=gpu)
+            cost |= {LATENCY_GPU_MS: round(one, 4), LATENCY_GPU_BATCH_MS: round(many, 4)}
+    return cost

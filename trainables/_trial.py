@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tunefleet.spaces import CheckpointMeta, measures_serving, scaled_lr
+from tunefleet.spaces import CheckpointMeta, gpu_objectives, measures_serving, scaled_lr
 from tunefleet.spaces.records import (
     BEST,
     GRAD_ACCUM_KEY,
@@ -51,7 +51,7 @@ from ._model import build_model, normalization
 from ._optim import create_optimizer
 from ._restore import Progress, restore, resume_point
 from ._schedule import create_scheduler
-from ._serving import serving_cost
+from ._serving import gpu_serving_available, serving_cost
 from ._settings import TrialSettings
 from ._splits import ImageData
 
@@ -130,7 +130,11 @@ def _serving(model: nn.Module, settings: TrialSettings, in_chans: int, workers: 
     search = settings.search
     if workers.rank != 0 or not measures_serving(search.objectives, search.measure_serving):
         return None
-    return serving_cost(model, in_chans, settings.data.image_size, search.serving_batch, settings.threads)
+    # On a GPU trial, its GPU too where onnxruntime can (an objective on it must be: it raises if not).
+    device = torch.device(settings.device)
+    on_gpu = device.type == "cuda" and (bool(gpu_objectives(search.objectives)) or gpu_serving_available())
+    gpu = (device.index or 0) if on_gpu else None
+    return serving_cost(model, in_chans, settings.data.image_size, search.serving_batch, settings.threads, gpu)
 
 
 def _steps(train_images: int, batch: int, world: int, drop_last: bool) -> int:

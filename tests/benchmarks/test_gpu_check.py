@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
-CPU_ROWS = ["bare timm loop", "channels_last", "data path: pinned + prefetch"]
+CPU_ROWS = ["bare timm loop", "channels_last", "data path: pinned + prefetch", "ONNX serving latency"]
 GPU_ONLY = ["amp bf16", "amp fp16 + GradScaler", "2 trials packed on 1 GPU"]
 
 
@@ -30,6 +30,7 @@ def test_cpu_mode_runs_every_cpu_check_and_skips_the_gpu_ones(bench_script) -> N
         "channels_last",
         "data path: pinned + prefetch",
         "2 trials packed on 1 GPU",
+        "ONNX serving latency",
     ]
     for name in CPU_ROWS:
         assert by[name]["result"] == "ok", by[name]
@@ -40,6 +41,8 @@ def test_cpu_mode_runs_every_cpu_check_and_skips_the_gpu_ones(bench_script) -> N
     assert "logits rel. diff" in by["channels_last"]["note"]
     assert "pin_memory False" in by["data path: pinned + prefetch"]["setting"]
     assert "x timm loader" in by["data path: pinned + prefetch"]["note"]
+    serving = by["ONNX serving latency"]["note"]  # on a CPU: no GPU latency is timed, none is claimed
+    assert "latency_ms " in serving and "model_mb " in serving and "latency_gpu_ms" not in serving
     assert "| check | setting | images/s | GPU busy % | result | note |" in out
     assert "| amp bf16 |  | — | n/a | skipped: no GPU |  |" in out
     assert "GPU check, cpu mode" in out
@@ -55,7 +58,7 @@ def test_the_deadline_ends_the_check_running_then_and_skips_the_rest() -> None:
     )
     rows = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert len(rows) == 6 and "| check | setting |" in proc.stdout  # the table is printed all the same
+    assert len(rows) == 7 and "| check | setting |" in proc.stdout  # the table is printed all the same
     # Where the alarm rang (while the folder was written, or in a check) depends on the machine's
     # speed; from there on, every check the CPU could run is cut short or skipped.
     cpu_rows = [r for r in rows if r["check"] in CPU_ROWS]

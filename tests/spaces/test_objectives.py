@@ -8,14 +8,16 @@ from tunefleet.spaces import (
     OBJECTIVE_MODES,
     SERVING_MODES,
     SpecError,
+    gpu_objectives,
     measures_serving,
     objective_modes,
     spec_from_dict,
 )
+from tunefleet.spaces.records import GPU_SERVING_METRICS
 
 
-def _search(**search):
-    return spec_from_dict({"name": "x", "search": search}).search
+def _search(gpus: float = 0.0, **search):
+    return spec_from_dict({"name": "x", "search": search, "resources": {"gpus_per_worker": gpus}}).search
 
 
 @pytest.mark.parametrize(
@@ -31,7 +33,8 @@ def test_objectives_as_a_list_or_a_mapping_with_each_direction(given):
 def test_every_serving_cost_is_minimized_and_measured_when_named():
     for name in SERVING_MODES:
         assert OBJECTIVE_MODES[name] == "min"
-        assert _search(objectives=["val_loss", name], metric="val_loss").objectives == ("val_loss", name)
+        gpus = 1.0 if name in GPU_SERVING_METRICS else 0.0
+        assert _search(gpus, objectives=["val_loss", name], metric="val_loss").objectives == ("val_loss", name)
     assert not measures_serving(("val_acc", "val_loss"), False)
     assert measures_serving((), True)  # search.measure_serving alone
 
@@ -60,6 +63,17 @@ def test_bad_objectives_are_one_line_naming_the_field(case):
         _search(**search)
     assert err.value.path == "search.objectives" and needle in err.value.message, str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", GPU_SERVING_METRICS)
+def test_a_gpu_latency_objective_needs_trials_that_hold_a_gpu(name):
+    assert gpu_objectives(("val_acc", "latency_ms", name)) == [name]
+    assert _search(0.5, objectives=["val_acc", name]).objectives == ("val_acc", name)  # a packed GPU is one too
+    with pytest.raises(SpecError) as err:
+        _search(objectives=["val_acc", name])
+    assert (
+        str(err.value) == f"search.objectives: {name} is timed on the trial's GPU: needs resources.gpus_per_worker > 0"
+    )
 
 
 def test_serving_batch_must_be_positive():
