@@ -10,6 +10,7 @@ Ray, MLflow and torch are imported inside the commands only, so bad input is ans
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -141,4 +142,20 @@ def run(argv: list[str]) -> int:
 
 def main() -> None:
     """Entry point of the ``tunefleet`` command."""
-    sys.exit(run(sys.argv[1:]))
+    code = run(sys.argv[1:])
+    _leave_quickly()
+    sys.exit(code)
+
+
+def _leave_quickly() -> None:
+    """Stop the Ray this process started now, and spare the interpreter its last garbage collection.
+
+    A search's process holds millions of objects (torch, timm and Ray loaded); the collection that
+    ends the interpreter walked them all for 3-4 s after the last line was printed, and Ray's own
+    exit hook sleeps 0.5 s before it stops Ray. Frozen objects are never collected again, and the
+    exit hooks (MLflow's, logging's, temporary folders') still run: only the walk is skipped.
+    """
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    gc.freeze()
