@@ -46,7 +46,11 @@ BUILTIN_SPACES: dict[str, dict[str, Any]] = {
             }
         },
         "loss": {"choice": {"ce": {}, "label_smoothing": {"smoothing": {"uniform": [0.05, 0.2]}}}},
-        "augmentation": {"hflip": {"choice": [True, False]}, "scale_min": {"uniform": [0.5, 1.0]}},
+        "augmentation": {
+            "hflip": {"choice": [True, False]},
+            "scale_min": {"uniform": [0.5, 1.0]},
+            "translate": {"uniform": [0.0, 0.2]},
+        },
         "regularization": {"drop_rate": {"uniform": [0.0, 0.3]}, "drop_path_rate": {"uniform": [0.0, 0.2]}},
     },
     "finetune": {
@@ -79,6 +83,7 @@ BUILTIN_SPACES: dict[str, dict[str, Any]] = {
             "vflip": {"choice": [False, True]},
             "rotation": {"uniform": [0.0, 30.0]},
             "scale_min": {"uniform": [0.3, 1.0]},
+            "translate": {"uniform": [0.0, 0.2]},
             "brightness": {"uniform": [0.0, 0.4]},
             "contrast": {"uniform": [0.0, 0.4]},
             "saturation": {"uniform": [0.0, 0.4]},

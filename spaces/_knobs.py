@@ -167,6 +167,9 @@ GROUPS: dict[str, dict[str, Knob]] = {
         "vflip": Knob("bool", False, help="random vertical flip"),
         "rotation": Knob("float", 0.0, low=0.0, high=180.0, help="random rotation within +- degrees"),
         "scale_min": Knob("float", 1.0, low=0.0, high=1.0, low_open=True, help="random-resized-crop least area"),
+        "translate": Knob(
+            "float", 0.0, low=0.0, high=0.5, help="random shift up to this share of the side, each axis (pad and crop)"
+        ),
         "brightness": _unit(0.0, "colour jitter: brightness"),
         "contrast": _unit(0.0, "colour jitter: contrast"),
         "saturation": _unit(0.0, "colour jitter: saturation (ignored for 1-channel images)"),

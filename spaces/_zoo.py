@@ -128,7 +128,10 @@ def preset_models(preset: str) -> list[ZooModel]:
 # on the first kept models of START_MODELS; the searcher explores from there. Every knob a base
 # space samples is set, so a start config is one recipe, not a draw: no flips from scratch (plans
 # train from scratch on small images, glyphs and digits among them, where a mirror changes the
-# class), flips when fine-tuning photographs. A knob the space lacks, or a value outside its
+# class), flips when fine-tuning photographs; from scratch, shifts of up to 1/8 of the side (the
+# pad-4 crop of CIFAR training at 32 px): without them resnet18 on the generated shapes set
+# memorized its training images (train loss 0.05, validation 0.41 after 20 epochs), and the
+# timm script that shifts reached 0.68 in as many. A knob the space lacks, or a value outside its
 # domain, is left to the sampler. Per training mode: from scratch, and fine-tuning (a lower LR).
 START_RECIPES: dict[str, dict[str, Any]] = {
     "scratch": {
@@ -141,6 +144,7 @@ START_RECIPES: dict[str, dict[str, Any]] = {
         "loss": "ce",
         "augmentation.hflip": False,
         "augmentation.scale_min": 0.9,
+        "augmentation.translate": 0.125,
         "regularization.drop_rate": 0.0,
         "regularization.drop_path_rate": 0.0,
     },

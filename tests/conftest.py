@@ -53,7 +53,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every user of a shared fixture must be in a file listed with it (else a second worker would
     start another). The cluster's tests first: on two workers its long tests start at once on one
     while the other takes the rest; alone, the cluster starts first and stops after its last test
-    (tests/search/conftest.py), idling beside no other test."""
+    (tests/search/conftest.py), idling beside no other test. Then the files with slow tests."""
     for item in items:
         path = item.nodeid.split("::", 1)[0]
         for fixture, group in SHARED_FIXTURES.items():
@@ -61,7 +61,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 raise pytest.UsageError(
                     f"{path} uses {fixture}: list it in SHARED_FILES as {group!r} (tests/conftest.py)"
                 )
-    items.sort(key=lambda item: item.get_closest_marker("cluster") is None)
+    # Then every file that holds a slow test, before the quick ones: xdist hands out whole files in
+    # this order, so the minutes-long searches start early and the many quick files fill the gaps,
+    # rather than one long search starting last while the other worker idles.
+    slow_files = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(
+        key=lambda item: (item.get_closest_marker("cluster") is None, item.nodeid.split("::", 1)[0] not in slow_files)
+    )
 
 
 # A small, fast spec: digits at 16x16, the tiny timm ResNet, a few epochs.

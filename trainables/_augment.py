@@ -7,7 +7,7 @@ Per sample (in the loader workers), images stay uint8: geometry and colour ops, 
 uint8 between processes costs a quarter of float32, and on a GPU the arithmetic leaves the CPU.
 
 Its own module because the train pipeline is assembled from timm's three stages with our own
-steps between them (rotation before, auto-augment and jitter amid, noise before erasing),
+steps between them (rotation before, a shift, auto-augment and jitter amid, noise before erasing),
 and that ordering is the one thing here that needs care.
 """
 
@@ -101,6 +101,17 @@ def _rotation(aug: dict[str, Any], in_chans: int, mean: tuple[float, ...]) -> li
     return [T.RandomRotation(aug["rotation"], fill=fill[0] if in_chans == 1 else fill)]
 
 
+def _translation(aug: dict[str, Any], in_chans: int, mean: tuple[float, ...]) -> list[Any]:
+    """A random shift of the cropped image (the pad-and-crop of CIFAR-style training), the edge it
+    uncovers in the mean colour. Objects anywhere in the frame: the one geometry a crop that keeps
+    most of the image (``scale_min`` near 1) hardly varies."""
+    shift = float(aug["translate"])
+    if shift <= 0:
+        return []
+    fill = [round(255 * m) for m in mean]
+    return [T.RandomAffine(degrees=0.0, translate=(shift, shift), fill=fill[0] if in_chans == 1 else fill)]
+
+
 def _photometric(recipe: dict[str, Any], image_size: int, in_chans: int, mean: tuple[float, ...]) -> list[Any]:
     """Auto-augment, then colour jitter (saturation skipped for 1 channel): PIL ops after the crop."""
     aug = recipe["augmentation"]
@@ -119,7 +130,7 @@ def create_transforms(
 ) -> Transforms:
     """timm's train and eval transforms for PIL images already at ``image_size`` ("L" or "RGB").
 
-    Train, per sample: rotation, timm's random-resized crop and flips, auto-augment, colour
+    Train, per sample: rotation, timm's random-resized crop and flips, a shift, auto-augment, colour
     jitter (saturation skipped for 1 channel), uint8 tensor; per batch: normalize, Gaussian
     noise, random erasing. Eval: uint8 tensor, then normalize (``crop_pct=1``: images are stored
     at the model's size).
@@ -143,6 +154,7 @@ def create_transforms(
     train = T.Compose(
         _rotation(aug, in_chans, mean)
         + list(primary.transforms)
+        + _translation(aug, in_chans, mean)
         + list(secondary.transforms)
         + _photometric(recipe, image_size, in_chans, mean)
         + list(final.transforms)

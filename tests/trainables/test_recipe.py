@@ -232,6 +232,7 @@ HEAVY = {
     "augmentation.vflip": True,
     "augmentation.rotation": 30.0,
     "augmentation.scale_min": 0.5,
+    "augmentation.translate": 0.2,
     "augmentation.brightness": 0.4,
     "augmentation.contrast": 0.4,
     "augmentation.saturation": 0.4,
@@ -256,7 +257,7 @@ def test_heavy_augmentation_runs_on_grayscale_and_colour(in_chans, policy):
     transforms = create_transforms(resolve(values), 16, in_chans, mean, std)
     names = [type(t).__name__ for t in transforms.train.transforms]
     expected = ["RandomRotation", "RandomResizedCropAndInterpolation", "RandomHorizontalFlip", "RandomVerticalFlip"]
-    assert names[:4] == expected
+    assert names[:5] == [*expected, "RandomAffine"]
     assert ("RandAugment" in names) == (policy != "none")
     # Per sample: PIL ops, then uint8 (timm's prefetcher form); noise and erasing come per batch.
     assert names[-1] == "MaybePILToTensor" and "ColorJitter" in names
@@ -277,6 +278,24 @@ def test_heavy_augmentation_runs_on_grayscale_and_colour(in_chans, policy):
     assert torch.equal(transforms.evaluate(img), transforms.evaluate(img))
 
 
+def test_a_shift_moves_the_image_within_its_bound_and_fills_the_edge_with_the_mean():
+    mean = (0.5,)
+    shifted = create_transforms(resolve({"augmentation.translate": 0.25}), 16, 1, mean, (0.25,))
+    dot = np.zeros((16, 16), dtype=np.uint8)
+    dot[8, 8] = 255  # one bright pixel: where it lands is the shift
+    torch.manual_seed(0)
+    places = set()
+    for _ in range(200):
+        out = shifted.train(Image.fromarray(dot))[0]
+        (row,), (col,) = np.nonzero(out.numpy() > 200)
+        dy, dx = int(row) - 8, int(col) - 8
+        places.add((dy, dx))
+        uncovered = out[:dy] if dy > 0 else out[16 + dy :] if dy < 0 else out[:, :dx] if dx > 0 else out[:, 16 + dx :]
+        assert dy == dx == 0 or bool((uncovered == 128).all())  # the edge it uncovers is the mean colour
+    assert max(max(abs(dy), abs(dx)) for dy, dx in places) <= 4  # a quarter of 16 px at most
+    assert len({dy for dy, _ in places}) > 4 and len({dx for _, dx in places}) > 4  # both axes move
+
+
 def test_transforms_follow_the_augmentation_knobs():
     model = create_model("test_resnet", num_classes=10, in_chans=1)
     mean, std = normalization(model, 1)
@@ -285,6 +304,7 @@ def test_transforms_follow_the_augmentation_knobs():
     names = [type(t).__name__ for t in transforms.train.transforms]
     assert "RandomHorizontalFlip" in names and "ColorJitter" not in names and "RandomRotation" not in names
     assert "RandAugment" not in names and not transforms.batch_augment(torch.device("cpu")).active
+    assert "RandomAffine" not in names  # no shift unless asked
     img = Image.fromarray(load_data("digits", 16, 0).val.images[0])
     out = transforms.evaluate(img)
     assert out.shape == (1, 16, 16)
