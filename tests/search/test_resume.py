@@ -100,7 +100,10 @@ def _check_complete(client: MlflowClient, num_samples: int, max_epochs: int) -> 
 
 @pytest.mark.slow
 def test_driver_killed_again_and_again_then_resumed(write_spec, small_spec, tmp_path):
-    small_spec["search"].update(num_samples=3, max_epochs=4, max_concurrent=2)
+    # 4 trials, 2 at a time: at the second kill (after a second trial ended) two more are still to
+    # run, so the search cannot have finished before the kill lands (with 3, the last two could end
+    # together and the driver close the search first: a full suite caught that race once).
+    small_spec["search"].update(num_samples=4, max_epochs=4, max_concurrent=2)
     spec = write_spec(small_spec)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     proc = _start(tmp_path, "search", str(spec))
@@ -126,7 +129,7 @@ def test_driver_killed_again_and_again_then_resumed(write_spec, small_spec, tmp_
     assert "resuming search run" in out
     now = _ended(client)
     assert all(now[run_id] == before for run_id, before in ended.items())
-    _check_complete(client, 3, 4)
+    _check_complete(client, 4, 4)
 
 
 @pytest.mark.slow
