@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from tunefleet.spaces import CheckpointMeta, DataSpec, Domain, SpecError, load_spec
 from tunefleet.spaces import records as rec
 
+from . import _case_plots as case_plots
 from . import _plots as plots
 from ._cost import cost_by_model, cost_figure
 from ._importance import param_importances, searched_knobs
@@ -176,7 +177,7 @@ def _trial_figures(client: MlflowClient, uri: str, draft: Draft, best: pd.DataFr
             continue
         if rank == 1:
             title = f"best trial {name}, validation split"
-            matrix = plots.confusion_matrix_figure(logits_val, labels, classes, title)
+            matrix = case_plots.confusion_matrix_figure(logits_val, labels, classes, title)
             draft.add(CONFUSION_PNG, f"confusion matrix of {title} (rows: true class)", matrix)
         try:
             if cache and meta.settings.data not in cache:
@@ -188,7 +189,7 @@ def _trial_figures(client: MlflowClient, uri: str, draft: Draft, best: pd.DataFr
             draft.notes.append(f"no bad cases for top {rank} trial {name}: cannot load its validation images: {err!r}")
             continue
         title = f"top {rank}: {name}, most confident mistakes on the validation split"
-        figure = plots.bad_cases_figure(images, labels, logits_val, classes, title, BAD_CASES)
+        figure = case_plots.bad_cases_figure(images, labels, logits_val, classes, title, BAD_CASES)
         if figure is None:
             draft.notes.append(f"no bad cases for top {rank} trial {name}: it gets every validation image right")
         caption = f"top {rank} trial {name}: the validation images it gets most confidently wrong (up to {BAD_CASES})"

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._defaults import tracking_uri
-    from .run._experiment import Plan, optuna_sampler, planned_trials, preflight, run_experiment
+    from ._preflight import Plan, planned_trials, preflight
+    from .run._experiment import optuna_sampler, run_experiment
     from .run._ray import start_ray
     from .service._cluster import check_trial_fits, workers_that_fit
     from .tracking._callback import MlflowTrialCallback
@@ -22,10 +23,10 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "check_trial_fits": ".service._cluster",
     "workers_that_fit": ".service._cluster",
-    "Plan": ".run._experiment",
+    "Plan": "._preflight",
     "optuna_sampler": ".run._experiment",
-    "planned_trials": ".run._experiment",
-    "preflight": ".run._experiment",
+    "planned_trials": "._preflight",
+    "preflight": "._preflight",
     "run_experiment": ".run._experiment",
     "start_ray": ".run._ray",
     "TrialLedger": ".tracking._ledger",

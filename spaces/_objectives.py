@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic_core import PydanticCustomError
 
+from ._section_base import FIELD_ERROR
 from .records import BEST_PREFIX, GPU_SERVING_METRICS, LATENCY_BATCH_MS, LATENCY_MS, METRIC_MODES, MODEL_MB
 
 FIELD = "objectives"
@@ -31,8 +32,6 @@ MULTI_OBJECTIVE_SAMPLERS = ("tpe", "nsga2", "gp")
 
 
 def _error(message: str) -> PydanticCustomError:
-    from ._sections import FIELD_ERROR
-
     return PydanticCustomError(FIELD_ERROR, "{field}: {message}", {"field": FIELD, "message": message})
 
 

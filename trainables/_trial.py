@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tunefleet.spaces import CheckpointMeta, gpu_objectives, measures_serving, scaled_lr
+from tunefleet.spaces import CheckpointMeta, scaled_lr
 from tunefleet.spaces.records import (
     BEST,
     GRAD_ACCUM_KEY,
@@ -40,38 +40,17 @@ from tunefleet.spaces.records import (
 )
 
 from ._augment import create_transforms
-from ._checkpoint import (
-    save_checkpoint,
-)
-from ._data import DataPlan, open_data
+from ._checkpoint import save_checkpoint
+from ._data import open_data
 from ._feed import DataFeed, epoch_seed, loader_workers
-from ._loop import Precision, TrainParts, classification_metrics, predict, train_epoch
-from ._loss import create_loss, create_mixup
+from ._loop import TrainParts, classification_metrics, predict, train_epoch
+from ._loss import create_mixup
 from ._model import build_model, normalization
-from ._optim import create_optimizer
 from ._restore import Progress, restore, resume_point
-from ._schedule import create_scheduler
-from ._serving import gpu_serving_available, serving_cost
 from ._settings import TrialSettings
-from ._splits import ImageData
+from ._trial_parts import Workers, checkpoint_meta, patience, serving_of, steps_per_epoch, train_parts
 
 Report = Callable[[dict[str, float], Path | None], None]
-
-
-@dataclass(frozen=True)
-class Workers:
-    """Where this process sits in a data-parallel group (rank 0 of 1 when alone)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @staticmethod
-    def current() -> Workers:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return Workers(dist.get_rank(), dist.get_world_size())
-        return Workers()
 
 
 def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
@@ -89,60 +68,6 @@ def _first_batch_timed(batches: Iterable[Any], started: float, times: dict[str, 
         if i == 0:
             times[SETUP_TIME] = time.perf_counter() - started
         yield item
-
-
-def _patience(recipe: dict[str, Any], settings: TrialSettings) -> int | None:
-    if settings.patience is not None:
-        return settings.patience
-    value = recipe.get("regularization", {}).get("patience", 0)
-    return int(value) if value else None
-
-
-def _train_parts(
-    recipe: dict[str, Any], settings: TrialSettings, model: nn.Module, lr: float, workers: Workers, steps: int
-) -> TrainParts:
-    """The model on its device (DDP-wrapped with several workers), optimizer, schedule, loss."""
-    device = torch.device(settings.device)
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = create_optimizer(model, recipe, lr)
-    parts = TrainParts(
-        model=model,
-        optimizer=optimizer,
-        scheduler=create_scheduler(optimizer, recipe, settings.search.max_epochs, steps),
-        criterion=create_loss(recipe),
-        mixup=None,
-        precision=Precision.create(settings.amp, device),
-        clip_grad=float(recipe.get("regularization", {}).get("clip_grad", 0.0) or 0.0),
-        device=device,
-    )
-    if workers.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        parts.model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    return parts
-
-
-def _serving(model: nn.Module, settings: TrialSettings, in_chans: int, workers: Workers) -> dict[str, float] | None:
-    """The model's serving cost when the search asks for it (rank 0 alone: its reports count);
-    measured before the weights move, on every start, a resumed one too (it takes seconds)."""
-    search = settings.search
-    if workers.rank != 0 or not measures_serving(search.objectives, search.measure_serving):
-        return None
-    # On a GPU trial, its GPU too where onnxruntime can (an objective on it must be: it raises if not).
-    device = torch.device(settings.device)
-    on_gpu = device.type == "cuda" and (bool(gpu_objectives(search.objectives)) or gpu_serving_available())
-    gpu = (device.index or 0) if on_gpu else None
-    return serving_cost(model, in_chans, settings.data.image_size, search.serving_batch, settings.threads, gpu)
-
-
-def _steps(train_images: int, batch: int, world: int, drop_last: bool) -> int:
-    per_worker = train_images // world
-    steps = per_worker // batch if drop_last else math.ceil(per_worker / batch)
-    if steps < 1:
-        raise ValueError(f"batch_size {batch} is larger than the {per_worker} training images per worker")
-    return steps
 
 
 def run_trial(
@@ -174,12 +99,12 @@ def run_trial(
     data, plan = open_data(settings.data)
     source, state = resume_point(resume_from)
     model = build_model(recipe, data.num_classes, data.in_chans)
-    serving = _serving(model, settings, data.in_chans, workers)
+    serving = serving_of(model, settings, data.in_chans, workers)
     mean, std = normalization(model, data.in_chans)
     transforms = create_transforms(recipe, settings.data.image_size, data.in_chans, mean, std)
     mixup = create_mixup(recipe, data.num_classes)
     batch = int(recipe["batch_size"])
-    steps = _steps(len(data.train), batch, workers.world, drop_last=mixup is not None)
+    steps = steps_per_epoch(len(data.train), batch, workers.world, drop_last=mixup is not None)
     loaders = loader_workers(settings.data, settings.resources)
     device = torch.device(settings.device)
     feed = DataFeed(
@@ -191,48 +116,16 @@ def run_trial(
     staging = Path(tempfile.mkdtemp(prefix="tunefleet-ckpt-"))
     try:
         lr = scaled_lr(float(recipe["lr"]), workers.world, settings.resources.lr_scaling)
-        parts = _train_parts(recipe, settings, model, lr, workers, steps)
+        parts = train_parts(recipe, settings, model, lr, workers, steps)
         parts.mixup, parts.accumulate = mixup, accumulate
         progress = restore(source, state, model, parts, staging) if source and state else Progress()
-        meta = _checkpoint_meta(recipe, settings, data, plan, (mean, std), workers.world, lr, loaders)
-        loop = _Loop(settings, parts, model, feed, workers, batch, steps, _patience(recipe, settings), started, meta)
+        meta = checkpoint_meta(recipe, settings, data, plan, (mean, std), workers.world, lr, loaders)
+        loop = _Loop(settings, parts, model, feed, workers, batch, steps, patience(recipe, settings), started, meta)
         loop.serving = serving
         _train(loop, progress, staging, report)
     finally:
         feed.close()
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _checkpoint_meta(
-    recipe: dict[str, Any],
-    settings: TrialSettings,
-    data: ImageData[Any],
-    plan: DataPlan,
-    norm: tuple[tuple[float, ...], tuple[float, ...]],
-    world: int,
-    lr: float,
-    loaders: int,
-) -> CheckpointMeta:
-    """What every checkpoint of the trial records; ``_train`` stamps in each epoch's report."""
-    batch = int(recipe["batch_size"])
-    return CheckpointMeta(
-        model=recipe["model"],
-        class_names=list(data.class_names),
-        in_chans=data.in_chans,
-        image_size=settings.data.image_size,
-        mean=list(norm[0]),
-        std=list(norm[1]),
-        recipe=recipe,
-        settings=settings.checkpoint_settings(),
-        workers=world,
-        effective_batch_size=batch * world,
-        effective_lr=lr,
-        data_skipped=data.skipped,
-        data_cache=plan.cache,
-        loader_workers=loaders,
-        epoch=0,
-        metrics={},
-    )
 
 
 @dataclass

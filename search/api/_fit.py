@@ -91,8 +91,8 @@ def run_fit(
     does and registers it."""
     resolved = resolve_uri(uri)
     check_store(resolved)
+    from .._preflight import preflight
     from ..run._driver import run_search
-    from ..run._experiment import preflight
 
     checked = preflight(planned.spec)  # models, data and input size, as `tunefleet search` checks them
     path = write_spec(planned.plan, planned.spec)
@@ -124,8 +124,8 @@ def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float, console
     best trials that ran all their epochs (one ASHA stopped was stopped for being worse)."""
     from tunefleet.analysis import open_experiment, ranking, search_run, trials_frame
 
+    from .._preflight import preflight
     from ..run._driver import run_search
-    from ..run._experiment import preflight
     from ..run._warm import warm_start
 
     client, experiment = open_experiment(uri, plan.name)

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
     from tunefleet.analysis import Ensemble, Report
 
+    from .._preflight import Plan
     from ..run._driver import SearchEnd
-    from ..run._experiment import Plan
 
 SpecSource = str | Path | dict[str, Any] | SearchSpec
 
@@ -73,7 +73,7 @@ def prepare(source: SpecSource, overrides: dict[str, dict[str, Any]], uri: str |
     spec = read_spec(source, overrides)
     resolved = resolve_uri(uri, spec.tracking.uri)
     check_store(resolved)
-    from ..run._experiment import preflight
+    from .._preflight import preflight
     from ..run._warm import warm_start
 
     return Prepared(spec, resolved, preflight(spec)._replace(warm=warm_start(resolved, spec)))
@@ -102,15 +102,15 @@ def continue_search(
         from ..resume._resume import find_resumable
 
         point = find_resumable(uri, experiment, search_run)  # MLflow and Tune's state, before Ray or torch
+        from .._preflight import preflight
         from ..run._driver import run_search
-        from ..run._experiment import preflight
 
         return run_search(point.spec, preflight(point.spec), uri, address, point.tune_path, console, resume=point)
     from ..resume._resume import find_extendable
 
     point = find_extendable(uri, experiment, search_run, more, more_time)
+    from .._preflight import preflight
     from ..run._driver import run_search
-    from ..run._experiment import preflight
     from ..run._warm import own_history
 
     plan = preflight(point.spec)._replace(warm=own_history(point.spec, point.trials, experiment))

@@ -24,13 +24,14 @@ from tunefleet.spaces.records import COMPLETED, INTERRUPTED, RUNNING, STOPPED
 from tunefleet.trainables import RunLink
 
 from .._defaults import REPORTS_DIR
+from .._preflight import Plan
 from ..resume._adopt import adopt_trials, discard_unsaved
 from ..resume._liveness import resume_command
 from ..resume._resume import Resumable
 from ..tracking._callback import SEARCH_KEY, MlflowTrialCallback
 from ..tracking._ledger import TrialLedger
 from ..tracking._search_run import search_summary
-from ._experiment import Plan, experiment_name, experiment_path, resume_experiment, run_experiment
+from ._experiment import experiment_name, experiment_path, resume_experiment, run_experiment
 from ._keeper import StateKeeper
 from ._live import LiveReport
 from ._opening import open_search

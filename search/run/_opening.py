@@ -15,13 +15,13 @@ from mlflow.tracking import MlflowClient
 from tunefleet.spaces import SearchSpec, SpecError
 from tunefleet.spaces import records as rec
 
+from .._preflight import Plan
 from ..resume._resume import Resumable
 from ..service._cluster import autoscaler_node_shapes, check_trial_fits
 from ..service._jobs import JOB_ENV
 from ..tracking._open import open_store
 from ..tracking._search_run import start_search_run
 from ..tracking._trial_records import driver_tags
-from ._experiment import Plan
 from ._ray import start_ray
 
 

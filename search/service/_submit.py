@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 from tunefleet.spaces import SearchSpec, SpecError, read_spec
 
+from .._preflight import preflight
 from ._service import Service
 
 
@@ -48,9 +49,9 @@ def prepare(
 ) -> SubmitPlan:
     """Validate and resolve a submission; every problem is a SpecError naming the flag or field."""
     spec = read_spec(source, {"search": {"num_samples": num_samples}})
-    from ..run._experiment import preflight  # the training stack (torch, timm): once the spec parsed
-
-    preflight(spec)  # names, grid size, data, input size: bad input never reaches the cluster
+    # names, grid size, data, input size (timm and torch load here, once the spec parsed): bad
+    # input never reaches the cluster
+    preflight(spec)
     local = address is None
     if local and service is None:
         raise SpecError(

@@ -16,11 +16,9 @@ from matplotlib.collections import LineCollection
 from mlflow.tracking import MlflowClient
 
 from tunefleet.analysis import _runs
+from tunefleet.analysis._case_plots import bad_cases_figure, confident_mistakes, confusion_matrix_figure
 from tunefleet.analysis._importance import Knob
 from tunefleet.analysis._plots import (
-    bad_cases_figure,
-    confident_mistakes,
-    confusion_matrix_figure,
     learning_curves_figure,
     parallel_coordinates_figure,
 )

@@ -62,7 +62,7 @@ def test_each_command_answers_bad_input_before_loading_ray_or_torch(case, tmp_pa
 # A submitted job's driver: the client passed the model checks (``submit`` sets the fingerprint).
 JOB_PREFLIGHT = (
     "import sys\n"
-    "from tunefleet.search.run._experiment import preflight\n"
+    "from tunefleet.search._preflight import preflight\n"
     "from tunefleet.spaces import load_spec\n"
     "plan = preflight(load_spec(sys.argv[1]))\n"
     "print(plan.trials, 'timm' in sys.modules, 'torch' in sys.modules)\n"

@@ -18,7 +18,7 @@ from typing import Any, get_args
 import pytest
 
 from tunefleet.spaces import SearchSettings, contains, define_by_run, spec_from_dict
-from tunefleet.spaces._sections import SamplerName, SchedulerName
+from tunefleet.spaces._search_settings import SamplerName, SchedulerName
 
 ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402

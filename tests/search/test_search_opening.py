@@ -10,8 +10,8 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
+from tunefleet.search._preflight import preflight
 from tunefleet.search.run import _opening
-from tunefleet.search.run._experiment import preflight
 from tunefleet.spaces import SpecError, load_spec
 from tunefleet.spaces import records as rec
 
