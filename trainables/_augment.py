@@ -67,6 +67,8 @@ class Transforms:
     std: tuple[float, ...]
     noise_std: float
     re_prob: float
+    size: int  # the side both take and give: images stored at it pass through unchanged
+    per_sample: bool = True  # whether train changes an image; False: it is evaluate (see _feed's ready path)
 
     def batch_augment(self, device: torch.device) -> BatchAugment:
         return BatchAugment(self.noise_std, self.re_prob, device)
@@ -160,7 +162,18 @@ def create_transforms(
         + list(final.transforms)
     )
     evaluate = _eval_transform(image_size, in_chans, mean, std)
-    return Transforms(train, evaluate, tuple(mean), tuple(std), float(aug["noise_std"]), float(aug["re_prob"]))
+    noise, erasing = float(aug["noise_std"]), float(aug["re_prob"])
+    return Transforms(train, evaluate, tuple(mean), tuple(std), noise, erasing, image_size, _per_sample(recipe))
+
+
+def _per_sample(recipe: dict[str, Any]) -> bool:
+    """Whether the train transform can change an image stored at its size. With none of these
+    on, timm's crop keeps the whole image (its area is 1; an aspect it cannot fit falls back to the
+    whole image) and resizes it to the size it has, so train gives what evaluate gives."""
+    aug = recipe["augmentation"]
+    geometry = aug["scale_min"] < 1.0 or aug["hflip"] or aug["vflip"] or aug["rotation"] > 0 or aug["translate"] > 0
+    colour = any((aug["brightness"], aug["contrast"], aug["saturation"]))
+    return bool(geometry or colour or recipe["auto_augment"]["name"] != "none")
 
 
 def _eval_transform(image_size: int, in_chans: int, mean: tuple[float, ...], std: tuple[float, ...]) -> T.Compose:
@@ -181,4 +194,4 @@ def unit_transforms(image_size: int, in_chans: int) -> Transforms:
     255): the input an exported graph takes, which normalizes inside itself."""
     zeros, ones = (0.0,) * in_chans, (1.0,) * in_chans
     evaluate = _eval_transform(image_size, in_chans, zeros, ones)
-    return Transforms(evaluate, evaluate, zeros, ones, noise_std=0.0, re_prob=0.0)
+    return Transforms(evaluate, evaluate, zeros, ones, noise_std=0.0, re_prob=0.0, size=image_size, per_sample=False)

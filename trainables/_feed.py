@@ -13,6 +13,11 @@ persistent workers, for training epochs and for validation and test passes alike
   and random erasing (``_augment.py``).
 - A file that cannot be read while streaming leaves its batch one image short and is counted
   (``unreadable``); an epoch never fails on it.
+- Ready path: a split decoded in memory at the model's size needs no per-sample work to be
+  evaluated, nor to be trained on when the recipe has no per-sample augmentation
+  (``Transforms.per_sample``). Its batches are sliced from the decoded array in the same keys'
+  order, the same bytes the loader would build, with no worker process and no PIL round trip:
+  what a hand-written loop over ready tensors does. Batch steps (noise, erasing) still apply.
 """
 
 from __future__ import annotations
@@ -153,6 +158,31 @@ class _Counted:
         return len(self.loader) if self.loader is not None else 0
 
 
+class _Ready:
+    """Batches of the in-memory splits sliced from their arrays, for whichever pass was set last
+    (the loader's ``_Collate`` output, bytes for bytes: uint8 [B, C, H, W] and int64 labels)."""
+
+    def __init__(self, splits: dict[str, Split], passes: _Passes) -> None:
+        # Views of the decoded arrays, no copy: [N, H, W] gains its channel, [N, H, W, 3] turns.
+        self.images = {name: _channels_first(torch.from_numpy(split.images)) for name, split in splits.items()}
+        self.labels = {name: torch.from_numpy(split.labels) for name, split in splits.items()}
+        self.passes = passes
+        self.unreadable = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        for keys in list(self.passes.batches):
+            split = keys[0][0]
+            index = torch.tensor([i for _, i, _ in keys], dtype=torch.int64)
+            yield self.images[split][index].contiguous(), self.labels[split][index]
+
+    def __len__(self) -> int:
+        return len(self.passes.batches)
+
+
+def _channels_first(images: torch.Tensor) -> torch.Tensor:
+    return images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+
+
 class DataFeed:
     """Training epochs and evaluation passes over one dataset, as normalized batches on ``device``."""
 
@@ -166,7 +196,9 @@ class DataFeed:
         seed: int,
         rank: int = 0,
         world: int = 1,
+        ready: bool = True,
     ) -> None:
+        """``ready=False`` sends every pass through the loader (to compare the two paths)."""
         self.splits: dict[str, Split | FileSplit] = {"train": data.train, "val": data.val, "test": data.test}
         self.passes = _Passes(seed, rank, world)
         shape = (data.in_chans, data.train.size, data.train.size)
@@ -191,6 +223,22 @@ class DataFeed:
         )
         self.augment = transforms.batch_augment(device)
         self.primed_epoch = 0
+        at_size = {n: s for n, s in self.splits.items() if isinstance(s, Split) and s.size == transforms.size}
+        in_memory = at_size if ready else {}
+        self.ready = PrefetchLoader(
+            _Ready(in_memory, self.passes),  # type: ignore[arg-type]  # iterated and measured only
+            transforms.mean,
+            transforms.std,
+            channels=data.in_chans,
+            device=device,
+        )
+        self.ready_splits = set(in_memory)
+        self.ready_train = "train" in in_memory and not transforms.per_sample
+
+    @property
+    def loader_needed(self) -> bool:
+        """Whether any pass goes through the loader (and its worker processes)."""
+        return not (self.ready_train and self.ready_splits == set(self.splits))
 
     @property
     def unreadable(self) -> int:
@@ -201,21 +249,29 @@ class DataFeed:
         """Have the workers start on ``epoch`` now, while the trial goes on setting up; the next
         ``train(epoch)`` takes those batches (any other pass asked for first discards them)."""
         self.passes.train(len(self.splits["train"]), epoch, batch, drop_last)
-        self.counted.prime()
+        if not self.ready_train:
+            self.counted.prime()
         self.primed_epoch = epoch
 
     def train(self, epoch: int, batch: int, drop_last: bool) -> Iterator[Batch]:
         """One epoch's batches, augmented: the order and every draw seeded from (seed, epoch, rank)."""
-        if self.counted.primed is None or self.primed_epoch != epoch:
-            self.counted.primed = None
+        if self.ready_train:
             self.passes.train(len(self.splits["train"]), epoch, batch, drop_last)
-        for x, y in self._batches():
+            batches = iter(self.ready)
+        else:
+            if self.counted.primed is None or self.primed_epoch != epoch:
+                self.counted.primed = None
+                self.passes.train(len(self.splits["train"]), epoch, batch, drop_last)
+            batches = self._batches()
+        for x, y in batches:
             yield (self.augment(x) if self.augment.active else x), y
 
     def evaluate(self, split: str, batch: int) -> Iterator[Batch]:
         """``split`` ("val" or "test") in order, in batches, without augmentation."""
-        self.counted.primed = None
         self.passes.evaluate(split, len(self.splits[split]), batch)
+        if split in self.ready_splits:
+            return iter(self.ready)  # a primed training epoch keeps its batches
+        self.counted.primed = None
         return self._batches()
 
     def _batches(self) -> Iterator[Batch]:

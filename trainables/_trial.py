@@ -119,7 +119,8 @@ def run_trial(
         parts = train_parts(recipe, settings, model, lr, workers, steps)
         parts.mixup, parts.accumulate = mixup, accumulate
         progress = restore(source, state, model, parts, staging) if source and state else Progress()
-        meta = checkpoint_meta(recipe, settings, data, plan, (mean, std), workers.world, lr, loaders)
+        used = loaders if feed.loader_needed else 0  # the ready path starts no loader worker
+        meta = checkpoint_meta(recipe, settings, data, plan, (mean, std), workers.world, lr, used)
         loop = _Loop(settings, parts, model, feed, workers, batch, steps, patience(recipe, settings), started, meta)
         loop.serving = serving
         _train(loop, progress, staging, report)

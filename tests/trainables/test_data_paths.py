@@ -1,4 +1,5 @@
-"""The two data paths (memory, stream) behind one loader: same results, exact resume, sharding,
+"""The two data paths (memory, stream) behind one loader, and the ready path that skips it for
+in-memory splits: same results, exact resume, sharding,
 batched evaluation, unreadable files counted, and the memory budget that picks between them."""
 
 from __future__ import annotations
@@ -162,3 +163,57 @@ def test_loader_workers_follow_the_cpus_a_worker_reserves():
     assert loader_workers(data, Resources(cpus_per_worker=1)) == 1
     assert loader_workers(data, Resources(cpus_per_worker=8)) == 7
     assert loader_workers(DataSpec(loader_workers=0), Resources(cpus_per_worker=8)) == 0
+
+
+# No per-sample step (noise is per batch): in memory, every pass takes the ready path.
+PLAIN = resolve({"lr": 0.05, "batch_size": 16, "augmentation.noise_std": 0.1})
+
+
+def _passes(feed: DataFeed, epochs: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every training batch of ``epochs`` epochs (noise off: it draws from the process's stream),
+    then the val and test splits, as the feed gives them."""
+    feed.augment.noise = None
+    batches = [b for epoch in range(1, epochs + 1) for b in feed.train(epoch, batch=16, drop_last=False)]
+    return batches + list(feed.evaluate("val", 8)) + list(feed.evaluate("test", 8))
+
+
+@pytest.mark.parametrize("kind", ["digits", "imagefolder"])
+def test_ready_path_gives_the_loaders_batches_byte_for_byte(kind, folder):
+    spec = DataSpec(kind="digits", image_size=16) if kind == "digits" else _settings(folder).data
+    data, plan = open_data(spec)
+    assert plan.cache == "memory"
+    transforms = create_transforms(PLAIN, spec.image_size, data.in_chans, (0.5,) * data.in_chans, (0.25,) * 3)
+    ready = DataFeed(data, transforms, torch.device("cpu"), workers=1, seed=3, rank=1, world=2)
+    loader = DataFeed(data, transforms, torch.device("cpu"), workers=1, seed=3, rank=1, world=2, ready=False)
+    try:
+        assert not ready.loader_needed and loader.loader_needed
+        got, want = _passes(ready), _passes(loader)
+        assert len(got) == len(want)
+        for (x, y), (x0, y0) in zip(got, want, strict=True):
+            assert x.dtype == x0.dtype and x.is_contiguous() and torch.equal(x, x0) and torch.equal(y, y0)
+    finally:
+        ready.close()
+        loader.close()
+    augmented = create_transforms(RECIPE, spec.image_size, data.in_chans, (0.5,) * 3, (0.25,) * 3)
+    mixed = DataFeed(data, augmented, torch.device("cpu"), workers=0, seed=3)
+    assert not mixed.ready_train and mixed.ready_splits == {"train", "val", "test"} and mixed.loader_needed
+
+
+def test_a_trial_on_the_ready_path_trains_exactly_as_through_the_loader(folder, tmp_path):
+    def run(cache: str, keep: Path) -> list[dict[str, float]]:
+        reports: list[dict[str, float]] = []
+
+        def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+            reports.append(metrics)
+            if checkpoint_dir is not None:
+                shutil.copytree(checkpoint_dir, keep / f"epoch-{int(metrics['epoch'])}")
+
+        run_trial(PLAIN, _settings(folder, cache=cache, loader_workers=1), report)
+        return reports
+
+    ready, stream = run("memory", tmp_path / "ready"), run("stream", tmp_path / "stream")
+    _same_training(ready, stream)
+    a, b = _weights(tmp_path / "ready/epoch-2"), _weights(tmp_path / "stream/epoch-2")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_meta(tmp_path / "ready/epoch-2" / LAST).loader_workers == 0  # none started
+    assert read_meta(tmp_path / "stream/epoch-2" / LAST).loader_workers == 1
