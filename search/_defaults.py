@@ -54,7 +54,7 @@ def check_store(uri: str) -> None:
         raise SpecError("--tracking-uri", f"directory {path.parent} does not exist")
 
 
-# Set by ``submit`` (service) for its job; read by ``preflight`` (run) in the job's driver.
+# Set by ``submit`` (service) for its job; read by ``preflight`` (``_preflight``) in the job's driver.
 MODELS_CHECKED_ENV = "TUNEFLEET_MODELS_CHECKED"
 
 

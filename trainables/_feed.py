@@ -162,18 +162,23 @@ class _Ready:
     """Batches of the in-memory splits sliced from their arrays, for whichever pass was set last
     (the loader's ``_Collate`` output, bytes for bytes: uint8 [B, C, H, W] and int64 labels)."""
 
-    def __init__(self, splits: dict[str, Split], passes: _Passes) -> None:
+    def __init__(self, splits: dict[str, Split], passes: _Passes, pin: bool) -> None:
         # Views of the decoded arrays, no copy: [N, H, W] gains its channel, [N, H, W, 3] turns.
         self.images = {name: _channels_first(torch.from_numpy(split.images)) for name, split in splits.items()}
         self.labels = {name: torch.from_numpy(split.labels) for name, split in splits.items()}
         self.passes = passes
+        self.pin = pin  # for a GPU, as the loader pins: an unpinned copy would wait on the training stream
         self.unreadable = 0
+        self.closed = False
 
     def __iter__(self) -> Iterator[Batch]:
+        if self.closed:
+            raise RuntimeError("the data feed is closed")
         for keys in list(self.passes.batches):
             split = keys[0][0]
             index = torch.tensor([i for _, i, _ in keys], dtype=torch.int64)
-            yield self.images[split][index].contiguous(), self.labels[split][index]
+            x, y = self.images[split][index].contiguous(), self.labels[split][index]
+            yield (x.pin_memory(), y.pin_memory()) if self.pin else (x, y)
 
     def __len__(self) -> int:
         return len(self.passes.batches)
@@ -225,8 +230,9 @@ class DataFeed:
         self.primed_epoch = 0
         at_size = {n: s for n, s in self.splits.items() if isinstance(s, Split) and s.size == transforms.size}
         in_memory = at_size if ready else {}
+        self.sliced = _Ready(in_memory, self.passes, pin=device.type == "cuda")
         self.ready = PrefetchLoader(
-            _Ready(in_memory, self.passes),  # type: ignore[arg-type]  # iterated and measured only
+            self.sliced,  # type: ignore[arg-type]  # iterated and measured only, as a loader is
             transforms.mean,
             transforms.std,
             channels=data.in_chans,
@@ -280,3 +286,4 @@ class DataFeed:
     def close(self) -> None:
         """Let the persistent workers go: they exit when the DataLoader, held only here, is collected."""
         self.counted.loader = None
+        self.sliced.closed = True

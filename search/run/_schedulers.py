@@ -2,7 +2,7 @@
 
 Two plain tables, as Ray Tune's searcher table is one (``ray.tune.search.SEARCH_ALG_IMPORT``):
 ``SCHEDULERS`` (name -> ``factory(spec)`` -> a Tune scheduler) and ``SAMPLERS`` (name ->
-``factory(seed)`` -> an Optuna sampler). ``spaces._sections`` names the same keys as ``Literal``
+``factory(seed)`` -> an Optuna sampler). ``spaces._search_settings`` names the same keys as ``Literal``
 types (a test keeps them equal), so a spec is checked before Ray or Optuna load. Each factory
 imports its library inside: only the chosen one loads.
 

@@ -4,15 +4,17 @@ batched evaluation, unreadable files counted, and the memory budget that picks b
 
 from __future__ import annotations
 
+import random
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
-from tunefleet.spaces import DataSpec, Resources, SearchSettings, SpecError, resolve
+from tunefleet.spaces import GROUPS, DataSpec, Resources, SearchSettings, SpecError, resolve
 from tunefleet.spaces.records import LAST, UNREADABLE
 from tunefleet.trainables import (
     DataFeed,
@@ -217,3 +219,44 @@ def test_a_trial_on_the_ready_path_trains_exactly_as_through_the_loader(folder, 
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert read_meta(tmp_path / "ready/epoch-2" / LAST).loader_workers == 0  # none started
     assert read_meta(tmp_path / "stream/epoch-2" / LAST).loader_workers == 1
+
+
+def test_a_primed_epoch_keeps_its_batches_across_a_ready_evaluation(folder):
+    data, _ = open_data(_settings(folder, cache="memory").data)
+    transforms = create_transforms(RECIPE, 20, data.in_chans, (0.5,) * 3, (0.25,) * 3)
+    primed = DataFeed(data, transforms, torch.device("cpu"), workers=1, seed=5)
+    fresh = DataFeed(data, transforms, torch.device("cpu"), workers=1, seed=5)
+    try:
+        primed.prime(1, batch=16, drop_last=True)  # the loader starts on epoch 1 (augmented: not ready)
+        assert len(list(primed.evaluate("val", 8))) == 2  # meanwhile a ready pass resets the keys
+        primed.augment.noise = primed.augment.erasing = fresh.augment.noise = fresh.augment.erasing = None
+        got, want = list(primed.train(1, 16, True)), list(fresh.train(1, 16, True))
+        assert len(got) == len(want) == len(data.train) // 16
+        assert all(torch.equal(x, x0) and torch.equal(y, y0) for (x, y), (x0, y0) in zip(got, want, strict=True))
+    finally:
+        primed.close()
+        fresh.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        list(primed.evaluate("val", 8))
+
+
+# Steps that act on whole batches on the device: they never make a sample need the loader.
+BATCH_LEVEL = {"noise_std", "re_prob", "mixup_alpha", "cutmix_alpha"}
+CHANGED = {"hflip": True, "vflip": True, "rotation": 20.0, "scale_min": 0.5, "translate": 0.2}
+
+
+@pytest.mark.parametrize("knob", [*sorted(GROUPS["augmentation"]), "auto_augment=rand", "auto_augment=trivial"])
+def test_per_sample_is_on_exactly_when_the_train_transform_can_change_an_image(knob):
+    """A contract over every augmentation knob: one the ready path missed would silently train
+    without its augmentation; one it flagged needlessly would only cost speed."""
+    if knob.startswith("auto_augment="):
+        values: dict[str, object] = {"auto_augment": knob.split("=")[1]}
+    else:
+        values = {f"augmentation.{knob}": CHANGED.get(knob, 0.4)}
+    transforms = create_transforms(resolve(values), 16, 3, (0.5,) * 3, (0.25,) * 3)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    random.seed(0)
+    torch.manual_seed(0)
+    changed = any(not torch.equal(transforms.train(image), transforms.evaluate(image)) for _ in range(30))
+    assert transforms.per_sample == (knob not in BATCH_LEVEL)
+    assert changed == transforms.per_sample
