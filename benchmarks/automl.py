@@ -174,7 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     only = {int(s) for s in args.seeds.split(",") if s}
     datasets = [d for d in args.datasets.split(",") if d]
-    arms = [a for a in args.arms.split(",") if a]
+    arms = [a for a in args.arms.split(",") if a and a != "none"]
     for name in datasets:
         for seed in SEEDS[name]:
             for arm in arms if not only or seed in only else ():
