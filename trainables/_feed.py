@@ -219,25 +219,18 @@ class DataFeed:
             generator=torch.Generator(),
         )
         self.counted = _Counted(loader)
-        self.prefetch = PrefetchLoader(
-            self.counted,  # type: ignore[arg-type]  # iterated and measured only, as a loader is
-            transforms.mean,
-            transforms.std,
-            channels=data.in_chans,
-            device=device,
-        )
+
+        def normalized(source: _Counted | _Ready) -> PrefetchLoader:
+            # Iterated and measured only, as a loader is: either source stands in for one.
+            return PrefetchLoader(source, transforms.mean, transforms.std, data.in_chans, device)  # type: ignore[arg-type]
+
+        self.prefetch = normalized(self.counted)
         self.augment = transforms.batch_augment(device)
         self.primed_epoch = 0
         at_size = {n: s for n, s in self.splits.items() if isinstance(s, Split) and s.size == transforms.size}
         in_memory = at_size if ready else {}
         self.sliced = _Ready(in_memory, self.passes, pin=device.type == "cuda")
-        self.ready = PrefetchLoader(
-            self.sliced,  # type: ignore[arg-type]  # iterated and measured only, as a loader is
-            transforms.mean,
-            transforms.std,
-            channels=data.in_chans,
-            device=device,
-        )
+        self.ready = normalized(self.sliced)
         self.ready_splits = set(in_memory)
         self.ready_train = "train" in in_memory and not transforms.per_sample
 
