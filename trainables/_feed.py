@@ -168,7 +168,6 @@ class _Ready:
         self.labels = {name: torch.from_numpy(split.labels) for name, split in splits.items()}
         self.passes = passes
         self.pin = pin  # for a GPU, as the loader pins: an unpinned copy would wait on the training stream
-        self.unreadable = 0
         self.closed = False
 
     def __iter__(self) -> Iterator[Batch]:
@@ -231,8 +230,12 @@ class DataFeed:
         in_memory = at_size if ready else {}
         self.sliced = _Ready(in_memory, self.passes, pin=device.type == "cuda")
         self.ready = normalized(self.sliced)
-        self.ready_splits = set(in_memory)
         self.ready_train = "train" in in_memory and not transforms.per_sample
+
+    @property
+    def ready_splits(self) -> set[str]:
+        """The splits every pass of which is sliced from memory."""
+        return set(self.sliced.images)
 
     @property
     def loader_needed(self) -> bool:
@@ -247,9 +250,10 @@ class DataFeed:
     def prime(self, epoch: int, batch: int, drop_last: bool) -> None:
         """Have the workers start on ``epoch`` now, while the trial goes on setting up; the next
         ``train(epoch)`` takes those batches (any other pass asked for first discards them)."""
+        if self.ready_train:
+            return  # nothing to start: the epoch's batches are sliced when asked for
         self.passes.train(len(self.splits["train"]), epoch, batch, drop_last)
-        if not self.ready_train:
-            self.counted.prime()
+        self.counted.prime()
         self.primed_epoch = epoch
 
     def train(self, epoch: int, batch: int, drop_last: bool) -> Iterator[Batch]:

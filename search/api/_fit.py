@@ -19,6 +19,7 @@ from tunefleet.spaces import SearchSpec, SpecError, preset_models, spec_from_dic
 
 from .._defaults import REPORTS_DIR, check_store
 from .._defaults import tracking_uri as resolve_uri
+from .._preflight import preflight
 from ..fit import (
     DIGITS,
     TOP_K,
@@ -91,7 +92,6 @@ def run_fit(
     does and registers it."""
     resolved = resolve_uri(uri)
     check_store(resolved)
-    from .._preflight import preflight
     from ..run._driver import run_search
 
     checked = preflight(planned.spec)  # models, data and input size, as `tunefleet search` checks them
@@ -124,7 +124,6 @@ def _final_phase(plan: FitPlan, uri: str, storage: str, deadline: float, console
     best trials that ran all their epochs (one ASHA stopped was stopped for being worse)."""
     from tunefleet.analysis import open_experiment, ranking, search_run, trials_frame
 
-    from .._preflight import preflight
     from ..run._driver import run_search
     from ..run._warm import warm_start
 

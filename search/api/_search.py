@@ -19,6 +19,7 @@ from tunefleet.spaces import records as rec
 
 from .._defaults import REPORTS_DIR, check_store
 from .._defaults import tracking_uri as resolve_uri
+from .._preflight import Plan, preflight
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
     from tunefleet.analysis import Ensemble, Report
 
-    from .._preflight import Plan
     from ..run._driver import SearchEnd
 
 SpecSource = str | Path | dict[str, Any] | SearchSpec
@@ -73,7 +73,6 @@ def prepare(source: SpecSource, overrides: dict[str, dict[str, Any]], uri: str |
     spec = read_spec(source, overrides)
     resolved = resolve_uri(uri, spec.tracking.uri)
     check_store(resolved)
-    from .._preflight import preflight
     from ..run._warm import warm_start
 
     return Prepared(spec, resolved, preflight(spec)._replace(warm=warm_start(resolved, spec)))
@@ -102,14 +101,12 @@ def continue_search(
         from ..resume._resume import find_resumable
 
         point = find_resumable(uri, experiment, search_run)  # MLflow and Tune's state, before Ray or torch
-        from .._preflight import preflight
         from ..run._driver import run_search
 
         return run_search(point.spec, preflight(point.spec), uri, address, point.tune_path, console, resume=point)
     from ..resume._resume import find_extendable
 
     point = find_extendable(uri, experiment, search_run, more, more_time)
-    from .._preflight import preflight
     from ..run._driver import run_search
     from ..run._warm import own_history
 
