@@ -33,6 +33,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sqlite3
+import sys
 from pathlib import Path
 
 from filelock import FileLock
@@ -49,6 +50,12 @@ LOCK_SUFFIX = ".lock"
 # The advisory lock's key: one 64-bit number per database, the same in every tunefleet process
 # (and any other program that wants to take part); "tunefleet" as ASCII.
 ADVISORY_KEY = int.from_bytes(b"tunefleet"[:8], "big") >> 1
+# MLflow's SQL stores: runs and metrics, the model registry, and MLflow's own job queue.
+_SQL_STORE_MODULES = (
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "mlflow.store.jobs.sqlalchemy_store",
+)
 
 
 def is_postgres(uri: str) -> bool:
@@ -103,6 +110,22 @@ def _open_postgres(uri: str) -> None:
                 connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
     finally:
         engine.dispose()
+
+
+def close_stores() -> None:
+    """Close every database connection MLflow's SQL stores hold in this process, as a process
+    about to exit should: on SQLite the last connection's close moves the WAL's pages into the
+    database file, so ``mlflow.db`` alone (a backup, a copy sent on) holds every write.
+
+    MLflow caches one engine per database URI on each store class (``_engine_map``) for the life
+    of the process and never disposes them; the interpreter's last garbage collection would close
+    their connections, which is what a process that skips that collection must do first.
+    """
+    for module_name in _SQL_STORE_MODULES:
+        module = sys.modules.get(module_name)  # a store never imported holds nothing
+        engines = getattr(getattr(module, "SqlAlchemyStore", None), "_engine_map", {})
+        for engine in list(engines.values()):
+            engine.dispose()
 
 
 def _use_wal(path: Path) -> None:

@@ -32,7 +32,7 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from tunefleet.search.tracking._open import open_store
+from tunefleet.search.tracking._open import close_stores, open_store
 from tunefleet.search.tracking._replay import ReplayIncompleteError, read_spool, replay
 from tunefleet.search.tracking._writer import (
     CreateRun,
@@ -151,6 +151,23 @@ def test_processes_starting_together_on_a_new_store_all_succeed(new_store, tmp_p
         )
     if uri.startswith("sqlite:///"):
         assert sqlite3.connect(tmp_path / "new.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_closed_stores_leave_every_write_in_the_database_file(tmp_path):
+    """What ``tunefleet`` does before it exits without the last garbage collection: after
+    ``close_stores`` the WAL is gone and a copy of the database file alone holds the last write."""
+    database = tmp_path / "closing.db"
+    uri = f"sqlite:///{database}"
+    open_store(uri)
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(client.create_experiment("closing"))
+    client.log_metric(run.info.run_id, "val_acc", 0.75)
+    assert Path(f"{database}-wal").stat().st_size > 0  # the write waits in the WAL until the last close
+    close_stores()
+    assert not Path(f"{database}-wal").exists()
+    copy = shutil.copy(database, tmp_path / "copy.db")
+    rows = sqlite3.connect(copy).execute("SELECT value FROM metrics WHERE run_uuid = ?", (run.info.run_id,))
+    assert rows.fetchall() == [(0.75,)]
 
 
 def _write_rows(uri: str, experiment_id: str, index: int, barrier: Any, results: Any, log: Path) -> None:
