@@ -9,10 +9,11 @@ inside the model checks, once a spec has parsed.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from tunefleet.spaces import TOP_KNOBS, SearchSpec, SpecError, grid_size
+from tunefleet.spaces import SearchSpec, SpecError, grid_size
 
+from ._checked_models import may_be_pretrained, model_names, remember, remembered
 from ._defaults import MODELS_CHECKED_ENV, models_fingerprint
 
 if TYPE_CHECKING:
@@ -21,24 +22,17 @@ if TYPE_CHECKING:
     from .run._warm import WarmStart
 
 
-def _model_names(spec: SearchSpec) -> list[Any]:
-    """Every model the space can pick (the catalog's default when the spec names none)."""
-    domain = spec.space.get("model")
-    return [TOP_KNOBS["model"].default] if domain is None else domain.grid_values("space.model")
-
-
 def check_models(spec: SearchSpec) -> None:
     """Every model the space can pick must be a timm model name (with weights if pretrained may be on)."""
     import timm
 
-    names = _model_names(spec)
+    names = model_names(spec)
     for name in names:
         if not isinstance(name, str) or not timm.is_model(name):
             close = timm.list_models(f"*{str(name)[:6]}*")[:3]
             hint = f"; similar: {', '.join(close)}" if close else ""
             raise SpecError("space.model", f"unknown timm model {name!r}{hint}")
-    pretrained = spec.space.get("finetune.pretrained")
-    if pretrained is not None and True in pretrained.grid_values("space.finetune.pretrained"):
+    if may_be_pretrained(spec):
         for name in names:
             if not timm.list_models(name, pretrained=True):
                 raise SpecError("space.finetune.pretrained", f"timm has no pretrained weights for {name!r}")
@@ -62,7 +56,7 @@ def check_input_size(spec: SearchSpec, in_chans: int = 3, num_classes: int = 2) 
     import torch
 
     size = spec.data.image_size
-    for name in _model_names(spec):
+    for name in model_names(spec):
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans).eval()
         try:
             with torch.no_grad():
@@ -84,17 +78,19 @@ def preflight(spec: SearchSpec) -> Plan:
 
     A submitted job's driver skips the model checks when ``submit`` passed them for the same spec
     with the same tunefleet, timm and torch (``MODELS_CHECKED_ENV``): they would give the same answer, and
-    cost the driver seconds of torch and timm imports it otherwise never needs. The data is
+    cost the driver seconds of torch and timm imports it otherwise never needs. A search skips them
+    too where this machine passed the same checks before (``_checked_models``). The data is
     checked again: the cluster's files are not the client's.
     """
     vouched = os.environ.get(MODELS_CHECKED_ENV)
-    models_checked = vouched is not None and vouched == models_fingerprint(spec)
+    models_checked = (vouched is not None and vouched == models_fingerprint(spec)) or remembered(spec)
     if not models_checked:
         check_models(spec)
     total = planned_trials(spec)
     data, cache = check_data(spec)
     if not models_checked:
         check_input_size(spec)
+        remember(spec)
     return Plan(total, data, cache)
 
 

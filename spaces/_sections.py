@@ -136,6 +136,12 @@ class Tracking(Section):
         description="refresh the report on the search run every N ended trials while the search runs "
         "(in a child process); 0: only when it ends",
     )
+    report_interval_s: float = Field(
+        60.0,
+        ge=0,
+        description="and at most once in this many seconds, counted from the search's start: a search "
+        "shorter than this gets its final report only",
+    )
 
 
 SECTIONS: dict[str, type[Section]] = {

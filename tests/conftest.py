@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,14 @@ SHARED_FILES = {
     "tests/search/test_warm_start.py": "searched",
     "tests/search/test_resume_more.py": "searched",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One model-check cache for the session (``search/_checked_models.py``), never the user's: the
+    first search of a model and size checks it, later ones skip, and every run starts cold."""
+    if not os.environ.get("TUNEFLEET_CACHE_DIR"):
+        os.environ["TUNEFLEET_CACHE_DIR"] = tempfile.mkdtemp(prefix="tunefleet-cache-")
+        config.add_cleanup(lambda: shutil.rmtree(os.environ.pop("TUNEFLEET_CACHE_DIR"), ignore_errors=True))
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -178,7 +188,11 @@ def searched(search_in) -> Searched:
     """One real, short search (``SMALL_SPEC``: four trials, all run to the end, with SGD's
     conditional momentum) for every test that only reads a search back or adds exports to it. Its
     report is refreshed after every ended trial while it runs."""
-    return search_in("searched", search={**SMALL_SPEC["search"], "max_epochs": 3}, tracking={"report_every": 1})
+    return search_in(
+        "searched",
+        search={**SMALL_SPEC["search"], "max_epochs": 3},
+        tracking={"report_every": 1, "report_interval_s": 0},
+    )
 
 
 # Image folders generated on the fly: colour-coded classes, uneven sizes.

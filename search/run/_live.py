@@ -3,11 +3,13 @@ trials, so the MLflow UI is a live view of the study (as optuna-dashboard and W&
 
 Off the driver's hot path: the report is ``tunefleet report`` in a child process (its own
 interpreter, so its pandas, matplotlib and image decoding never hold the driver's GIL), at most
-one at a time; when one is still running as the next is due, that refresh is skipped, and the
-next ended trial tries again. It reads what the tracking writer has delivered by then (a trial
-that ended a moment ago may show in the next refresh). The search's own final report replaces
-the last live one: when the search ends, ``close`` lets a refresh still running finish (the
-two would otherwise write the same files at once), and stops it when the search was interrupted.
+one at a time, and at most once in ``tracking.report_interval_s`` (a refresh costs seconds of CPU
+beside the trials, and a short search's final report comes soon anyway); when one is still
+running as the next is due, that refresh is skipped, and the next ended trial tries again. It
+reads what the tracking writer has delivered by then (a trial that ended a moment ago may show in
+the next refresh). The search's own final report replaces the last live one: when the search
+ends, ``close`` lets a refresh still running finish (the two would otherwise write the same files
+at once), and stops it when the search was interrupted.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +33,39 @@ STOP_WAIT_S = 10.0  # for one stopped (interrupted search) to exit
 
 
 class LiveReport(Callback):
-    """Rebuilds the search's report every ``every`` ended trials (completed, stopped, failed),
-    once at least one trial has completed (a report ranks completed trials)."""
+    """Rebuilds the search's report every ``every[0]`` ended trials (completed, stopped, failed) and
+    ``every[1]`` seconds, once at least one trial has completed (a report ranks completed trials)."""
 
     def __init__(
-        self, experiment: str, uri: str, search_run_id: str, every: int, out_dir: Path, ledger: TrialLedger
+        self,
+        experiment: str,
+        uri: str,
+        search_run_id: str,
+        every: tuple[int, float],  # ended trials, and seconds since the start or the last refresh
+        out_dir: Path,
+        ledger: TrialLedger,
     ) -> None:
         self.command = [sys.executable, "-m", "tunefleet.search.cli", "report", experiment,
                         "--search-run", search_run_id, "--tracking-uri", uri, "--out", str(out_dir)]  # fmt: skip
-        self.every = every
+        self.every, self.interval_s = every
         self.log_path = out_dir / "live-report.log"
         self.ledger = ledger  # the search's ledger (its first callback, so it is current here)
         self.ended = 0
         self.refreshed_at = 0  # trials ended at the last refresh started
+        self.refreshed_time = time.monotonic()  # the search's start, then each refresh's
         self._child: subprocess.Popen[bytes] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return self.__dict__ | {"_child": None}  # Tune pickles its callbacks with its state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A clock reading means nothing in another process (or after a reboot): restored, it restarts.
+        self.__dict__.update(state, refreshed_time=time.monotonic())
+
     def _due(self) -> bool:
         if self.ended - self.refreshed_at < self.every:
+            return False
+        if time.monotonic() - self.refreshed_time < self.interval_s:
             return False
         if not self.ledger.counts()[rec.COMPLETED]:
             return False
@@ -67,7 +83,7 @@ class LiveReport(Callback):
             except OSError as err:  # a report is a view: never a reason to stop the search
                 logger.warning("live report not started: %s", err)
                 return
-        self.refreshed_at = self.ended
+        self.refreshed_at, self.refreshed_time = self.ended, time.monotonic()
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._trial_ended()

@@ -25,10 +25,24 @@ from ..tracking._trial_records import driver_tags
 from ._ray import start_ray
 
 
-def _local_nodes() -> list[dict[str, float]]:
+def _local_gpus() -> int:
+    """The GPUs the local Ray about to start will see, counted as Ray counts them (NVML, with
+    ``CUDA_VISIBLE_DEVICES`` applied): torch would count the same but costs the driver its import."""
+    try:
+        from ray._private.accelerators import get_accelerator_manager_for_resource
+
+        manager = get_accelerator_manager_for_resource("GPU")
+    except ImportError:  # Ray moved its private helper: ask torch
+        manager = None
+    if manager is not None:
+        return int(manager.get_current_node_num_accelerators())
     import torch
 
-    return [{"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}]
+    return int(torch.cuda.device_count())
+
+
+def _local_nodes() -> list[dict[str, float]]:
+    return [{"CPU": float(os.cpu_count() or 1), "GPU": float(_local_gpus())}]
 
 
 def _cluster_nodes() -> list[dict[str, float]]:

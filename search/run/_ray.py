@@ -54,11 +54,16 @@ def _free_port() -> int:
 
 
 def _start_local_ray(dashboard: bool) -> None:
-    """A new Ray here, even where `ray start` (or `tunefleet up`) runs one, and every process of it
-    told its own address. Ray Train's placement-group cleaner (which frees the worker group of a
-    trial stopped early) finds the cluster by auto-detection, which fails as soon as a second Ray
-    runs on the machine; with ``RAY_ADDRESS`` in the job's environment it never has to guess.
-    Ray reads the new head's GCS port from ``RAY_GCS_SERVER_PORT``, so the address is known first."""
+    """A new Ray here, even where `ray start` (or `tunefleet up`) runs one.
+
+    Multi-worker trials (``dashboard``): every process of it is told its own address. Ray
+    Train's placement-group cleaner (which frees the worker group of a trial stopped early) finds
+    the cluster by auto-detection, which fails as soon as a second Ray runs on the machine; with
+    ``RAY_ADDRESS`` in the job's environment it never has to guess. Ray reads the new head's GCS
+    port from ``RAY_GCS_SERVER_PORT``, so the address is known first. Single-worker trials run no
+    Ray Train and get no job environment: a job with one cannot use the workers Ray starts ahead
+    for its first driver, so each first trial would wait for a new Python process.
+    """
     import ray
     from ray._private.services import get_node_ip_address
 
@@ -73,7 +78,7 @@ def _start_local_ray(dashboard: bool) -> None:
             include_dashboard=dashboard,
             logging_level=logging.WARNING,
             log_to_driver=False,
-            runtime_env={"env_vars": {"RAY_ADDRESS": address}},
+            runtime_env={"env_vars": {"RAY_ADDRESS": address}} if dashboard else None,
         )
     finally:
         if previous is None:

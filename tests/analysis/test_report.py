@@ -173,7 +173,7 @@ def test_report_of_a_real_search_has_every_figure_in_png_html_and_mlflow(searche
 
 @pytest.mark.slow
 def test_the_report_refreshed_while_the_search_ran(searched):
-    """``searched`` refreshes its report after every ended trial (``tracking.report_every: 1``): at
+    """``searched`` refreshes its report after every ended trial (``tracking.report_every: 1``, no interval): at
     least one refresh ran to its end while the search was still running, and said so."""
     log = (searched.folder / "reports" / "small" / "live-report.log").read_text()
     assert LIVE_NOTE in log, log

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 HEAVY = ("ray", "torch")  # seconds to import each; MLflow may load where a command reads the store
 # After the command returns, print which heavy modules it loaded, then exit with its code.
@@ -78,6 +79,7 @@ def test_a_job_driver_skips_only_the_model_checks_its_client_passed(fingerprint,
     spec_file = tmp_path / "spec.yaml"  # as the job gets it: the client's spec, written out
     spec_file.write_text(sent.to_yaml())
     env = {k: v for k, v in os.environ.items() if k != MODELS_CHECKED_ENV}
+    env["TUNEFLEET_CACHE_DIR"] = str(tmp_path / "cache")  # nothing remembered from other tests
     if fingerprint is not None:  # "other": checked on the client, but for another spec or versions
         same = models_fingerprint(sent)
         assert same is not None  # tunefleet, timm and torch are installed with their metadata
@@ -90,3 +92,34 @@ def test_a_job_driver_skips_only_the_model_checks_its_client_passed(fingerprint,
     assert trials == str(sent.search.num_samples)  # the rest of the preflight ran either way
     skipped = fingerprint == "same"
     assert (timm_loaded, torch_loaded) == (("False", "False") if skipped else ("True", "True"))
+
+
+def _preflight_in_a_fresh_process(spec_file: Path, cache: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "TUNEFLEET_MODELS_CHECKED"}
+    env["TUNEFLEET_CACHE_DIR"] = str(cache)
+    return subprocess.run(
+        [sys.executable, "-c", JOB_PREFLIGHT, str(spec_file)], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_model_checks_passed_once_are_remembered_and_failures_never(tmp_path):
+    """The second search of the same models and size skips timm and torch; another size is checked
+    again, and a model that failed is refused every time (nothing recorded for it)."""
+    cache = tmp_path / "cache"
+    spec = {"name": "x", "data": {"kind": "digits", "image_size": 32}, "space": {"model": {"choice": ["test_resnet"]}}}
+    spec_file = tmp_path / "spec.yaml"
+    loaded = []
+    for size in (32, 32, 48):
+        spec["data"]["image_size"] = size
+        spec_file.write_text(yaml.safe_dump(spec))
+        result = _preflight_in_a_fresh_process(spec_file, cache)
+        assert result.returncode == 0, result.stderr
+        loaded.append(result.stdout.split()[1:])
+    assert loaded == [["True", "True"], ["False", "False"], ["True", "True"]]
+    assert len(list((cache / "checked-models").glob("*.json"))) == 2
+    spec["space"]["model"] = {"choice": ["test_resnet", "no_such_model"]}
+    spec_file.write_text(yaml.safe_dump(spec))
+    for _ in range(2):
+        result = _preflight_in_a_fresh_process(spec_file, cache)
+        assert result.returncode != 0 and "unknown timm model 'no_such_model'" in result.stderr
+    assert len(list((cache / "checked-models").glob("*.json"))) == 2
