@@ -22,13 +22,12 @@ from ..service._cluster import (
     ray_token,
 )
 from ..service._cluster import check_trial_fits as check_fits
+from ..service._jobs import TERMINAL_STATES as TERMINAL
 from ..service._service import STATE_DIR, Service, is_running, load_service
 from ._search import Search, SearchFailed, SearchInterrupted, SpecSource
 
 if TYPE_CHECKING:
     from ..service._jobs import Progress
-
-TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
 def running_service() -> Service | None:

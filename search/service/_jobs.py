@@ -9,6 +9,8 @@ Ctrl-C stops it (running trials close KILLED / interrupted, the search run KILLE
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import secrets
 import tempfile
@@ -26,6 +28,9 @@ from ..resume._liveness import resume_command, search_state
 JOB_ENV = "TUNEFLEET_JOB_ID"  # the job id, set for the search driver; its search run is tagged with it
 STOP_WAIT_S = 120  # how long Ray lets a stopped search close its runs before it kills the driver
 META_EXPERIMENT, META_TRACKING = "tunefleet.experiment", "tunefleet.tracking_uri"
+TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")  # Ray's JobStatus values of an ended job
+STATUS_POLL_S = 0.5  # while following a job's log: how often its state is read
+DRAIN_WAIT_S = 1.0  # once it has ended: how long its log stream may take to close by itself
 
 
 def job_client(address: str, headers: dict[str, str]) -> Any:
@@ -163,5 +168,34 @@ def tunefleet_jobs(client: Any) -> list[Any]:
 
 
 async def follow_logs(client: Any, job_id: str) -> None:
-    async for lines in client.tail_job_logs(job_id):
-        print(lines, end="", flush=True)
+    """Print the job's output as it comes, to its end.
+
+    Ray's log stream closes seconds after the job has ended (it looks at the job's state only
+    between reads of the log, a second or more apart), so the job's state is watched beside it:
+    once the job has ended, the stream gets ``DRAIN_WAIT_S`` to finish by itself, then the rest of
+    the log is read whole and printed from where the stream stopped. Nothing is printed twice or
+    left out: the stream yields the log file in order, so what it printed is a prefix of the log.
+    """
+    printed = 0
+
+    async def stream() -> None:
+        nonlocal printed
+        async for lines in client.tail_job_logs(job_id):
+            print(lines, end="", flush=True)
+            printed += len(lines)
+
+    streaming = asyncio.ensure_future(stream())
+    while not streaming.done():
+        await asyncio.wait({streaming}, timeout=STATUS_POLL_S)
+        if streaming.done() or str(await asyncio.to_thread(client.get_job_status, job_id)) not in TERMINAL_STATES:
+            continue
+        try:
+            await asyncio.wait_for(asyncio.shield(streaming), DRAIN_WAIT_S)
+        except TimeoutError:
+            streaming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await streaming
+            log = await asyncio.to_thread(client.get_job_logs, job_id)
+            print(log[printed:], end="", flush=True)
+            return
+    await streaming  # its error, if the stream failed

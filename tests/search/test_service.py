@@ -60,6 +60,10 @@ def test_up_submit_wait_status_down_runs_the_digits_demo(cli, tmp_path):
         assert done.returncode == 0, done.stdout + done.stderr
         job = re.search(r"submitted (tunefleet-\S+)", done.stdout).group(1)
         assert "best: t" in done.stdout and f"job {job}: SUCCEEDED" in done.stdout  # the usual progress lines
+        # Followed to its end: the job's whole log was printed, once (the stream's tail read back whole).
+        whole = cli("logs", job)
+        assert whole.returncode == 0 and whole.stdout.strip() in done.stdout, whole.stderr
+        assert done.stdout.count("open the results:") == 1
 
         status = cli("status")
         assert status.returncode == 0, status.stderr
