@@ -9,6 +9,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from tunefleet.spaces import SpecError
@@ -98,6 +99,11 @@ class Job:
         return cls(job_id, url, meta.get(META_TRACKING, ""), meta.get(META_EXPERIMENT, ""))
 
     def _client(self) -> Any:
+        return self._connected
+
+    @cached_property
+    def _connected(self) -> Any:
+        # One Jobs SDK client per Job: each new one checks the dashboard and Ray's version first.
         return connect(self.address)[0]
 
     def status(self) -> str:

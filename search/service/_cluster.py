@@ -7,6 +7,7 @@ reads ``$RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``). Nothing here turns aut
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -32,6 +33,20 @@ def ray_token(generate: bool = False) -> str:
     """The cluster token: ``$RAY_AUTH_TOKEN``, else ``ray get-auth-token [--generate]``."""
     if os.environ.get("RAY_AUTH_TOKEN"):
         return os.environ["RAY_AUTH_TOKEN"]
+    if generate:
+        return _get_auth_token(generate=True)
+    # Where `ray get-auth-token` looks: the answer stays the same while these do.
+    return _known_token(os.environ.get("RAY_AUTH_TOKEN_PATH", ""), str(Path.home()))
+
+
+@functools.lru_cache(maxsize=8)
+def _known_token(token_path: str, home: str) -> str:
+    """Asked once per process for each place the token may be: ``ray get-auth-token`` is a Python
+    process that imports Ray, over a second that every command talking to the cluster paid again."""
+    return _get_auth_token(generate=False)
+
+
+def _get_auth_token(generate: bool) -> str:
     command = [ray_executable(), "get-auth-token", *(["--generate"] if generate else [])]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     if result.returncode != 0 or not result.stdout.strip():

@@ -30,7 +30,7 @@ STOP_WAIT_S = 120  # how long Ray lets a stopped search close its runs before it
 META_EXPERIMENT, META_TRACKING = "tunefleet.experiment", "tunefleet.tracking_uri"
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")  # Ray's JobStatus values of an ended job
 STATUS_POLL_S = 0.5  # while following a job's log: how often its state is read
-DRAIN_WAIT_S = 1.0  # once it has ended: how long its log stream may take to close by itself
+DRAIN_WAIT_S = 0.25  # once it has ended: how long its log stream may take to close by itself
 
 
 def job_client(address: str, headers: dict[str, str]) -> Any:
