@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tunefleet.spaces import SpecError
 
 HEAVY = ("ray", "torch")  # seconds to import each; MLflow may load where a command reads the store
 # After the command returns, print which heavy modules it loaded, then exit with its code.
@@ -94,32 +95,30 @@ def test_a_job_driver_skips_only_the_model_checks_its_client_passed(fingerprint,
     assert (timm_loaded, torch_loaded) == (("False", "False") if skipped else ("True", "True"))
 
 
-def _preflight_in_a_fresh_process(spec_file: Path, cache: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "TUNEFLEET_MODELS_CHECKED"}
-    env["TUNEFLEET_CACHE_DIR"] = str(cache)
-    return subprocess.run(
-        [sys.executable, "-c", JOB_PREFLIGHT, str(spec_file)], env=env, capture_output=True, text=True, timeout=120
-    )
+def test_model_checks_passed_once_are_remembered_and_failures_never(tmp_path, monkeypatch):
+    """The second preflight of the same models and size skips the model checks; another size is
+    checked again, and a model that failed is refused every time (nothing recorded for it). The
+    job-driver test above shows that skipping them leaves timm and torch unimported."""
+    from tunefleet.search import _preflight
+    from tunefleet.spaces import spec_from_dict
 
+    monkeypatch.setenv("TUNEFLEET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TUNEFLEET_MODELS_CHECKED", raising=False)
+    checked: list[int] = []
+    real = _preflight.check_models
 
-def test_model_checks_passed_once_are_remembered_and_failures_never(tmp_path):
-    """The second search of the same models and size skips timm and torch; another size is checked
-    again, and a model that failed is refused every time (nothing recorded for it)."""
-    cache = tmp_path / "cache"
-    spec = {"name": "x", "data": {"kind": "digits", "image_size": 32}, "space": {"model": {"choice": ["test_resnet"]}}}
-    spec_file = tmp_path / "spec.yaml"
-    loaded = []
+    def counted(spec):
+        checked.append(spec.data.image_size)
+        real(spec)
+
+    monkeypatch.setattr(_preflight, "check_models", counted)
+    doc = {"name": "x", "data": {"kind": "digits", "image_size": 32}, "space": {"model": {"choice": ["test_resnet"]}}}
     for size in (32, 32, 48):
-        spec["data"]["image_size"] = size
-        spec_file.write_text(yaml.safe_dump(spec))
-        result = _preflight_in_a_fresh_process(spec_file, cache)
-        assert result.returncode == 0, result.stderr
-        loaded.append(result.stdout.split()[1:])
-    assert loaded == [["True", "True"], ["False", "False"], ["True", "True"]]
-    assert len(list((cache / "checked-models").glob("*.json"))) == 2
-    spec["space"]["model"] = {"choice": ["test_resnet", "no_such_model"]}
-    spec_file.write_text(yaml.safe_dump(spec))
+        _preflight.preflight(spec_from_dict({**doc, "data": {"kind": "digits", "image_size": size}}))
+    assert checked == [32, 48]
+    assert len(list((tmp_path / "cache" / "checked-models").glob("*.json"))) == 2
+    bad = spec_from_dict({**doc, "space": {"model": {"choice": ["test_resnet", "no_such_model"]}}})
     for _ in range(2):
-        result = _preflight_in_a_fresh_process(spec_file, cache)
-        assert result.returncode != 0 and "unknown timm model 'no_such_model'" in result.stderr
-    assert len(list((cache / "checked-models").glob("*.json"))) == 2
+        with pytest.raises(SpecError, match="unknown timm model 'no_such_model'"):
+            _preflight.preflight(bad)
+    assert checked == [32, 48, 32, 32] and len(list((tmp_path / "cache" / "checked-models").glob("*.json"))) == 2
