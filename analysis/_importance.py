@@ -137,9 +137,6 @@ def _scope_rows(
     scope: str, knobs: list[Knob], trials: pd.DataFrame, metric: str, mode: str
 ) -> tuple[list[dict[str, Any]], str | None]:
     """fANOVA over ``trials`` for ``knobs``: the rows, or none and why (or how they were sampled)."""
-    import optuna
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
-
     dists = {k.path: _distribution(k.domain) for k in knobs}
     key = rec.best_key(metric)
     parsed = [
@@ -149,6 +146,11 @@ def _scope_rows(
     usable = [(params, value) for params, value in parsed if all(v is not None for v in params.values())]
     if len(usable) < MIN_TRIALS:
         return [], f"importance for {scope} skipped: {len(usable)} finished trials, fANOVA needs {MIN_TRIALS}"
+    # Imported only now: optuna.importance imports scikit-learn (its forest), 1.3 s that a report
+    # of a search with too few finished trials never needs.
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
     sampled = None
     if len(usable) > MAX_TRIALS:
         picks = sorted(random.Random(0).sample(range(len(usable)), MAX_TRIALS))
