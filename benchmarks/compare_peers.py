@@ -8,8 +8,12 @@ peers live in ../shared/peers and are run from there. ``tunefleet-service`` subm
 search to a local service that is already up (``tunefleet up`` and one short warm-up job are not
 timed) and times ``tunefleet submit --wait`` from its start to the search's end.
 
-Sampled configs differ between runners (tunefleet names its parameters differently, so the same
-TPE seed proposes other points), hence other epoch counts under ASHA: the table gives the whole
+All three runners try the same configs: the spec keeps digits_bench.yaml's order of its space (lr,
+batch_size, optimizer, loss), which is the order the peers suggest theirs in, and a seeded TPE's
+first proposals (random until its tenth trial) follow the order of the draws, not the names
+(tests/benchmarks/test_bench_smoke.py checks this). A spec written with its keys sorted drew
+batch_size first and proposed other points. ASHA's cuts can still differ (tunefleet splits digits
+into train, validation and test, the peers into train and validation): the table gives the whole
 process wall time (imports included, for everyone) and the time per trained epoch.
 
     python benchmarks/compare_peers.py [--trials 8] [--epochs 10] [--peers ../shared/peers] [--no-write]
@@ -31,6 +35,12 @@ import yaml
 from _common import DEFAULT_PEERS, append, bench_doc, heading, verdict
 
 
+def write_spec(doc: dict[str, Any], path: Path) -> Path:
+    """A spec for tunefleet, its keys in the document's order (the module doc says why)."""
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
 def _run(cmd: list[str], cwd: Path) -> tuple[float, str]:
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
@@ -44,8 +54,7 @@ def run_tunefleet(trials: int, epochs: int, scheduler: str) -> dict[str, object]
     """The CLI on the peers' workload; ``scheduler`` asha (as the peers) or fifo (every trial full length)."""
     doc = bench_doc(num_samples=trials, max_epochs=epochs, grace_period=max(1, epochs // 5), scheduler=scheduler)
     with tempfile.TemporaryDirectory(prefix="tf-bench-") as tmp:
-        spec = Path(tmp) / "spec.yaml"
-        spec.write_text(yaml.safe_dump(doc))
+        spec = write_spec(doc, Path(tmp) / "spec.yaml")
         wall, out = _run([sys.executable, "-m", "tunefleet.search.cli", "search", str(spec)], Path(tmp))
         return _trial_row(f"tunefleet ({scheduler})", f"sqlite:///{tmp}/mlflow.db", doc["name"], wall, out)
 
@@ -84,12 +93,12 @@ def run_service(trials: int, epochs: int) -> dict[str, object]:
     tunefleet = [sys.executable, "-m", "tunefleet.search.cli"]
     with tempfile.TemporaryDirectory(prefix="tf-bench-svc-") as tmp:
         folder = Path(tmp)
-        (folder / "spec.yaml").write_text(yaml.safe_dump(doc))
+        write_spec(doc, folder / "spec.yaml")
         ports = ["--ray-port", str(port()), "--dashboard-port", str(port()), "--mlflow-port", str(port())]
         _run([*tunefleet, "up", *ports], folder)
         # A short first job, not timed: a service that has already run a search (as it would have).
         warm = bench_doc(num_samples=2, max_epochs=1, scheduler="fifo") | {"name": "warm-up"}
-        (folder / "warm.yaml").write_text(yaml.safe_dump(warm))
+        write_spec(warm, folder / "warm.yaml")
         try:
             _run([*tunefleet, "submit", "warm.yaml", "--wait"], folder)
             wall, out = _run([*tunefleet, "submit", "spec.yaml", "--wait"], folder)
