@@ -100,10 +100,12 @@ def _check_complete(client: MlflowClient, num_samples: int, max_epochs: int) -> 
 
 @pytest.mark.slow
 def test_driver_killed_again_and_again_then_resumed(write_spec, small_spec, tmp_path):
-    # 4 trials, 2 at a time: at the second kill (after a second trial ended) two more are still to
-    # run, so the search cannot have finished before the kill lands (with 3, the last two could end
-    # together and the driver close the search first: a full suite caught that race once).
-    small_spec["search"].update(num_samples=4, max_epochs=4, max_concurrent=2)
+    # 6 trials, 2 at a time. The first kill lands once a trial has ended: at most the first two have
+    # (two can end in the same second). The second lands once one more has: at most four have, so
+    # two are still to run and the search cannot have finished and closed before the kill. With 4
+    # trials (and 3 before that) the last two could end together and the driver close the search
+    # first: full suites caught that race twice.
+    small_spec["search"].update(num_samples=6, max_epochs=4, max_concurrent=2)
     spec = write_spec(small_spec)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     proc = _start(tmp_path, "search", str(spec))
@@ -129,7 +131,7 @@ def test_driver_killed_again_and_again_then_resumed(write_spec, small_spec, tmp_
     assert "resuming search run" in out
     now = _ended(client)
     assert all(now[run_id] == before for run_id, before in ended.items())
-    _check_complete(client, 4, 4)
+    _check_complete(client, 6, 4)
 
 
 @pytest.mark.slow
