@@ -98,17 +98,14 @@ class Job:
         meta = job_info(client, job_id).metadata or {}
         return cls(job_id, url, meta.get(META_TRACKING, ""), meta.get(META_EXPERIMENT, ""))
 
-    def _client(self) -> Any:
-        return self._connected
-
     @cached_property
-    def _connected(self) -> Any:
+    def _client(self) -> Any:
         # One Jobs SDK client per Job: each new one checks the dashboard and Ray's version first.
         return connect(self.address)[0]
 
     def status(self) -> str:
         """Ray's state of the job: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
-        return str(self._client().get_job_status(self.job_id))
+        return str(self._client.get_job_status(self.job_id))
 
     def progress(self) -> Progress:
         """Its trials as MLflow has them: done, running, stopped, failed, interrupted, best so far."""
@@ -118,15 +115,15 @@ class Job:
 
     def logs(self) -> str:
         """The driver's output so far (progress lines, the trials table)."""
-        return str(self._client().get_job_logs(self.job_id))
+        return str(self._client.get_job_logs(self.job_id))
 
     def follow(self) -> None:
         """Print the driver's output as it comes, until the job ends."""
-        _follow(self._client(), self.job_id)
+        _follow(self._client, self.job_id)
 
     def until_done(self, timeout: float | None = None) -> str:
         """Block until the job ends; its last state (SUCCEEDED, FAILED or STOPPED)."""
-        client, deadline = self._client(), None if timeout is None else time.monotonic() + timeout
+        client, deadline = self._client, None if timeout is None else time.monotonic() + timeout
         while (state := str(client.get_job_status(self.job_id))) not in TERMINAL:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {self.job_id} still {state} after {timeout}s")
@@ -147,7 +144,7 @@ class Job:
         """Stop the search gracefully (running trials close interrupted); the job's last state."""
         from ..service._jobs import STOP_WAIT_S
 
-        client = self._client()
+        client = self._client
         if (state := str(client.get_job_status(self.job_id))) in TERMINAL:
             return state
         client.stop_job(self.job_id)

@@ -99,10 +99,9 @@ def run_search(
         on_server = uri.startswith(SERVER_SCHEMES)
         ledger = TrialLedger(spec.search.metric, spec.search.mode)
         tracker = MlflowTrialCallback(uri, parent_id, spec, ledger, driver_uploads=not on_server)
-        every = (spec.tracking.report_every, spec.tracking.report_interval_s)
-        live = LiveReport(
-            spec.tracking.experiment, uri, parent_id, every, REPORTS_DIR / spec.tracking.experiment, ledger
-        )
+        track = spec.tracking
+        live = LiveReport(track.experiment, uri, parent_id, track.report_every, track.report_interval_s,
+                          REPORTS_DIR / track.experiment, ledger)  # fmt: skip
         callbacks = [*_callbacks(spec, plan, ledger, tracker, console, live), StateKeeper(tune_path)]
         link = RunLink(uri, parent_id) if on_server else None
         earlier = resume.search_run.data.metrics.get(rec.WALL_S, 0.0) if resume else 0.0  # wall time before

@@ -33,21 +33,22 @@ STOP_WAIT_S = 10.0  # for one stopped (interrupted search) to exit
 
 
 class LiveReport(Callback):
-    """Rebuilds the search's report every ``every[0]`` ended trials (completed, stopped, failed) and
-    ``every[1]`` seconds, once at least one trial has completed (a report ranks completed trials)."""
+    """Rebuilds the search's report every ``every`` ended trials (completed, stopped, failed) and at
+    most once in ``interval_s``, once a trial has completed (a report ranks completed trials)."""
 
     def __init__(
         self,
         experiment: str,
         uri: str,
         search_run_id: str,
-        every: tuple[int, float],  # ended trials, and seconds since the start or the last refresh
+        every: int,  # ended trials between refreshes
+        interval_s: float,  # and at least these seconds since the start or the last refresh
         out_dir: Path,
         ledger: TrialLedger,
     ) -> None:
         self.command = [sys.executable, "-m", "tunefleet.search.cli", "report", experiment,
                         "--search-run", search_run_id, "--tracking-uri", uri, "--out", str(out_dir)]  # fmt: skip
-        self.every, self.interval_s = every
+        self.every, self.interval_s = every, interval_s
         self.log_path = out_dir / "live-report.log"
         self.ledger = ledger  # the search's ledger (its first callback, so it is current here)
         self.ended = 0

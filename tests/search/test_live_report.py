@@ -17,7 +17,7 @@ from tunefleet.search.tracking._ledger import COMPLETED, TrialLedger, TrialRecor
 def _live(tmp_path: Path, every: int, interval_s: float) -> LiveReport:
     ledger = TrialLedger("val_acc", "max")
     ledger.adopt("done", TrialRecord(1, "t01", {}, outcome=COMPLETED))
-    live = LiveReport("x", "sqlite:///unused.db", "run", (every, interval_s), tmp_path, ledger)
+    live = LiveReport("x", "sqlite:///unused.db", "run", every, interval_s, tmp_path, ledger)
     live.command = [sys.executable, "-c", "pass"]  # the refresh's command line; its work is not under test
     return live
 
