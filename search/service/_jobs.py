@@ -131,13 +131,15 @@ def job_search_run(uri: str, experiment: str, job_id: str) -> tuple[Any, Any]:
 
 
 def progress(uri: str, experiment: str, job_id: str) -> Progress:
-    """Read the search run tagged with ``job_id`` and its trials (empty before the driver starts)."""
+    """Read the search run tagged with ``job_id`` and its trials (empty until the driver has opened it)."""
     from tunefleet.analysis import trial_runs
 
     client, search = job_search_run(uri, experiment, job_id)
-    if search is None:
+    params = search.data.params if search is not None else {}
+    if rec.SEARCH_METRIC_PARAM not in params or rec.SEARCH_MODE_PARAM not in params:
+        # Not started, or being opened: the driver creates the run with its tags, then logs its params.
         return Progress()
-    metric, mode = search.data.params[rec.SEARCH_METRIC_PARAM], search.data.params[rec.SEARCH_MODE_PARAM]
+    metric, mode = params[rec.SEARCH_METRIC_PARAM], params[rec.SEARCH_MODE_PARAM]
     trials = trial_runs(client, search)
     outcomes = [t.data.tags.get(rec.OUTCOME_TAG, rec.RUNNING) for t in trials]
     found_scores = [t.data.metrics.get(rec.best_key(metric), t.data.metrics.get(metric)) for t in trials]
