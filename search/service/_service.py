@@ -125,7 +125,12 @@ def _start_mlflow(folder: Path, port: int, store: str) -> subprocess.Popen[bytes
         f"--workers={server_workers(store)}",
     ]
     # The store by environment, not argv: a PostgreSQL URI may carry a password (_backend.py).
-    return _spawn(command, folder / "mlflow.log", {**os.environ, "MLFLOW_BACKEND_STORE_URI": store})
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": store}
+    # MLflow's server job executor (its GenAI jobs: a runner and eight Huey consumers, each a
+    # Python process importing MLflow, 14 s of CPU at start and ~1.2 GB) serves nothing a search
+    # logs; a user who wants it sets the variable to true.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    return _spawn(command, folder / "mlflow.log", env)
 
 
 def _wait_ready(service: Service, procs: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -48,8 +48,8 @@ def _get(url: str, token: str | None = None) -> bytes | None:
         return None
 
 
-def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+def _spawn(command: list[str], log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "RAY_AUTH_MODE": "token", **(extra_env or {})}
     with log.open("ab") as out:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
@@ -153,6 +153,7 @@ def loopback_cluster(tmp_path_factory) -> Iterator[LoopbackCluster]:
              f"--backend-store-uri=sqlite:///{folder / 'mlflow.db'}", "--serve-artifacts",
              f"--artifacts-destination={folder / 'artifacts'}"],
             folder / "mlflow.log",
+            {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # as `tunefleet up` starts it
         )  # fmt: skip
         _wait(lambda: _get(f"{tracking_uri}/health") is not None, "the MLflow server")
         gcs, dashboard = free_port(), free_port()

@@ -3,6 +3,7 @@ and the service's bad input."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -53,6 +54,9 @@ def test_up_submit_wait_status_down_runs_the_digits_demo(cli, tmp_path):
         assert up.returncode == 0, up.stdout + up.stderr
         assert service["tracking_uri"] in up.stdout and service["dashboard"] in up.stdout
         assert service["dashboard"].startswith("http://127.0.0.1:")  # never on 0.0.0.0
+        # MLflow's server without its GenAI job executor (a runner and Huey consumers): a search logs no jobs
+        server = _session_commands(service["mlflow_pid"])
+        assert any("mlflow" in c for c in server) and not any("huey" in c or "_job_runner" in c for c in server), server
         again = cli("up", *ports)
         assert again.returncode == 0 and "already up" in again.stdout
 
@@ -88,6 +92,16 @@ def test_up_submit_wait_status_down_runs_the_digits_demo(cli, tmp_path):
     note = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
     gcs_port = service["ray_address"].rsplit(":", 1)[1]
     assert not note.exists() or not note.read_text().strip().endswith(f":{gcs_port}")
+
+
+def _session_commands(session: int) -> list[str]:
+    """The command lines of the processes in ``session`` (the service starts each server in its own)."""
+    commands = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):  # not a process, or gone meanwhile
+            if os.getsid(int(entry.name)) == session:
+                commands.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return commands
 
 
 def test_submit_without_a_service_or_address_says_what_to_do(run_cli, write_spec, small_spec):
