@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads o
     from ._settings import TrialSettings
     from ._splits import RESIZE, FileSplit, ImageData, Split, stratified_split
     from ._trial import run_trial
-    from ._tune import TRIAL_MODULES, tune_trainable
+    from ._tune import tune_trainable
     from ._upload import CheckpointUploader, RunLink
 
 _LAZY = {
@@ -100,7 +100,6 @@ _LAZY = {
     "stratified_split": "._splits",
     "run_trial": "._trial",
     "tune_trainable": "._tune",
-    "TRIAL_MODULES": "._tune",
     "CheckpointUploader": "._upload",
     "RunLink": "._upload",
 }
@@ -160,7 +159,6 @@ __all__ = [
     "scaled_lr",
     "stratified_split",
     "tune_trainable",
-    "TRIAL_MODULES",
     "unit_transforms",
     "verify_checkpoint",
 ]

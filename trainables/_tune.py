@@ -17,11 +17,6 @@ from tunefleet.spaces import resolve
 from ._settings import TrialSettings
 from ._upload import CheckpointUploader, where_am_i
 
-# What a trial's process imports before its first step: the loop with torch and torchvision, and
-# timm (seconds together). A local Ray imports them in the workers it starts ahead, while the
-# search's driver is still setting up, so the first trials start on warm workers (search/run/_ray.py).
-TRIAL_MODULES = ("tunefleet.trainables._oom", "timm")
-
 
 def tune_trainable(config: dict[str, Any], settings: TrialSettings) -> None:
     """Ray Tune function trainable: ``config`` holds the flat sampled values of one trial.

@@ -63,15 +63,9 @@ def _start_local_ray(dashboard: bool) -> None:
     port from ``RAY_GCS_SERVER_PORT``, so the address is known first. Single-worker trials run no
     Ray Train and get no job environment: a job with one cannot use the workers Ray starts ahead
     for its first driver, so each first trial would wait for a new Python process.
-
-    Every worker this Ray starts imports what a trial needs first (``TRIAL_MODULES``: Ray's
-    ``preload_python_modules``): the workers Ray starts ahead do it while the driver is still
-    setting up its search, where each first trial would otherwise spend seconds on it.
     """
     import ray
     from ray._private.services import get_node_ip_address
-
-    from tunefleet.trainables import TRIAL_MODULES
 
     port = _free_port()
     address = f"{get_node_ip_address()}:{port}"
@@ -85,7 +79,6 @@ def _start_local_ray(dashboard: bool) -> None:
             logging_level=logging.WARNING,
             log_to_driver=False,
             runtime_env={"env_vars": {"RAY_ADDRESS": address}} if dashboard else None,
-            _system_config={"preload_python_modules": list(TRIAL_MODULES)},
         )
     finally:
         if previous is None:
