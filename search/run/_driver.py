@@ -33,7 +33,7 @@ from ..tracking._ledger import TrialLedger
 from ..tracking._search_run import search_summary
 from ._experiment import experiment_name, experiment_path, resume_experiment, run_experiment
 from ._keeper import StateKeeper
-from ._live import LiveReport
+from ._live import LiveReport, ReportImportsAhead
 from ._opening import open_search
 from ._progress import ConsoleProgress, trials_table
 from ._watchdog import TrialWatchdog
@@ -102,7 +102,8 @@ def run_search(
         track = spec.tracking
         live = LiveReport(track.experiment, uri, parent_id, track.report_every, track.report_interval_s,
                           REPORTS_DIR / track.experiment, ledger)  # fmt: skip
-        callbacks = [*_callbacks(spec, plan, ledger, tracker, console, live), StateKeeper(tune_path)]
+        ahead = ReportImportsAhead(plan.trials)
+        callbacks = [*_callbacks(spec, plan, ledger, tracker, console, live), StateKeeper(tune_path), ahead]
         link = RunLink(uri, parent_id) if on_server else None
         earlier = resume.search_run.data.metrics.get(rec.WALL_S, 0.0) if resume else 0.0  # wall time before
         if resume is None or more:
@@ -124,6 +125,7 @@ def run_search(
             live.close(wait=False)
             raise
         live.close(wait=status == "FINISHED")
+        ahead.join()  # the report imports nothing while another thread still does
         console.print(trials_table(ledger))
         if status == "KILLED":
             return SearchEnd(_interrupted(spec, uri, parent_id, cut_short, console), parent_id)

@@ -5,12 +5,14 @@ search (tests/analysis/test_report.py)."""
 from __future__ import annotations
 
 import pickle
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from tunefleet.search.run._live import LiveReport
+from tunefleet.search.run._live import LiveReport, ReportImportsAhead
 from tunefleet.search.tracking._ledger import COMPLETED, TrialLedger, TrialRecord
 
 
@@ -42,3 +44,36 @@ def test_a_restored_callback_restarts_its_clock(tmp_path):
     restored = pickle.loads(pickle.dumps(live))
     restored.on_trial_complete(0, [], None)
     assert restored.refreshed_at == 0  # a new process counts its interval from its own start
+
+
+AHEAD = """
+import sys
+from tunefleet.analysis import REPORT_MODULES
+from tunefleet.search.run._live import ReportImportsAhead
+
+ahead = ReportImportsAhead(planned=3)
+ahead.on_trial_complete(0, ["t01", "t02"], None)  # t03 still to start: no slot is idle for good yet
+assert ahead._thread is None
+loaded = [m for m in REPORT_MODULES if m in sys.modules]
+assert not loaded, f"imported before the tail: {loaded}"
+ahead.on_trial_error(0, ["t01", "t02", "t03"], None)  # every trial started, one ended: the tail
+thread = ahead._thread
+ahead.on_trial_complete(0, ["t01", "t02", "t03"], None)
+assert ahead._thread is thread, "a second thread"
+ahead.join()
+missing = [m for m in REPORT_MODULES if m not in sys.modules]
+assert not missing, f"not imported ahead: {missing}"
+print("ok")
+"""
+
+
+def test_the_reports_modules_are_imported_ahead_once_in_the_searchs_tail():
+    """In a fresh interpreter, so that "imported" means imported by the callback."""
+    result = subprocess.run([sys.executable, "-c", AHEAD], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_a_restored_imports_ahead_callback_starts_its_own_thread():
+    ahead = ReportImportsAhead(planned=1)
+    ahead._thread = threading.Thread(target=lambda: None)
+    assert pickle.loads(pickle.dumps(ahead))._thread is None
