@@ -58,10 +58,12 @@ def _alive_nodes(address: str) -> int:
 
 
 def _stop(procs: list[subprocess.Popen[bytes]], grace_s: float = 20) -> None:
+    """SIGTERM each node's `ray start --block` alone (it drains its node and stops what it started,
+    as Ray expects), then SIGKILL each node's whole group if it is still there after ``grace_s``."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for proc in procs:
             with suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
+                (os.kill if sig == signal.SIGTERM else os.killpg)(proc.pid, sig)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline and any(proc.poll() is None for proc in procs):
             time.sleep(0.2)

@@ -185,19 +185,25 @@ def up(
     try:
         _wait_ready(service, {"ray": ray_proc, "mlflow": mlflow_proc})
     except BaseException:
-        _stop_group(service.ray_pid)
+        _stop_group(service.ray_pid, leader=True)
         _stop_group(service.mlflow_pid)
         raise
     (folder / STATE_FILE).write_text(json.dumps(service.model_dump(), indent=2))
     return service, False
 
 
-def _stop_group(pid: int, grace_s: float = 20.0) -> None:
-    """SIGTERM the process group led by ``pid``, then SIGKILL what is left after ``grace_s``;
-    returns once the group is gone (or, past SIGKILL, after 10 s more: a process stuck in the
-    kernel cannot be waited for)."""
+def _stop_group(pid: int, grace_s: float = 20.0, leader: bool = False) -> None:
+    """SIGTERM the process group led by ``pid`` (with ``leader``, the leader alone), then SIGKILL
+    what is left after ``grace_s``; returns once the group is gone (or, past SIGKILL, after 10 s
+    more: a process stuck in the kernel cannot be waited for).
+
+    ``ray start --block`` wants its SIGTERM alone (Kubernetes sends it so): it drains its node
+    and then stops the processes it started, in about 4 s. A SIGTERM to the whole group at once
+    stops its GCS too, and its drain request then waits on that GCS until SIGKILL, 20 s later.
+    """
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, 0)
+        (os.kill if leader else os.killpg)(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     if _gone_within(pid, grace_s):
@@ -227,7 +233,7 @@ def down(folder: Path) -> Service | None:
     service = load_service(folder)
     if service is None:
         return None
-    _stop_group(service.ray_pid)
+    _stop_group(service.ray_pid, leader=True)
     _stop_group(service.mlflow_pid)
     _forget_address(service.ray_address)
     (folder / STATE_FILE).unlink(missing_ok=True)

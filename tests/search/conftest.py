@@ -54,13 +54,22 @@ def _spawn(command: list[str], log: Path, extra_env: dict[str, str] | None = Non
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def _signal_groups(procs: list[subprocess.Popen[bytes]], sig: int) -> list[subprocess.Popen[bytes]]:
-    """Send ``sig`` to each process's group; the ones whose group still exists."""
+def _is_ray_node(proc: subprocess.Popen[bytes]) -> bool:
+    args = proc.args if isinstance(proc.args, list) else []
+    return bool(args) and Path(str(args[0])).name == "ray" and "start" in args
+
+
+def _signal_groups(
+    procs: list[subprocess.Popen[bytes]], sig: int, leaders: bool = False
+) -> list[subprocess.Popen[bytes]]:
+    """Send ``sig`` to each process's group (with ``leaders``, a Ray node's leader only); the ones
+    whose group still exists."""
     alive = []
     for proc in procs:
         proc.poll()
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(proc.pid, 0)
+            (os.kill if leaders and _is_ray_node(proc) else os.killpg)(proc.pid, sig)
             alive.append(proc)
         except ProcessLookupError:
             pass
@@ -69,9 +78,12 @@ def _signal_groups(procs: list[subprocess.Popen[bytes]], sig: int) -> list[subpr
 
 def stop_groups(procs: list[subprocess.Popen[bytes]], grace_s: float = 20) -> None:
     """SIGTERM every process's group at once, then SIGKILL what remains after ``grace_s``: the
-    groups wind down side by side instead of one after another."""
+    groups wind down side by side instead of one after another. A ``ray start --block`` node gets
+    its SIGTERM on its leader alone, as Ray expects (`tunefleet down` does the same): it drains
+    its node and stops the processes it started, about 4 s, where a SIGTERM to each of them at
+    once leaves it waiting on a GCS that is going away until SIGKILL (20 s)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        alive = _signal_groups(procs, sig)
+        alive = _signal_groups(procs, sig, leaders=sig == signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while alive and time.monotonic() < deadline:
             time.sleep(0.2)
