@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from ._settings import TrialSettings
-from ._trial import run_trial
 from ._upload import CheckpointUploader, where_am_i
 
 
 def _worker_loop(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
+
+    # Here, in the Train workers: the Tune trial that starts them never trains, and timm and the
+    # loop (about 1.8 s) would be imported there for nothing.
+    from ._trial import run_trial
 
     settings: TrialSettings = config["settings"]
     if settings.device.startswith("cuda"):

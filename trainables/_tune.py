@@ -26,15 +26,15 @@ def tune_trainable(config: dict[str, Any], settings: TrialSettings) -> None:
     """
     from ray import tune  # Ray is heavy to import; trials run in-process (tests, benchmarks) without it
 
-    # The training loop (torch, timm) loads in the trial's process only: the search driver imports
-    # this function to hand it to Tune, and must not pay seconds of imports for it.
-    from ._ddp import run_ddp_trial
-    from ._oom import train_with_oom_retry
-
     recipe = resolve(config)
-    if settings.workers > 1:
+    if settings.workers > 1:  # this process only starts Ray Train; its workers import the loop
+        from ._ddp import run_ddp_trial
+
         run_ddp_trial(recipe, settings)
         return
+    # The training loop (torch, timm) loads in the trial's process only: the search driver imports
+    # this function to hand it to Tune, and must not pay seconds of imports for it.
+    from ._oom import train_with_oom_retry
 
     link = settings.run_link
     uploader = CheckpointUploader(link, tune.get_context().get_trial_id()) if link else None
