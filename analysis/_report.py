@@ -32,15 +32,6 @@ from ._page import Draft, page_html, render_png
 from ._pareto import front_objectives, pareto_figure
 from ._runs import finished_trials, history_frame, open_experiment, ranking, search_run, trials_frame
 
-# What a report imports on first use, beyond the package (kept cheap to import): scikit-learn
-# through optuna.importance's fANOVA (about 1 s), matplotlib's figures and canvas. A search
-# imports them while its last trials run (search/run/_live.py); none of them is a module its
-# driver imports meanwhile, so the two threads never wait on each other's import locks.
-REPORT_MODULES = (
-    "optuna.importance", "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.collections",
-    "matplotlib.lines", "matplotlib.ticker",
-)  # fmt: skip
-
 if TYPE_CHECKING:
     from tunefleet.trainables import FileSplit, ImageData, Split
 

@@ -125,7 +125,8 @@ def run_search(
             live.close(wait=False)
             raise
         live.close(wait=status == "FINISHED")
-        ahead.join()  # the report imports nothing while another thread still does
+        if status == "FINISHED":
+            ahead.join()  # the report imports nothing while another thread still does
         console.print(trials_table(ledger))
         if status == "KILLED":
             return SearchEnd(_interrupted(spec, uri, parent_id, cut_short, console), parent_id)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
+from ray.tune.experiment import Trial
 
 from tunefleet.spaces import records as rec
 
@@ -125,10 +126,13 @@ class ReportImportsAhead(Callback):
         self._thread: threading.Thread | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__ | {"_thread": None}  # Tune pickles its callbacks with its state
+        return self.__dict__ | {"_thread": None}  # Tune pickles its callbacks (tuner.pkl)
 
     def _trial_ended(self, trials: list[Any]) -> None:
-        if self._thread is None and len(trials) >= self.planned:
+        # Tune creates trials ahead of their start (random and grid searches, many at once): a
+        # pending one will still take a slot.
+        started = len(trials) >= self.planned and not any(t.status == Trial.PENDING for t in trials)
+        if self._thread is None and started:
             # Not a daemon: an interpreter exiting waits for the imports rather than cutting one off.
             self._thread = threading.Thread(target=_import_report_modules, name="report-imports")
             self._thread.start()
@@ -145,7 +149,7 @@ class ReportImportsAhead(Callback):
 
 
 def _import_report_modules() -> None:
-    from tunefleet.analysis import REPORT_MODULES
+    from tunefleet.analysis._report_modules import REPORT_MODULES
 
     for name in REPORT_MODULES:
         try:

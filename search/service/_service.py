@@ -203,9 +203,13 @@ def _stop_group(pid: int, grace_s: float = 20.0, leader: bool = False) -> None:
     """
     try:
         os.killpg(pid, 0)
-        (os.kill if leader else os.killpg)(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
+    try:
+        (os.kill if leader else os.killpg)(pid, signal.SIGTERM)
+    except ProcessLookupError:  # the leader is gone (reaped) but not its group: signal the group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
     if _gone_within(pid, grace_s):
         return
     with contextlib.suppress(ProcessLookupError):

@@ -69,10 +69,14 @@ def _signal_groups(
         proc.poll()
         try:
             os.killpg(proc.pid, 0)
-            (os.kill if leaders and _is_ray_node(proc) else os.killpg)(proc.pid, sig)
-            alive.append(proc)
         except ProcessLookupError:
-            pass
+            continue
+        alive.append(proc)
+        try:
+            (os.kill if leaders and _is_ray_node(proc) else os.killpg)(proc.pid, sig)
+        except ProcessLookupError:  # the leader is gone (reaped) but not its group: signal the group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
     return alive
 
 

@@ -48,17 +48,20 @@ def test_a_restored_callback_restarts_its_clock(tmp_path):
 
 AHEAD = """
 import sys
+from types import SimpleNamespace as T
 from tunefleet.analysis import REPORT_MODULES
 from tunefleet.search.run._live import ReportImportsAhead
 
 ahead = ReportImportsAhead(planned=3)
-ahead.on_trial_complete(0, ["t01", "t02"], None)  # t03 still to start: no slot is idle for good yet
+ahead.on_trial_complete(0, [T(status="TERMINATED"), T(status="RUNNING")], None)  # t03 not created yet
+ahead.on_trial_complete(0, [T(status="TERMINATED"), T(status="RUNNING"), T(status="PENDING")], None)  # nor started
 assert ahead._thread is None
 loaded = [m for m in REPORT_MODULES if m in sys.modules]
 assert not loaded, f"imported before the tail: {loaded}"
-ahead.on_trial_error(0, ["t01", "t02", "t03"], None)  # every trial started, one ended: the tail
+# every trial started, one ended: the tail
+ahead.on_trial_error(0, [T(status="TERMINATED"), T(status="ERROR"), T(status="RUNNING")], None)
 thread = ahead._thread
-ahead.on_trial_complete(0, ["t01", "t02", "t03"], None)
+ahead.on_trial_complete(0, [T(status="TERMINATED"), T(status="ERROR"), T(status="TERMINATED")], None)
 assert ahead._thread is thread, "a second thread"
 ahead.join()
 missing = [m for m in REPORT_MODULES if m not in sys.modules]
