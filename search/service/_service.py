@@ -185,36 +185,44 @@ def up(
     try:
         _wait_ready(service, {"ray": ray_proc, "mlflow": mlflow_proc})
     except BaseException:
-        _stop_group(service.ray_pid, leader=True)
-        _stop_group(service.mlflow_pid)
+        _stop_service(service)
         raise
     (folder / STATE_FILE).write_text(json.dumps(service.model_dump(), indent=2))
     return service, False
 
 
-def _stop_group(pid: int, grace_s: float = 20.0, leader: bool = False) -> None:
-    """SIGTERM the process group led by ``pid`` (with ``leader``, the leader alone), then SIGKILL
-    what is left after ``grace_s``; returns once the group is gone (or, past SIGKILL, after 10 s
-    more: a process stuck in the kernel cannot be waited for).
+def _stop_service(service: Service, grace_s: float = 20.0) -> None:
+    """Stop the Ray head and the MLflow server side by side (about 4 s; one after the other, 7).
 
-    ``ray start --block`` wants its SIGTERM alone (Kubernetes sends it so): it drains its node
-    and then stops the processes it started, in about 4 s. A SIGTERM to the whole group at once
-    stops its GCS too, and its drain request then waits on that GCS until SIGKILL, 20 s later.
+    Each process group gets its SIGTERM first, then SIGKILL if it is still there after
+    ``grace_s``; returns once both are gone (or, past SIGKILL, after 10 s more: a process stuck in
+    the kernel cannot be waited for). ``ray start --block`` wants its SIGTERM alone (Kubernetes
+    sends it so): it drains its node and then stops the processes it started. A SIGTERM to its
+    whole group at once stops its GCS too, and its drain request then waits on that GCS until
+    SIGKILL.
     """
+    groups = [pid for pid, leader in ((service.ray_pid, True), (service.mlflow_pid, False)) if _terminate(pid, leader)]
+    deadline = time.monotonic() + grace_s
+    left = [pid for pid in groups if not _gone_within(pid, max(0.0, deadline - time.monotonic()))]
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    for pid in left:
+        _gone_within(pid, 10.0)  # SIGKILL is delivered at once, but exiting a large process takes a moment
+
+
+def _terminate(pid: int, leader: bool) -> bool:
+    """SIGTERM the process group led by ``pid`` (with ``leader``, the leader alone); whether it was there."""
     try:
         os.killpg(pid, 0)
     except ProcessLookupError:
-        return
+        return False
     try:
         (os.kill if leader else os.killpg)(pid, signal.SIGTERM)
     except ProcessLookupError:  # the leader is gone (reaped) but not its group: signal the group
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-    if _gone_within(pid, grace_s):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    _gone_within(pid, 10.0)  # SIGKILL is delivered at once, but exiting a large process takes a moment
+    return True
 
 
 def _gone_within(pid: int, seconds: float) -> bool:
@@ -237,8 +245,7 @@ def down(folder: Path) -> Service | None:
     service = load_service(folder)
     if service is None:
         return None
-    _stop_group(service.ray_pid, leader=True)
-    _stop_group(service.mlflow_pid)
+    _stop_service(service)
     _forget_address(service.ray_address)
     (folder / STATE_FILE).unlink(missing_ok=True)
     return service
