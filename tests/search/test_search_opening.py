@@ -41,6 +41,7 @@ def _search_runs(uri: str, name: str) -> list:
 def test_a_search_stopped_while_ray_starts_leaves_no_open_run(error, left, tmp_path, monkeypatch):
     spec = load_spec(SPEC)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)  # a new experiment's artifacts go to ./mlruns, as in a user's folder
     monkeypatch.setattr(_opening, "start_ray", _start_fails_with(error))
     with pytest.raises(type(error)):
         _opening.open_search(spec, preflight(spec), uri, None, {}, None)
