@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
+
+from tunefleet.search.service._service import stop_groups
 
 RAY = str(Path(sys.executable).parent / "ray")
 
@@ -57,20 +58,6 @@ def _alive_nodes(address: str) -> int:
     return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else 0
 
 
-def _stop(procs: list[subprocess.Popen[bytes]], grace_s: float = 20) -> None:
-    """SIGTERM each node's `ray start --block` alone (it drains its node and stops what it started,
-    as Ray expects), then SIGKILL each node's whole group if it is still there after ``grace_s``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for proc in procs:
-            with suppress(ProcessLookupError):
-                (os.kill if sig == signal.SIGTERM else os.killpg)(proc.pid, sig)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and any(proc.poll() is None for proc in procs):
-            time.sleep(0.2)
-        if all(proc.poll() is not None for proc in procs):
-            return
-
-
 @contextmanager
 def loopback_cluster(nodes: int = 2, timeout_s: float = 120) -> Iterator[str]:
     """Start the cluster, wait until all ``nodes`` are alive, yield its GCS address, stop it."""
@@ -91,6 +78,6 @@ def loopback_cluster(nodes: int = 2, timeout_s: float = 120) -> Iterator[str]:
             time.sleep(1)
         yield address
     finally:
-        _stop(procs)
+        stop_groups([(proc.pid, True) for proc in procs])  # each a `ray start --block` node
         for temp in temps:
             shutil.rmtree(temp, ignore_errors=True)

@@ -191,19 +191,24 @@ def up(
     return service, False
 
 
-def _stop_service(service: Service, grace_s: float = 20.0) -> None:
-    """Stop the Ray head and the MLflow server side by side (about 4 s; one after the other, 7).
+def _stop_service(service: Service) -> None:
+    """Stop the Ray head and the MLflow server side by side (about 4 s; one after the other, 7)."""
+    stop_groups([(service.ray_pid, True), (service.mlflow_pid, False)])
 
-    Each process group gets its SIGTERM first, then SIGKILL if it is still there after
-    ``grace_s``; returns once both are gone (or, past SIGKILL, after 10 s more: a process stuck in
-    the kernel cannot be waited for). ``ray start --block`` wants its SIGTERM alone (Kubernetes
-    sends it so): it drains its node and then stops the processes it started. A SIGTERM to its
-    whole group at once stops its GCS too, and its drain request then waits on that GCS until
-    SIGKILL.
+
+def stop_groups(groups: list[tuple[int, bool]], grace_s: float = 20.0) -> None:
+    """Stop process groups side by side: each ``(pid, ray_node)`` group led by ``pid`` gets its
+    SIGTERM, then SIGKILL if it is still there after ``grace_s``; returns once all are gone (or,
+    past SIGKILL, after 10 s more: a process stuck in the kernel cannot be waited for). The test
+    fixtures and the benchmarks' loopback cluster stop what they start with it too.
+
+    A ``ray start --block`` node (``ray_node``) wants its SIGTERM alone (Kubernetes sends it so):
+    it drains its node and then stops the processes it started. A SIGTERM to its whole group at
+    once stops its GCS too, and its drain request then waits on that GCS until SIGKILL.
     """
-    groups = [pid for pid, leader in ((service.ray_pid, True), (service.mlflow_pid, False)) if _terminate(pid, leader)]
+    pending = [pid for pid, ray_node in groups if _terminate(pid, leader=ray_node)]
     deadline = time.monotonic() + grace_s
-    left = [pid for pid in groups if not _gone_within(pid, max(0.0, deadline - time.monotonic()))]
+    left = [pid for pid in pending if not _gone_within(pid, max(0.0, deadline - time.monotonic()))]
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)

@@ -76,7 +76,7 @@ def test_the_reports_modules_are_imported_ahead_once_in_the_searchs_tail():
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
-def test_a_restored_imports_ahead_callback_starts_its_own_thread():
+def test_a_pickled_imports_ahead_callback_carries_no_thread():
     ahead = ReportImportsAhead(planned=1)
     ahead._thread = threading.Thread(target=lambda: None)
     assert pickle.loads(pickle.dumps(ahead))._thread is None
