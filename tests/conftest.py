@@ -40,10 +40,25 @@ SHARED_FILES = {
 
 def pytest_configure(config: pytest.Config) -> None:
     """One model-check cache for the session (``search/_checked_models.py``), never the user's: the
-    first search of a model and size checks it, later ones skip, and every run starts cold."""
+    first search of a model and size checks it, later ones skip, and every run starts cold. And the
+    Ray token made once, before any xdist worker starts (see ``_one_ray_token``)."""
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        _one_ray_token()
     if not os.environ.get("TUNEFLEET_CACHE_DIR"):
         os.environ["TUNEFLEET_CACHE_DIR"] = tempfile.mkdtemp(prefix="tunefleet-cache-")
         config.add_cleanup(lambda: shutil.rmtree(os.environ.pop("TUNEFLEET_CACHE_DIR"), ignore_errors=True))
+
+
+def _one_ray_token() -> None:
+    """Make ``~/.ray/auth_token`` where there is none, the documented way, before any test runs.
+
+    On a fresh machine each new local ``ray.init()`` and each ``ray get-auth-token --generate``
+    writes a token of its own when it finds none, so two workers starting at once could each write
+    one: a cluster node started after the other's write holds a different token from its head and
+    never joins (CI's "the worker node did not come up within 120 s")."""
+    if not os.environ.get("RAY_AUTH_TOKEN"):
+        ray = str(Path(sys.executable).parent / "ray")
+        subprocess.run([ray, "get-auth-token", "--generate"], capture_output=True, check=True)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -80,9 +95,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Then every file that holds a slow test, before the quick ones: xdist hands out whole files in
     # this order, so the minutes-long searches start early and the many quick files fill the gaps,
     # rather than one long search starting last while the other worker idles.
+    # The session cluster's users come first of all, side by side in any selection: it is stopped
+    # after the last of a run of them (tests/search/conftest.py), and a user after a gap would find
+    # it stopped.
     slow_files = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("slow")}
     items.sort(
-        key=lambda item: (item.get_closest_marker("cluster") is None, item.nodeid.split("::", 1)[0] not in slow_files)
+        key=lambda item: (
+            "loopback_cluster" not in getattr(item, "fixturenames", ()),
+            item.get_closest_marker("cluster") is None,
+            item.nodeid.split("::", 1)[0] not in slow_files,
+        )
     )
 
 

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tunefleet.search.service._service import stop_groups as _stop_groups
 
 BIN = Path(sys.executable).parent
 
@@ -59,50 +60,26 @@ def _is_ray_node(proc: subprocess.Popen[bytes]) -> bool:
     return bool(args) and Path(str(args[0])).name == "ray" and "start" in args
 
 
-def _signal_groups(
-    procs: list[subprocess.Popen[bytes]], sig: int, leaders: bool = False
-) -> list[subprocess.Popen[bytes]]:
-    """Send ``sig`` to each process's group (with ``leaders``, a Ray node's leader only); the ones
-    whose group still exists."""
-    alive = []
+def stop_groups(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop each process's group side by side, as `tunefleet down` stops its own (a Ray node by a
+    SIGTERM to its `ray start` alone, then SIGKILL for what is left after 20 s)."""
+    _stop_groups([(proc.pid, _is_ray_node(proc)) for proc in procs])
     for proc in procs:
-        proc.poll()
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            continue
-        alive.append(proc)
-        try:
-            (os.kill if leaders and _is_ray_node(proc) else os.killpg)(proc.pid, sig)
-        except ProcessLookupError:  # the leader is gone (reaped) but not its group: signal the group
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-    return alive
+        proc.poll()  # reaped already where stop_groups did; the Popen learns it
 
 
-def stop_groups(procs: list[subprocess.Popen[bytes]], grace_s: float = 20) -> None:
-    """SIGTERM every process's group at once, then SIGKILL what remains after ``grace_s``: the
-    groups wind down side by side instead of one after another. A ``ray start --block`` node gets
-    its SIGTERM on its leader alone, as Ray expects (`tunefleet down` does the same): it drains
-    its node and stops the processes it started, about 4 s, where a SIGTERM to each of them at
-    once leaves it waiting on a GCS that is going away until SIGKILL (20 s)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        alive = _signal_groups(procs, sig, leaders=sig == signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.2)
-            alive = _signal_groups(alive, 0)
-        if not alive:
-            return
-
-
-def _wait(check, what: str, timeout: float = 120) -> None:
+def _wait(check, what: str, timeout: float = 120, log: Path | None = None) -> None:
+    """Wait for ``check``; on timeout the error carries the end of the process's ``log``, the one
+    place a CI run keeps to say why (the temp folders are gone by then)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.5)
-    raise TimeoutError(f"{what} did not come up within {timeout:.0f} s")
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:]) if log and log.is_file() else ""
+    raise TimeoutError(
+        f"{what} did not come up within {timeout:.0f} s" + (f"; the end of {log}:\n{tail}" if tail else "")
+    )
 
 
 @dataclass
@@ -127,7 +104,11 @@ class LoopbackCluster:
         self.temps.append(tempfile.mkdtemp(prefix="tfray"))
         gcs_port, dashboard_port = int(self.gcs.rsplit(":", 1)[1]), int(self.dashboard.rsplit(":", 1)[1])
         self.procs[name] = _ray_node(False, gcs_port, dashboard_port, self.folder / f"{name}.log", self.temps[-1])
-        _wait(lambda: len({n["node_id"] for n in self.alive_nodes()} - before) == 1, f"node {name}")
+        _wait(
+            lambda: len({n["node_id"] for n in self.alive_nodes()} - before) == 1,
+            f"node {name}",
+            log=self.folder / f"{name}.log",
+        )
         (added,) = [n for n in self.alive_nodes() if n["node_id"] not in before]
         return added
 
@@ -171,16 +152,18 @@ def loopback_cluster(tmp_path_factory) -> Iterator[LoopbackCluster]:
             folder / "mlflow.log",
             {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # as `tunefleet up` starts it
         )  # fmt: skip
-        _wait(lambda: _get(f"{tracking_uri}/health") is not None, "the MLflow server")
+        _wait(lambda: _get(f"{tracking_uri}/health") is not None, "the MLflow server", log=folder / "mlflow.log")
         gcs, dashboard = free_port(), free_port()
         procs["head"] = _ray_node(True, gcs, dashboard, folder / "head.log", temps[0])
         cluster = LoopbackCluster(
             f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{gcs}", tracking_uri,
             folder / "ray-results", token, procs, folder, temps,
         )  # fmt: skip
-        _wait(lambda: _get(f"{cluster.dashboard}/api/version", token) is not None, "the Ray head")
+        _wait(
+            lambda: _get(f"{cluster.dashboard}/api/version", token) is not None, "the Ray head", log=folder / "head.log"
+        )
         procs["worker"] = _ray_node(False, gcs, dashboard, folder / "worker.log", temps[1])
-        _wait(lambda: len(cluster.alive_nodes()) == 2, "the worker node")
+        _wait(lambda: len(cluster.alive_nodes()) == 2, "the worker node", log=folder / "worker.log")
         yield cluster
     finally:
         stop_groups(list(procs.values()))
