@@ -79,5 +79,7 @@ def loopback_cluster(nodes: int = 2, timeout_s: float = 120) -> Iterator[str]:
         yield address
     finally:
         stop_groups([(proc.pid, True) for proc in procs])  # each a `ray start --block` node
+        for proc in procs:
+            proc.poll()  # each is reaped: the Popen notes it (no ResourceWarning at exit)
         for temp in temps:
             shutil.rmtree(temp, ignore_errors=True)

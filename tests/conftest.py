@@ -22,6 +22,8 @@ from PIL import Image
 # runs two xdist workers, and each file listed runs whole in the worker that holds its fixture
 # (``SharedFixtureScheduling``); any other file is its own unit. xdist's own ``loadgroup`` cannot
 # do this with pytest 9 (it rewrites a node id attribute pytest no longer reads).
+# test_service.py and test_tracking_faults.py use no shared fixture but start servers of their
+# own (a Ray head, MLflow servers): they run in the cluster's unit, after it, not beside it.
 SHARED_FIXTURES = {"loopback_cluster": "cluster", "searched": "searched"}
 SHARED_FILES = {
     "tests/search/test_cluster.py": "cluster",
@@ -50,15 +52,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _one_ray_token() -> None:
-    """Make ``~/.ray/auth_token`` where there is none, the documented way, before any test runs.
+    """Make ``~/.ray/auth_token`` where there is none, the documented way (tunefleet's
+    ``ray_token(generate=True)``: ``ray get-auth-token --generate``), before any test runs.
 
     On a fresh machine each new local ``ray.init()`` and each ``ray get-auth-token --generate``
     writes a token of its own when it finds none, so two workers starting at once could each write
     one: a cluster node started after the other's write holds a different token from its head and
     never joins (CI's "the worker node did not come up within 120 s")."""
-    if not os.environ.get("RAY_AUTH_TOKEN"):
-        ray = str(Path(sys.executable).parent / "ray")
-        subprocess.run([ray, "get-auth-token", "--generate"], capture_output=True, check=True)
+    from tunefleet.search.service._cluster import ray_token
+
+    where = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    if not os.environ.get("RAY_AUTH_TOKEN") and not Path(where).is_file():
+        ray_token(generate=True)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:

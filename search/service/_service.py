@@ -218,6 +218,10 @@ def stop_groups(groups: list[tuple[int, bool]], grace_s: float = 20.0) -> None:
 
 def _terminate(pid: int, leader: bool) -> bool:
     """SIGTERM the process group led by ``pid`` (with ``leader``, the leader alone); whether it was there."""
+    # A leader of ours that has exited but is not yet reaped would take the SIGTERM meant for its
+    # group's processes as a zombie: reap it, so the group gets it below.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
     try:
         os.killpg(pid, 0)
     except ProcessLookupError:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +65,10 @@ def stop_groups(procs: list[subprocess.Popen[bytes]]) -> None:
     SIGTERM to its `ray start` alone, then SIGKILL for what is left after 20 s)."""
     _stop_groups([(proc.pid, _is_ray_node(proc)) for proc in procs])
     for proc in procs:
-        proc.poll()  # reaped already where stop_groups did; the Popen learns it
+        proc.poll()  # stop_groups reaped it: the Popen notes that it ended (returncode 0, the status is gone)
 
 
-def _wait(check, what: str, timeout: float = 120, log: Path | None = None) -> None:
+def _wait(check: Callable[[], object], what: str, timeout: float = 120, log: Path | None = None) -> None:
     """Wait for ``check``; on timeout the error carries the end of the process's ``log``, the one
     place a CI run keeps to say why (the temp folders are gone by then)."""
     deadline = time.monotonic() + timeout
@@ -173,11 +173,14 @@ def loopback_cluster(tmp_path_factory) -> Iterator[LoopbackCluster]:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """Stop the session's cluster right after the last test that uses it (they run one after the
-    other: tests/conftest.py groups them), so it does not idle beside the rest of the suite."""
+    """Stop the session's cluster right after the last test of the session that uses it (they run
+    side by side: tests/conftest.py sorts them first), so it does not idle beside the rest of the
+    suite. The last in the session's items, not "the next test does not use it": ``--ff`` and
+    ``--nf`` reorder the items after that sort, and a user after a gap would find it stopped."""
     cluster = getattr(item, "funcargs", {}).get("loopback_cluster")
     yield
-    if cluster is not None and "loopback_cluster" not in getattr(nextitem, "fixturenames", ()):
+    users = [i for i in item.session.items if "loopback_cluster" in getattr(i, "fixturenames", ())]
+    if cluster is not None and users and users[-1] is item:
         cluster.close()
 
 
