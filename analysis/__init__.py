@@ -20,7 +20,6 @@ if TYPE_CHECKING:  # mypy sees every name and its type; at run time each loads o
     from ._predict import ExportedModel, Predictions, load_exported, predict
     from ._register import Registered, register_model
     from ._report import Report, build_report
-    from ._report_modules import REPORT_MODULES
     from ._runs import (
         TRIAL_COLUMNS,
         finished_trials,
@@ -74,7 +73,6 @@ _LAZY = {
     "register_model": "._register",
     "Registered": "._register",
     "Report": "._report",
-    "REPORT_MODULES": "._report_modules",
     "run_url": "._runs",
     "search_run": "._runs",
     "SoftmaxAverage": "._ensemble",
@@ -98,7 +96,6 @@ __all__ = [
     "Predictions",
     "Registered",
     "Report",
-    "REPORT_MODULES",
     "SoftmaxAverage",
     "Stacked",
     "TRIAL_COLUMNS",

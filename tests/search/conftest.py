@@ -179,8 +179,10 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     ``--nf`` reorder the items after that sort, and a user after a gap would find it stopped."""
     cluster = getattr(item, "funcargs", {}).get("loopback_cluster")
     yield
+    if cluster is None:
+        return
     users = [i for i in item.session.items if "loopback_cluster" in getattr(i, "fixturenames", ())]
-    if cluster is not None and users and users[-1] is item:
+    if users[-1] is item:
         cluster.close()
 
 

@@ -49,7 +49,7 @@ def test_a_restored_callback_restarts_its_clock(tmp_path):
 AHEAD = """
 import sys
 from types import SimpleNamespace as T
-from tunefleet.analysis import REPORT_MODULES
+from tunefleet.analysis._report_modules import REPORT_MODULES
 from tunefleet.search.run._live import ReportImportsAhead
 
 ahead = ReportImportsAhead(planned=3)
