@@ -15,7 +15,6 @@ import gc
 import json
 import math
 import os
-import signal
 import subprocess
 import tempfile
 import threading
@@ -27,6 +26,7 @@ from typing import Any, cast
 import timm
 import torch
 from _common import append, heading, median, quiet_ray, recorder
+from _deadline import OverTime, start_deadline, stop_deadline
 from _images import write_jpeg_folder
 from timm.data import create_dataset, create_loader, resolve_data_config
 
@@ -37,15 +37,6 @@ from tunefleet.spaces import DataSpec, Resources, SearchSettings, resolve, spec_
 LR, CLASSES, AUG, MIN_RATIO = 0.05, 10, {"hflip": True, "scale_min": 0.6, "re_prob": 0.25}, 0.8
 Window = tuple[float, float]  # a measured epoch's (start, end) in perf_counter seconds
 Outcome = tuple[str, float | None, float | None, list[str], str]  # setting, images/s, busy %, problems, note
-
-
-class OverTime(BaseException):  # not an Exception: library code that catches those must not swallow it
-    armed = False  # raised inside a check only: the table is printed all the same
-
-    @staticmethod
-    def alarm(*_: Any) -> None:
-        if OverTime.armed:
-            raise OverTime("past the --deadline")
 
 
 class Ctx:
@@ -280,8 +271,7 @@ def main() -> None:
         parser.error("--mode gpu needs CUDA")
     gpu_sizes = ("resnet50", 224, args.images or 8192, 128, 3, min(len(os.sched_getaffinity(0)), 16))
     sizes = gpu_sizes if gpu else ("test_resnet", 32, args.images or 160, 32, 2, 2)
-    signal.signal(signal.SIGALRM, OverTime.alarm)
-    signal.setitimer(signal.ITIMER_REAL, args.deadline)
+    start_deadline(args.deadline)
     with tempfile.TemporaryDirectory(prefix="tf-gpu-check-") as tmp:
         ctx, no_gpu = Ctx(gpu, sizes, Path(tmp), start + args.deadline), "" if gpu else "skipped: no GPU"
         for seed, (split, n) in enumerate((("train", ctx.train), ("val", ctx.train // 8), ("test", ctx.train // 8))):
@@ -296,6 +286,7 @@ def main() -> None:
             run_check(ctx, "2 trials packed on 1 GPU", check_packed, "" if args.cpu_pack else no_gpu),
             run_check(ctx, "ONNX serving latency", check_serving),
         ]
+        stop_deadline()
 
     title = f"GPU check, {ctx.dev} mode: AMP, channels_last, data path, packing vs a bare timm loop"
     detail = f"{ctx.train} training JPEGs, epochs 2-{ctx.epochs} measured, {time.perf_counter() - start:.0f} s in all"

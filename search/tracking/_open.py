@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -81,8 +82,43 @@ def open_store(uri: str) -> None:
     # The lock lies next to the database, not in /tmp, so processes that see the file under
     # another temp directory (containers sharing a volume) still exclude each other.
     with FileLock(str(path) + LOCK_SUFFIX, timeout=LOCK_TIMEOUT_S):
+        if not path.exists():
+            _create_whole(uri, path)
         _use_wal(path)
         _first_use(uri)
+
+
+def _create_whole(uri: str, path: Path) -> None:
+    """Make a new SQLite store under a draft name and link it into place once migrated.
+
+    Readers outside our lock (``tunefleet report``, ``tunefleet.open``, the MLflow UI, a script
+    polling a search) open a store once its file exists. Had MLflow created the file in place,
+    such a reader could find it half-migrated, and MLflow would run the same migrations again
+    from the reader's process: one of the two dies on ``duplicate column name``. Linked into
+    place whole, the file exists only with every table made.
+    """
+    draft = path.resolve().with_name(f".{path.name}.{os.getpid()}.creating")
+    query = uri.partition("?")[2]
+    draft_uri = f"sqlite:///{draft}" + (f"?{query}" if query else "")
+    draft.unlink(missing_ok=True)  # a draft left by a process killed while creating
+    try:
+        _first_use(draft_uri)
+        _forget_engine(draft_uri)  # its connections closed: the draft file is complete on disk
+        os.link(draft, path)  # atomic, and never replaces a file made meanwhile (FileExistsError)
+    except OSError as err:
+        # Made meanwhile by a program outside our lock, or a file system without hard links:
+        # the caller's first use then creates or migrates the file in place, as MLflow would.
+        logger.info("could not link the new store %s into place (%s); opening it in place", path, err)
+    finally:
+        draft.unlink(missing_ok=True)
+
+
+def _forget_engine(uri: str) -> None:
+    for module_name in _SQL_STORE_MODULES:
+        module = sys.modules.get(module_name)
+        engine = getattr(getattr(module, "SqlAlchemyStore", None), "_engine_map", {}).pop(uri, None)
+        if engine is not None:
+            engine.dispose()
 
 
 def _first_use(uri: str) -> None:

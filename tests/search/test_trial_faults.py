@@ -53,7 +53,9 @@ def _search_then(tmp_path: Path, spec: Path, epochs: int, sig: int) -> tuple[str
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and driver.poll() is None:
         worker = _trial_worker(driver)
-        if worker is not None and _epochs_reported(client) >= epochs:
+        # Read once the driver made the store: a reader's MLflow creates a missing file itself.
+        made = (tmp_path / "mlflow.db").exists()
+        if worker is not None and made and _epochs_reported(client) >= epochs:
             worker.send_signal(sig)
             break
         time.sleep(0.25)

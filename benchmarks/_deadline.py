@@ -1,0 +1,51 @@
+"""The check's ``--deadline``: past it, the check running then ends with ``OverTime``, at a point
+where an exception cannot leave a lock taken; a hang past every such point still ends the process.
+
+An alarm that raised wherever it rang (as this first did) could land inside a DataLoader's queue
+put with its lock taken; the check's cleanup then shut the loader's workers down through that lock
+and waited forever (CI, stop 37: the deadline test's process printed nothing for 120 s).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import signal
+from types import FrameType
+
+# Code an exception must not land in: it can leave a lock taken (a DataLoader's index queue, an
+# import's module lock), and the check's cleanup (its loader workers' shutdown) then waits forever.
+UNSAFE = ("threading", "multiprocessing", "queue", "concurrent.", "torch.utils.data", "subprocess", "logging",
+          "importlib", "_frozen_importlib", "selectors", "ray.")  # fmt: skip
+TICK_S, HANG_GRACE_S = 0.05, 60.0  # past the deadline, the alarm rings every TICK_S until it can raise
+
+
+class OverTime(BaseException):  # not an Exception: library code that catches those must not swallow it
+    armed = False  # raised inside a check only: the table is printed all the same
+
+    @staticmethod
+    def alarm(_signum: int, frame: FrameType | None) -> None:
+        if OverTime.armed and _safe_point(frame):
+            OverTime.armed = False  # once: the next tick must not land in the check's own cleanup
+            raise OverTime("past the --deadline")
+
+
+def _safe_point(frame: FrameType | None) -> bool:
+    """No frame of the interrupted stack runs thread, process, queue, DataLoader or import code
+    (a search's Ray loop included: its trial_timeout ends it instead)."""
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(UNSAFE):
+            return False
+        frame = frame.f_back
+    return True
+
+
+def start_deadline(seconds: float) -> None:
+    signal.signal(signal.SIGALRM, OverTime.alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds, TICK_S)
+    # A hang past every safe point (a deadlock in native code) still ends, printing every thread's stack.
+    faulthandler.dump_traceback_later(seconds + HANG_GRACE_S, exit=True)
+
+
+def stop_deadline() -> None:
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    faulthandler.cancel_dump_traceback_later()
