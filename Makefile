@@ -13,7 +13,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 STRICT := --config-settings editable_mode=strict
 MODULES := $(sort $(wildcard api/*.py search/*.py search/*/*.py spaces/*.py trainables/*.py analysis/*.py))
 
-.PHONY: demo test test-fast lint format docs bench bench-quality bench-automl bench-smoke clean FORCE postgresql
+.PHONY: demo test test-fast lint format docs bench bench-quality bench-automl bench-smoke clean FORCE postgresql device-bundle
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ postgresql:
 # The inner loop: everything but real searches and clusters (CI runs the whole suite).
 test-fast: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not cluster"
+
+# What a lent GPU machine lacks for benchmarks/gpu_check.py, as Python 3.12 files in .whl/ to carry
+# there; benchmarks/gpu_device.sh installs them and runs the check (benchmarks/README.md).
+device-bundle: $(VENV)/.installed-dev
+	PYTHON=$(BIN)/python bash benchmarks/device_bundle.sh
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .

@@ -71,7 +71,10 @@ def load_average() -> str:
 
 
 def commit() -> str:
-    """The measured tunefleet commit (``+dirty`` when the tree has uncommitted changes)."""
+    """The measured tunefleet commit (``+dirty`` when the tree has uncommitted changes);
+    ``$TUNEFLEET_COMMIT`` where the tree is a copy without .git (a lent GPU machine's)."""
+    if os.environ.get("TUNEFLEET_COMMIT"):
+        return os.environ["TUNEFLEET_COMMIT"]
     git = ["git", "-C", str(HERE.parent)]
     try:
         head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()

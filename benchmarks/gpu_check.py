@@ -205,10 +205,16 @@ def check_packed(ctx: Ctx) -> Outcome:
     gpus, cpus = 0.5 if ctx.gpu else 0.0, max(1, ctx.cpus // 2)
     space = {k: v for k, v in ctx.flat.items() if "." not in k} | {"augmentation": AUG}
     search = {"searcher": "random", "scheduler": "fifo", "num_samples": 2, "max_concurrent": 2, "max_failures": 0}
-    search |= {"max_epochs": ctx.epochs, "trial_timeout": max(30.0, ctx.deadline - time.perf_counter())}
+    # The time budget ends running and pending trials alike (run_experiment keeps it; trial_timeout
+    # is the CLI driver's watchdog), leaving time to stop Ray and print the table before the deadline.
+    search |= {"max_epochs": ctx.epochs, "time_budget": max(30.0, ctx.deadline - time.perf_counter() - 30.0)}
     doc = {"name": "gpu-check-packed", "data": ctx.data.model_dump(exclude_defaults=True), "space": space}
     doc |= {"search": search, "resources": {"cpus_per_worker": cpus, "gpus_per_worker": gpus}}
     quiet_ray()
+    import ray
+
+    if ctx.gpu and ray.cluster_resources().get("GPU", 0.0) < 1.0:  # both trials would wait forever
+        return "run_experiment: 2 trials x 0.5 GPU", None, None, [f"Ray sees no GPU: {ray.cluster_resources()}"], ""
     rec, problems = recorder(), []
     rec.on_trial_error = lambda trials, trial, **info: problems.append(str(trial.get_error())[-200:])
     with tempfile.TemporaryDirectory(prefix="tf-packed-") as tmp:
@@ -265,6 +271,7 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=450.0, help="seconds for the whole run")
     parser.add_argument("--cpu-pack", action="store_true", help="cpu: run the packed search on CPUs too (slower)")
     parser.add_argument("--no-write", action="store_true", help="print the table, do not append to RESULTS.md")
+    parser.add_argument("--table-out", type=Path, help="also write the table to this file (gpu_device.sh)")
     args, start = parser.parse_args(), time.perf_counter()
     gpu = (args.mode or ("gpu" if torch.cuda.is_available() else "cpu")) == "gpu"
     if gpu and not torch.cuda.is_available():
@@ -297,6 +304,8 @@ def main() -> None:
         busy = "n/a" if r["gpu_busy_pct"] is None else f"{r['gpu_busy_pct']:.0f}"
         lines.append(f"| {r['check']} | {r['setting']} | {rate} | {busy} | {r['result']} | {r['note']} |")
     append("\n".join(lines) + "\n", gpu and not args.no_write)
+    if args.table_out is not None:
+        args.table_out.write_text("\n".join(lines) + "\n")
     raise SystemExit(1 if any(r["result"] == "FAIL" or "deadline" in r["result"] for r in rows) else 0)
 
 

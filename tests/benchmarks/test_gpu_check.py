@@ -21,8 +21,8 @@ CPU_ROWS = ["bare timm loop", "channels_last", "data path: pinned + prefetch", "
 GPU_ONLY = ["amp bf16", "amp fp16 + GradScaler", "2 trials packed on 1 GPU"]
 
 
-def test_cpu_mode_runs_every_cpu_check_and_skips_the_gpu_ones(bench_script) -> None:
-    rows, out = bench_script("gpu_check.py", "--mode", "cpu")
+def test_cpu_mode_runs_every_cpu_check_and_skips_the_gpu_ones(bench_script, tmp_path) -> None:
+    rows, out = bench_script("gpu_check.py", "--mode", "cpu", "--table-out", str(tmp_path / "table.md"))
     by = {r["check"]: r for r in rows}
     assert [r["check"] for r in rows] == [
         "bare timm loop",
@@ -47,6 +47,14 @@ def test_cpu_mode_runs_every_cpu_check_and_skips_the_gpu_ones(bench_script) -> N
     assert "| check | setting | images/s | GPU busy % | result | note |" in out
     assert "| amp bf16 |  | — | n/a | skipped: no GPU |  |" in out
     assert "GPU check, cpu mode" in out
+    table = (tmp_path / "table.md").read_text()  # what gpu_device.sh brings back from a lent GPU machine
+    assert table.startswith("### ") and table.strip() in out and table.count("\n| ") == 8
+
+
+def test_the_device_scripts_parse() -> None:
+    for script in ("gpu_device.sh", "device_bundle.sh"):
+        checked = subprocess.run(["bash", "-n", str(BENCH / script)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
 
 
 def test_the_deadline_ends_the_check_running_then_and_skips_the_rest() -> None:
