@@ -1,5 +1,6 @@
-"""The check's ``--deadline``: past it, the check running then ends with ``OverTime``, at a point
-where an exception cannot leave a lock taken; a hang past every such point still ends the process.
+"""gpu_check's rows under its ``--deadline`` (``run_check``): past it, the check running then ends
+with ``OverTime``, at a point where an exception cannot leave a lock taken, and the rest are
+skipped; a hang past every such point still ends the process.
 
 An alarm that raised wherever it rang (as this first did) could land inside a DataLoader's queue
 put with its lock taken; the check's cleanup then shut the loader's workers down through that lock
@@ -9,8 +10,22 @@ and waited forever (CI, stop 37: the deadline test's process printed nothing for
 from __future__ import annotations
 
 import faulthandler
+import gc
+import json
 import signal
+import time
+from collections.abc import Callable
 from types import FrameType
+from typing import Any, Protocol, TypeVar
+
+import torch
+
+
+class HasDeadline(Protocol):
+    deadline: float  # perf_counter seconds
+
+
+C = TypeVar("C", bound=HasDeadline)  # gpu_check's Ctx: its deadline, and what each check reads
 
 # Code an exception must not land in: it can leave a lock taken (a DataLoader's index queue, an
 # import's module lock), and the check's cleanup (its loader workers' shutdown) then waits forever.
@@ -49,3 +64,27 @@ def start_deadline(seconds: float) -> None:
 def stop_deadline() -> None:
     signal.setitimer(signal.ITIMER_REAL, 0)
     faulthandler.cancel_dump_traceback_later()
+
+
+def run_check(ctx: C, name: str, check: Callable[[C], tuple[Any, ...]], skip: str = "") -> dict[str, Any]:
+    """One table row, printed as a JSON line. Past ``ctx.deadline`` (perf_counter seconds) the alarm
+    ends the check running then; a check started past it is skipped."""
+    row: dict[str, Any] = {"check": name, "setting": "", "images_per_s": None, "gpu_busy_pct": None, "note": ""}
+    row["result"] = skip or ("skipped: deadline" if time.perf_counter() > ctx.deadline else "")
+    try:
+        if not row["result"]:
+            OverTime.armed = True
+            setting, rate, busy, problems, note = check(ctx)
+            row |= {"setting": setting, "images_per_s": rate, "gpu_busy_pct": busy}
+            row |= {"result": "FAIL" if problems else "ok", "note": "; ".join([*problems, note])}
+    except (Exception, OverTime) as err:
+        row |= {"result": "FAIL", "note": f"{type(err).__name__}: {err}".splitlines()[0][:240]}
+    finally:  # a finished check's loader workers and GPU memory go now, not during the next check
+        OverTime.armed = False
+        gc.collect()
+        try:
+            torch.cuda.empty_cache()
+        except Exception as err:  # a sticky CUDA error: its row says so, and the table still prints
+            row |= {"result": "FAIL", "note": f"{row['note']}; after it: {type(err).__name__}: {err}"[:240]}
+    print(json.dumps(row), flush=True)
+    return row

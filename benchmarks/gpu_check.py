@@ -11,8 +11,6 @@ CI keeps it working; only ``--mode gpu`` appends to RESULTS.md. Exit 1: a row fa
 from __future__ import annotations
 
 import argparse
-import gc
-import json
 import math
 import os
 import subprocess
@@ -26,7 +24,7 @@ from typing import Any, cast
 import timm
 import torch
 from _common import append, heading, median, quiet_ray, recorder
-from _deadline import OverTime, start_deadline, stop_deadline
+from _deadline import run_check, start_deadline, stop_deadline
 from _images import write_jpeg_folder
 from timm.data import create_dataset, create_loader, resolve_data_config
 
@@ -55,13 +53,17 @@ class Ctx:
     def sample(self) -> None:
         """GPU 0's busy % every 0.2 s: torch's reader needs pynvml (a CUDA torch may lack it), else nvidia-smi."""
         smi = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"]
-        for read in (lambda: float(torch.cuda.utilization(0)), lambda: float(subprocess.check_output(smi, text=True))):
+        nvidia_smi = lambda: float(subprocess.check_output(smi, text=True, timeout=5))  # noqa: E731
+        for read in (lambda: float(torch.cuda.utilization(0)), nvidia_smi):
+            read_once = False
             while self.gpu:  # until the process ends (a daemon thread)
                 try:
                     self.samples.append((time.perf_counter(), read()))
+                    read_once = True
                 except Exception:
-                    break  # this reader does not work here: the next one
-                time.sleep(0.2)
+                    if not read_once:
+                        break  # this reader does not work here: the next one
+                time.sleep(0.2)  # a reader that worked before skips a failed read
 
     def busy(self, windows: list[Window]) -> float | None:
         xs = [u for t, u in self.samples if any(a <= t <= b for a, b in windows)]
@@ -242,26 +244,6 @@ def check_serving(ctx: Ctx) -> Outcome:
         note += "; no GPU latency: onnxruntime here has no CUDA provider (onnxruntime-gpu)"
     batch_ms = cost["latency_ms_batch" if gpu is None else "latency_gpu_ms_batch"]
     return f"serving_cost, batch 1 and {ctx.batch}", 1000 * ctx.batch / batch_ms, None, [], note
-
-
-def run_check(ctx: Ctx, name: str, check: Callable[[Ctx], Outcome], skip: str = "") -> dict[str, Any]:
-    """One table row, printed as a JSON line. Past the deadline the alarm ends the check running then."""
-    row: dict[str, Any] = {"check": name, "setting": "", "images_per_s": None, "gpu_busy_pct": None, "note": ""}
-    row["result"] = skip or ("skipped: deadline" if time.perf_counter() > ctx.deadline else "")
-    try:
-        if not row["result"]:
-            OverTime.armed = True
-            setting, rate, busy, problems, note = check(ctx)
-            row |= {"setting": setting, "images_per_s": rate, "gpu_busy_pct": busy}
-            row |= {"result": "FAIL" if problems else "ok", "note": "; ".join([*problems, note])}
-    except (Exception, OverTime) as err:
-        row |= {"result": "FAIL", "note": f"{type(err).__name__}: {err}".splitlines()[0][:240]}
-    finally:  # a finished check's loader workers and GPU memory go now, not during the next check
-        OverTime.armed = False
-        gc.collect()
-        torch.cuda.empty_cache()
-    print(json.dumps(row), flush=True)
-    return row
 
 
 def main() -> None:
