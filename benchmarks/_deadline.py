@@ -41,6 +41,7 @@ class OverTime(BaseException):  # not an Exception: library code that catches th
     def alarm(_signum: int, frame: FrameType | None) -> None:
         if OverTime.armed and _safe_point(frame):
             OverTime.armed = False  # once: the next tick must not land in the check's own cleanup
+            signal.setitimer(signal.ITIMER_REAL, 0)  # and no more ticks: every later check is skipped
             raise OverTime("past the --deadline")
 
 

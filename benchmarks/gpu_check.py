@@ -24,7 +24,7 @@ from typing import Any, cast
 import timm
 import torch
 from _common import append, heading, median, quiet_ray, recorder
-from _deadline import run_check, start_deadline, stop_deadline
+from _deadline import OverTime, run_check, start_deadline, stop_deadline
 from _images import write_jpeg_folder
 from timm.data import create_dataset, create_loader, resolve_data_config
 
@@ -83,6 +83,8 @@ def _epochs(ctx: Ctx, batches: Callable[[int], Iterable[Any]], step: Callable[..
         for x, y in batches(epoch):
             step(x, y)
             seen += len(x)
+            if time.perf_counter() > ctx.deadline:  # a loop that mostly waits in its loader's queue
+                raise OverTime("past the --deadline")  # gives the alarm few safe points: here is one
         if ctx.gpu:
             torch.cuda.synchronize()
         rates.append(seen / (time.perf_counter() - start))

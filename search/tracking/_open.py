@@ -30,12 +30,15 @@ Other stores (an MLflow server, MySQL) serialize their own writers: nothing to d
 
 from __future__ import annotations
 
+import glob
 import importlib
 import logging
 import os
 import sqlite3
 import sys
+import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 from filelock import FileLock
 from mlflow.tracking import MlflowClient
@@ -97,14 +100,19 @@ def _create_whole(uri: str, path: Path) -> None:
     from the reader's process: one of the two dies on ``duplicate column name``. Linked into
     place whole, the file exists only with every table made.
     """
-    draft = path.resolve().with_name(f".{path.name}.{os.getpid()}.creating")
+    folder = path.resolve().parent
+    # Drafts are made under the lock only, so any found now was left by a process killed while creating.
+    for stale in folder.glob(f".{glob.escape(path.name)}.*.creating*"):
+        stale.unlink(missing_ok=True)
+    # A name of its own each time: MLflow caches a store per URI for the life of the process.
+    draft = folder / f".{path.name}.{uuid.uuid4().hex}.creating"
     query = uri.partition("?")[2]
-    draft_uri = f"sqlite:///{draft}" + (f"?{query}" if query else "")
-    draft.unlink(missing_ok=True)  # a draft left by a process killed while creating
+    draft_uri = f"sqlite:///{quote(str(draft), safe='/')}" + (f"?{query}" if query else "")
     try:
         _first_use(draft_uri)
-        _forget_engine(draft_uri)  # its connections closed: the draft file is complete on disk
+        _dispose_engines(draft_uri, forget=True)  # its connections closed: the draft is whole on disk
         os.link(draft, path)  # atomic, and never replaces a file made meanwhile (FileExistsError)
+        _dispose_engines(uri)  # a store cached here for an earlier file of this name reconnects to this one
     except OSError as err:
         # Made meanwhile by a program outside our lock, or a file system without hard links:
         # the caller's first use then creates or migrates the file in place, as MLflow would.
@@ -113,10 +121,11 @@ def _create_whole(uri: str, path: Path) -> None:
         draft.unlink(missing_ok=True)
 
 
-def _forget_engine(uri: str) -> None:
+def _dispose_engines(uri: str, forget: bool = False) -> None:
+    """Close the connections MLflow's SQL stores hold to ``uri`` (and drop the engines: ``forget``)."""
     for module_name in _SQL_STORE_MODULES:
-        module = sys.modules.get(module_name)
-        engine = getattr(getattr(module, "SqlAlchemyStore", None), "_engine_map", {}).pop(uri, None)
+        engines = getattr(getattr(sys.modules.get(module_name), "SqlAlchemyStore", None), "_engine_map", {})
+        engine = engines.pop(uri, None) if forget else engines.get(uri)
         if engine is not None:
             engine.dispose()
 

@@ -38,18 +38,23 @@ def test_interrupted_search_closes_its_runs_as_killed(write_spec, small_spec, tm
         stderr=subprocess.STDOUT,
         text=True,
     )
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = None
     deadline = time.monotonic() + 240
     # Interrupt once two trials have each logged an epoch (metrics reach MLflow every ~2 s).
     while time.monotonic() < deadline:
         time.sleep(2)
-        experiment = (tmp_path / "mlflow.db").exists() and client.get_experiment_by_name("small")
+        # A client opens (creates, migrates) its store when made: made only once the driver's store
+        # exists, it reads that store, as tunefleet's readers do, instead of racing the driver to make it.
+        if client is None and (tmp_path / "mlflow.db").exists():
+            client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        experiment = client is not None and client.get_experiment_by_name("small")
         if experiment:
             runs = client.search_runs([experiment.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_TRIAL}'")
             if sum("val_acc" in r.data.metrics for r in runs) >= 2:
                 break
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=240)
+    assert client is not None, out[-3000:]
     assert proc.returncode == 130, out[-3000:]
     assert "interrupted: 2 running trial(s) stopped" in out  # the CLI's own lines, printed by the API
     assert "raised SearchInterrupted: search interrupted; continue it with tunefleet.open('small', search_run=" in out

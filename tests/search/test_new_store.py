@@ -39,3 +39,24 @@ def test_a_new_store_is_seen_only_with_every_table_made(tmp_path: Path) -> None:
     assert first_sight == made and made[1] is not None and "runs" in made[0]
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == ["mlflow.db", "mlflow.db-shm", "mlflow.db-wal", "mlflow.db.lock"]  # no draft left
+
+
+def test_a_store_made_again_in_the_same_process_is_whole(tmp_path: Path) -> None:
+    """A notebook that deletes its store and searches again: MLflow caches a store per URI for the
+    life of the process, so neither the draft's cached store nor the old file's connections may be
+    reused; a draft left by a killed process goes."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    left = tmp_path / ".mlflow.db.0123.creating"
+    left.write_bytes(b"")
+    open_store(uri)
+    MlflowClient(uri).create_experiment("first")
+    for file in tmp_path.glob("mlflow.db*"):
+        if file.name != "mlflow.db.lock":
+            file.unlink()
+    open_store(uri)
+    client = MlflowClient(uri)
+    client.create_experiment("second")
+    assert sorted(e.name for e in client.search_experiments()) == ["Default", "second"]
+    assert not left.exists() and not list(tmp_path.glob("*.creating*"))

@@ -42,10 +42,6 @@ def _start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def _trial_runs(client: MlflowClient) -> list:
-    # Read once the driver made the store, as tunefleet's readers do: asked about a missing file,
-    # MLflow would create and migrate it here, outside the driver's lock, while the driver does too.
-    if not Path(str(rec.sqlite_file(client.tracking_uri))).exists():
-        return []
     experiment = client.get_experiment_by_name("small")
     if experiment is None:
         return []

@@ -49,13 +49,15 @@ def _search_then(tmp_path: Path, spec: Path, epochs: int, sig: int) -> tuple[str
         stderr=subprocess.STDOUT,
         text=True,
     )
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = None
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and driver.poll() is None:
         worker = _trial_worker(driver)
-        # Read once the driver made the store: a reader's MLflow creates a missing file itself.
-        made = (tmp_path / "mlflow.db").exists()
-        if worker is not None and made and _epochs_reported(client) >= epochs:
+        # A client opens (creates, migrates) its store when made: made only once the driver's store
+        # exists, it reads that store, as tunefleet's readers do, instead of racing the driver to make it.
+        if client is None and (tmp_path / "mlflow.db").exists():
+            client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        if worker is not None and client is not None and _epochs_reported(client) >= epochs:
             worker.send_signal(sig)
             break
         time.sleep(0.25)
