@@ -22,7 +22,7 @@ done
 "$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $platforms -d "$out" $pins
 wheel=$(ls "$out"/ray-*.whl)
 unpacked=$(mktemp -d)
+trap 'rm -rf "$unpacked"' EXIT
 unzip -q "$wheel" -d "$unpacked" && rm "$wheel"
 tar -C "$unpacked" --exclude=ray/jars -cf - . | xz -T0 -6 > "$out/$(basename "$wheel" .whl).tar.xz"
-rm -rf "$unpacked"
 ls -l "$out" && du -sh "$out"
