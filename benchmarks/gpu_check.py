@@ -53,8 +53,7 @@ class Ctx:
     def sample(self) -> None:
         """GPU 0's busy % every 0.2 s: torch's reader needs pynvml (a CUDA torch may lack it), else nvidia-smi."""
         smi = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"]
-        nvidia_smi = lambda: float(subprocess.check_output(smi, text=True, timeout=5))  # noqa: E731
-        for read in (lambda: float(torch.cuda.utilization(0)), nvidia_smi):
+        for read in (lambda: float(torch.cuda.utilization(0)), lambda: float(subprocess.check_output(smi, timeout=5))):
             read_once = False
             while self.gpu:  # until the process ends (a daemon thread)
                 try:

@@ -142,6 +142,17 @@ def write_spec(tmp_path: Path):
     return write
 
 
+def made_store_client(folder: Path) -> Any:
+    """An ``MlflowClient`` of the search's ``folder/mlflow.db`` once its driver has made it, else None.
+
+    A client opens (creates, migrates) its store when made: made before the driver's store exists,
+    a test's client would race the driver to make it. tunefleet's readers wait for the file too."""
+    from mlflow.tracking import MlflowClient
+
+    path = folder / "mlflow.db"
+    return MlflowClient(f"sqlite:///{path}") if path.exists() else None
+
+
 def cli_in(folder: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``tunefleet ARGS`` as a user would, with ``folder`` as the working directory."""
 

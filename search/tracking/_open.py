@@ -37,7 +37,9 @@ import os
 import sqlite3
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from filelock import FileLock
@@ -121,10 +123,16 @@ def _create_whole(uri: str, path: Path) -> None:
         draft.unlink(missing_ok=True)
 
 
+def _engine_maps() -> Iterator[dict[str, Any]]:
+    """MLflow's cache of one engine per database URI on each SQL store class (``_engine_map``),
+    kept for the life of the process; a store never imported holds none."""
+    for module_name in _SQL_STORE_MODULES:
+        yield getattr(getattr(sys.modules.get(module_name), "SqlAlchemyStore", None), "_engine_map", {})
+
+
 def _dispose_engines(uri: str, forget: bool = False) -> None:
     """Close the connections MLflow's SQL stores hold to ``uri`` (and drop the engines: ``forget``)."""
-    for module_name in _SQL_STORE_MODULES:
-        engines = getattr(getattr(sys.modules.get(module_name), "SqlAlchemyStore", None), "_engine_map", {})
+    for engines in _engine_maps():
         engine = engines.pop(uri, None) if forget else engines.get(uri)
         if engine is not None:
             engine.dispose()
@@ -166,9 +174,7 @@ def close_stores() -> None:
     of the process and never disposes them; the interpreter's last garbage collection would close
     their connections, which is what a process that skips that collection must do first.
     """
-    for module_name in _SQL_STORE_MODULES:
-        module = sys.modules.get(module_name)  # a store never imported holds nothing
-        engines = getattr(getattr(module, "SqlAlchemyStore", None), "_engine_map", {})
+    for engines in _engine_maps():
         for engine in list(engines.values()):
             engine.dispose()
 

@@ -12,10 +12,11 @@ import sys
 import time
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 import tunefleet
 from tunefleet.spaces import records as rec
+
+from ..conftest import made_store_client
 
 
 @pytest.mark.slow
@@ -43,10 +44,7 @@ def test_interrupted_search_closes_its_runs_as_killed(write_spec, small_spec, tm
     # Interrupt once two trials have each logged an epoch (metrics reach MLflow every ~2 s).
     while time.monotonic() < deadline:
         time.sleep(2)
-        # A client opens (creates, migrates) its store when made: made only once the driver's store
-        # exists, it reads that store, as tunefleet's readers do, instead of racing the driver to make it.
-        if client is None and (tmp_path / "mlflow.db").exists():
-            client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        client = client or made_store_client(tmp_path)
         experiment = client is not None and client.get_experiment_by_name("small")
         if experiment:
             runs = client.search_runs([experiment.experiment_id], f"tags.`{rec.ROLE_TAG}` = '{rec.ROLE_TRIAL}'")

@@ -19,6 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from tunefleet.spaces import records as rec
 
+from ..conftest import made_store_client
+
 
 def _trial_worker(driver: subprocess.Popen[str]) -> psutil.Process | None:
     for child in psutil.Process(driver.pid).children(recursive=True):
@@ -53,10 +55,7 @@ def _search_then(tmp_path: Path, spec: Path, epochs: int, sig: int) -> tuple[str
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and driver.poll() is None:
         worker = _trial_worker(driver)
-        # A client opens (creates, migrates) its store when made: made only once the driver's store
-        # exists, it reads that store, as tunefleet's readers do, instead of racing the driver to make it.
-        if client is None and (tmp_path / "mlflow.db").exists():
-            client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        client = client or made_store_client(tmp_path)
         if worker is not None and client is not None and _epochs_reported(client) >= epochs:
             worker.send_signal(sig)
             break
