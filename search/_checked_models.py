@@ -22,8 +22,9 @@ from typing import Any
 
 from tunefleet.spaces import TOP_KNOBS, SearchSpec
 
+from ._defaults import cache_dir
+
 logger = logging.getLogger(__name__)
-CACHE_DIR_ENV = "TUNEFLEET_CACHE_DIR"
 # Bump when check_models or check_input_size (``_preflight``) checks something new: older records
 # then vouch for nothing.
 CHECKS_VERSION = 1
@@ -38,13 +39,6 @@ def model_names(spec: SearchSpec) -> list[Any]:
 def may_be_pretrained(spec: SearchSpec) -> bool:
     pretrained = spec.space.get("finetune.pretrained")
     return pretrained is not None and True in pretrained.grid_values("space.finetune.pretrained")
-
-
-def cache_dir() -> Path:
-    explicit = os.environ.get(CACHE_DIR_ENV)
-    if explicit:
-        return Path(explicit)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunefleet"
 
 
 def _record(spec: SearchSpec) -> Path | None:

@@ -1,5 +1,5 @@
 """Defaults every room of ``tunefleet.search`` shares: where MLflow is, where reports go, and the
-key a submitted job's driver knows its client's model checks by.
+key a submitted job's driver knows its client's model checks by, and this user's cache.
 
 They live above the rooms so the driver (``run``) and the commands (``cli``) read one value
 without either importing the other.
@@ -17,6 +17,16 @@ from tunefleet.spaces import records as rec
 
 # Where `tunefleet report` (and the report at the end of every search) writes, per experiment.
 REPORTS_DIR = Path("reports")
+CACHE_DIR_ENV = "TUNEFLEET_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """This user's cache of what a search can reuse (passed model checks, an empty MLflow store):
+    ``$TUNEFLEET_CACHE_DIR``, else ``$XDG_CACHE_HOME/tunefleet``, else ``~/.cache/tunefleet``."""
+    explicit = os.environ.get(CACHE_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunefleet"
 
 
 def tracking_uri(cli_value: str | None, spec_value: str | None = None) -> str:

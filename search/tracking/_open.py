@@ -35,17 +35,14 @@ import importlib
 import logging
 import os
 import sqlite3
-import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 from filelock import FileLock
-from mlflow.tracking import MlflowClient
 
 from .._defaults import sqlite_database
+from ._engines import dispose_engines, engine_maps, first_use, sqlite_uri
+from ._template import make_new_store
 
 logger = logging.getLogger(__name__)
 # A migration of a new store takes a few seconds; processes queued behind it wait this long.
@@ -56,12 +53,6 @@ LOCK_SUFFIX = ".lock"
 # The advisory lock's key: one 64-bit number per database, the same in every tunefleet process
 # (and any other program that wants to take part); "tunefleet" as ASCII.
 ADVISORY_KEY = int.from_bytes(b"tunefleet"[:8], "big") >> 1
-# MLflow's SQL stores: runs and metrics, the model registry, and MLflow's own job queue.
-_SQL_STORE_MODULES = (
-    "mlflow.store.tracking.sqlalchemy_store",
-    "mlflow.store.model_registry.sqlalchemy_store",
-    "mlflow.store.jobs.sqlalchemy_store",
-)
 
 
 def is_postgres(uri: str) -> bool:
@@ -90,7 +81,7 @@ def open_store(uri: str) -> None:
         if not path.exists():
             _create_whole(uri, path)
         _use_wal(path)
-        _first_use(uri)
+        first_use(uri)
 
 
 def _create_whole(uri: str, path: Path) -> None:
@@ -100,7 +91,8 @@ def _create_whole(uri: str, path: Path) -> None:
     polling a search) open a store once its file exists. Had MLflow created the file in place,
     such a reader could find it half-migrated, and MLflow would run the same migrations again
     from the reader's process: one of the two dies on ``duplicate column name``. Linked into
-    place whole, the file exists only with every table made.
+    place whole, the file exists only with every table made. The draft starts as a copy of an
+    empty store migrated once per MLflow version (``_template``), not migrated again each time.
     """
     folder = path.resolve().parent
     # Drafts are made under the lock only, so any found now was left by a process killed while creating.
@@ -109,39 +101,17 @@ def _create_whole(uri: str, path: Path) -> None:
     # A name of its own each time: MLflow caches a store per URI for the life of the process.
     draft = folder / f".{path.name}.{uuid.uuid4().hex}.creating"
     query = uri.partition("?")[2]
-    draft_uri = f"sqlite:///{quote(str(draft), safe='/')}" + (f"?{query}" if query else "")
     try:
-        _first_use(draft_uri)
-        _dispose_engines(draft_uri, forget=True)  # its connections closed: the draft is whole on disk
+        make_new_store(draft, query)
+        dispose_engines(sqlite_uri(draft, query), forget=True)  # its connections closed: whole on disk
         os.link(draft, path)  # atomic, and never replaces a file made meanwhile (FileExistsError)
-        _dispose_engines(uri)  # a store cached here for an earlier file of this name reconnects to this one
+        dispose_engines(uri)  # a store cached here for an earlier file of this name reconnects to this one
     except OSError as err:
         # Made meanwhile by a program outside our lock, or a file system without hard links:
         # the caller's first use then creates or migrates the file in place, as MLflow would.
         logger.info("could not link the new store %s into place (%s); opening it in place", path, err)
     finally:
         draft.unlink(missing_ok=True)
-
-
-def _engine_maps() -> Iterator[dict[str, Any]]:
-    """MLflow's cache of one engine per database URI on each SQL store class (``_engine_map``),
-    kept for the life of the process; a store never imported holds none."""
-    for module_name in _SQL_STORE_MODULES:
-        yield getattr(getattr(sys.modules.get(module_name), "SqlAlchemyStore", None), "_engine_map", {})
-
-
-def _dispose_engines(uri: str, forget: bool = False) -> None:
-    """Close the connections MLflow's SQL stores hold to ``uri`` (and drop the engines: ``forget``)."""
-    for engines in _engine_maps():
-        engine = engines.pop(uri, None) if forget else engines.get(uri)
-        if engine is not None:
-            engine.dispose()
-
-
-def _first_use(uri: str) -> None:
-    # Public API: the first request builds MLflow's store for this URI, which creates and migrates
-    # the tables; MLflow caches that store per process, so later clients reuse it.
-    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
 
 
 def _open_postgres(uri: str) -> None:
@@ -158,7 +128,7 @@ def _open_postgres(uri: str) -> None:
             connection.execute(sqlalchemy.text(f"SET lock_timeout = '{int(LOCK_TIMEOUT_S)}s'"))
             connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_KEY})
             try:
-                _first_use(uri)
+                first_use(uri)
             finally:
                 connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
     finally:
@@ -174,7 +144,7 @@ def close_stores() -> None:
     of the process and never disposes them; the interpreter's last garbage collection would close
     their connections, which is what a process that skips that collection must do first.
     """
-    for engines in _engine_maps():
+    for engines in engine_maps():
         for engine in list(engines.values()):
             engine.dispose()
 
