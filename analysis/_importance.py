@@ -21,10 +21,10 @@ import pandas as pd
 from tunefleet.spaces import Categorical, Conditional, Constant, Domain, Float, Int
 from tunefleet.spaces import records as rec
 
+from ._report_modules import FANOVA_MIN_TRIALS as MIN_TRIALS
+
 COLUMNS = ["param", "importance", "scope", "trials"]
 GLOBAL_SCOPE = "all finished trials"
-# fANOVA fits a random forest to the trials; with fewer points the numbers mean nothing.
-MIN_TRIALS = 3
 # Its forest's cost grows faster than the trial count (24 s of a report over 1,000 trials, most of
 # the report): past this many, a scope uses a seeded sample of its trials, and its note says so.
 # 200 trials cost 0.8 s per scope (300: 1.4 s; same ranking on benchmarks/scale.py's 2,000 trials).

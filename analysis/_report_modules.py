@@ -8,8 +8,18 @@ each other's import locks.
 
 from __future__ import annotations
 
+# fANOVA fits a random forest to the trials; with fewer points the numbers mean nothing.
+FANOVA_MIN_TRIALS = 3
 # scikit-learn through optuna.importance's fANOVA (about 1 s), then matplotlib's figures and canvas.
-REPORT_MODULES = (
-    "optuna.importance", "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.collections",
-    "matplotlib.lines", "matplotlib.ticker",
+FANOVA_MODULES = ("optuna.importance",)
+FIGURE_MODULES = (
+    "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.collections", "matplotlib.lines",
+    "matplotlib.ticker",
 )  # fmt: skip
+REPORT_MODULES = FANOVA_MODULES + FIGURE_MODULES
+
+
+def report_modules(trials: int) -> tuple[str, ...]:
+    """The modules the report of a search of ``trials`` trials imports: no fANOVA (and so no
+    scikit-learn) below its least number of trials."""
+    return REPORT_MODULES if trials >= FANOVA_MIN_TRIALS else FIGURE_MODULES

@@ -115,11 +115,11 @@ class LiveReport(Callback):
 
 
 class ReportImportsAhead(Callback):
-    """Imports the final report's modules (``REPORT_MODULES``: scikit-learn, matplotlib; about 1.2 s
-    on one core) in a thread once the search is in its tail: every planned trial has started and
-    one has ended, so a slot has nothing left to run. The report after the last trial then starts
-    warm, where it would import them first. A search that never gets there (interrupted, or ended
-    by its time budget) imports nothing ahead."""
+    """Imports the final report's modules (``report_modules``: scikit-learn where the search has
+    trials enough for fANOVA, matplotlib; about 1.2 s on one core) in a thread once the search is
+    in its tail: every planned trial has started and one has ended, so a slot has nothing left to
+    run. The report after the last trial then starts warm, where it would import them first. A
+    search that never gets there (interrupted, or ended by its time budget) imports nothing ahead."""
 
     def __init__(self, planned: int) -> None:
         self.planned = planned  # the trials the search starts (plan.trials)
@@ -134,7 +134,10 @@ class ReportImportsAhead(Callback):
         started = len(trials) >= self.planned and not any(t.status == Trial.PENDING for t in trials)
         if self._thread is None and started:
             # Not a daemon: an interpreter exiting waits for the imports rather than cutting one off.
-            self._thread = threading.Thread(target=_import_report_modules, name="report-imports")
+            from tunefleet.analysis._report_modules import report_modules
+
+            imports = report_modules(self.planned)
+            self._thread = threading.Thread(target=_import_modules, args=(imports,), name="report-imports")
             self._thread.start()
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -148,10 +151,8 @@ class ReportImportsAhead(Callback):
             self._thread.join()
 
 
-def _import_report_modules() -> None:
-    from tunefleet.analysis._report_modules import REPORT_MODULES
-
-    for name in REPORT_MODULES:
+def _import_modules(names: tuple[str, ...]) -> None:
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception as err:  # the report imports it again and says what is missing

@@ -18,11 +18,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 CPU_ROWS = ["bare timm loop", "channels_last", "data path: pinned + prefetch", "ONNX serving latency"]
-GPU_ONLY = ["amp bf16", "amp fp16 + GradScaler", "2 trials packed on 1 GPU"]
+GPU_ONLY = ["amp bf16", "amp fp16 + GradScaler"]
 
 
 def test_cpu_mode_runs_every_cpu_check_and_skips_the_gpu_ones(bench_script, tmp_path) -> None:
-    rows, out = bench_script("gpu_check.py", "--mode", "cpu", "--table-out", str(tmp_path / "table.md"))
+    # --cpu-pack: the packed search's code path (Ray Tune, both trials' reports, their overlap) on
+    # CPUs too; on a GPU it only adds gpus_per_worker 0.5 and the GPU id check.
+    args = ("--mode", "cpu", "--cpu-pack", "--table-out", str(tmp_path / "table.md"))
+    rows, out = bench_script("gpu_check.py", *args)
     by = {r["check"]: r for r in rows}
     assert [r["check"] for r in rows] == [
         "bare timm loop",
@@ -38,6 +41,8 @@ def test_cpu_mode_runs_every_cpu_check_and_skips_the_gpu_ones(bench_script, tmp_
         assert by[name]["images_per_s"] > 0 and by[name]["gpu_busy_pct"] is None
     for name in GPU_ONLY:
         assert by[name]["result"] == "skipped: no GPU" and by[name]["images_per_s"] is None
+    packed = by["2 trials packed on 1 GPU"]
+    assert packed["result"] == "ok" and packed["images_per_s"] > 0 and "trained together" in packed["note"], packed
     # On a CPU the trial stays NCHW (tunefleet converts on CUDA only); the data path pins nothing.
     assert "logits rel. diff" in by["channels_last"]["note"]
     assert "pin_memory False" in by["data path: pinned + prefetch"]["setting"]
@@ -78,15 +83,6 @@ def test_the_deadline_ends_the_check_running_then_and_skips_the_rest() -> None:
 
 
 @pytest.mark.slow
-def test_cpu_pack_runs_two_trials_at_once_through_run_experiment(bench_script) -> None:
-    # The packed search's code path (Ray Tune, both trials' reports, their overlap) on CPUs: on a
-    # GPU it only adds gpus_per_worker 0.5 and the GPU id check.
-    rows, _ = bench_script("gpu_check.py", "--mode", "cpu", "--cpu-pack")
-    (packed,) = [r for r in rows if r["check"] == "2 trials packed on 1 GPU"]
-    assert packed["result"] == "ok", packed
-    assert packed["images_per_s"] > 0 and "trained together" in packed["note"]
-
-
 def test_the_deadline_raises_only_where_no_lock_can_be_left_taken() -> None:
     sys.path.insert(0, str(BENCH))
     try:
