@@ -226,12 +226,17 @@ def check_packed(ctx: Ctx) -> Outcome:
     # A trial trains from its first epoch's start (its first report less that epoch) to its last report.
     spans = [(rows[0]["t"] - rows[0]["epoch_time_s"], rows[-1]["t"]) for rows in by.values()] or [(0.0, 0.0)]
     together, ids = (max(b for b, _ in spans), min(e for _, e in spans)), sorted({r["gpu_ids"] for r in rec.rows})
-    if len(by) != 2 or not together[1] > together[0]:  # a failed trial's error is in problems already
-        problems.append(f"{len(by)} trials reported, not training at the same time")
+    overlap = together[1] > together[0]
+    # On a GPU an epoch of the check's folder takes seconds: the two trials must overlap. On CPUs
+    # (CI's short mode) each trains for under a second, less than one trial process's start can
+    # lag the other's on a loaded machine: there, the Ray Tune path is what is checked.
+    if len(by) != 2 or (ctx.gpu and not overlap):  # a failed trial's error is in problems already
+        problems.append(f"{len(by)} trials reported" + ("" if overlap else ", not training at the same time"))
     if ctx.gpu and not (len(ids) == 1 and ids[0].isdigit()):  # both on one GPU, the same one
         problems.append(f"GPU ids {ids}")
     rate = sum(median([r["images_per_s"] for r in v[1:]]) for v in by.values()) if by else None
-    note = f"trained together {together[1] - together[0]:.0f} s; GPU ids {ids}; images/s of both summed"
+    shared = f"{together[1] - together[0]:.0f} s" if overlap else "0 s (one after the other)"
+    note = f"trained together {shared}; GPU ids {ids}; images/s of both summed"
     return f"run_experiment: 2 trials x ({cpus} CPUs, {gpus:g} GPU)", rate, ctx.busy([together]), problems, note
 
 

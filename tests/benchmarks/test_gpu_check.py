@@ -22,8 +22,9 @@ GPU_ONLY = ["amp bf16", "amp fp16 + GradScaler"]
 
 
 def test_cpu_mode_runs_every_cpu_check_and_skips_the_gpu_ones(bench_script, tmp_path) -> None:
-    # --cpu-pack: the packed search's code path (Ray Tune, both trials' reports, their overlap) on
-    # CPUs too; on a GPU it only adds gpus_per_worker 0.5 and the GPU id check.
+    # --cpu-pack: the packed search's code path (Ray Tune, both trials' reports) on CPUs too. On a
+    # GPU it adds gpus_per_worker 0.5, the GPU id check, and requires the trials to overlap; here
+    # each trains for under a second, less than a loaded machine can start one after the other.
     args = ("--mode", "cpu", "--cpu-pack", "--table-out", str(tmp_path / "table.md"))
     rows, out = bench_script("gpu_check.py", *args)
     by = {r["check"]: r for r in rows}
