@@ -21,6 +21,7 @@ CPU_ROWS = ["bare timm loop", "channels_last", "data path: pinned + prefetch", "
 GPU_ONLY = ["amp bf16", "amp fp16 + GradScaler"]
 
 
+@pytest.mark.slow  # a Ray search (the packed row) among its checks
 def test_cpu_mode_runs_every_cpu_check_and_skips_the_gpu_ones(bench_script, tmp_path) -> None:
     # --cpu-pack: the packed search's code path (Ray Tune, both trials' reports) on CPUs too. On a
     # GPU it adds gpus_per_worker 0.5, the GPU id check, and requires the trials to overlap; here
@@ -83,7 +84,6 @@ def test_the_deadline_ends_the_check_running_then_and_skips_the_rest() -> None:
     assert all(r["result"] == "skipped: deadline" for r in cpu_rows[first + 1 :]), cpu_rows
 
 
-@pytest.mark.slow
 def test_the_deadline_raises_only_where_no_lock_can_be_left_taken() -> None:
     sys.path.insert(0, str(BENCH))
     try:
