@@ -11,6 +11,9 @@ model's metadata (the card's ``ServingCard``), never guessing it.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,19 +85,38 @@ def register_model(uri: str, name: str, onnx_path: Path, card: ExportCard, examp
             mlflow.log_params({"method": card.method, "members": len(card.members), "metric": card.metric})
             mlflow.log_metrics(_test_metrics(card))
             mlflow.log_artifact(str(onnx_path.parent / rec.CARD_FILE))
-            info = mlflow.onnx.log_model(
-                onnx.load(str(onnx_path)),
-                name="model",
-                registered_model_name=name,
-                signature=_signature(card),
-                input_example=example,
-                metadata=model_metadata(card),
-            )
+            with _without_provider_warning():
+                info = mlflow.onnx.log_model(
+                    onnx.load(str(onnx_path)),
+                    name="model",
+                    registered_model_name=name,
+                    signature=_signature(card),
+                    input_example=example,
+                    metadata=model_metadata(card),
+                )
     version = str(info.registered_model_version)
     client.update_model_version(name, version, description=describe(card))
     for key, value in _version_tags(card).items():
         client.set_model_version_tag(name, version, key, value)
     return Registered(name=name, version=version, uri=f"models:/{name}/{version}", run_id=run.info.run_id)
+
+
+def _providers_warning(record: logging.LogRecord) -> bool:
+    return "declares execution providers" not in record.getMessage()
+
+
+@contextmanager
+def _without_provider_warning() -> Iterator[None]:
+    """The logged model keeps MLflow's default providers, CUDA first, so a GPU host serves it on its
+    GPU. ``log_model`` loads it here to check the input example, and on a CPU-only onnxruntime
+    warns that CUDA is missing: true of this machine, not of the model. That one warning is
+    dropped while the model is logged; every other line of MLflow's stays."""
+    logger = logging.getLogger("mlflow.onnx")
+    logger.addFilter(_providers_warning)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_providers_warning)
 
 
 def _version_tags(card: ExportCard) -> dict[str, str]:

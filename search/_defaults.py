@@ -20,6 +20,14 @@ REPORTS_DIR = Path("reports")
 CACHE_DIR_ENV = "TUNEFLEET_CACHE_DIR"
 
 
+def quiet_mlflow_output() -> None:
+    """MLflow's download bar for every artifact read back, and its "View run at" line for every run
+    closed on a tracking server, would drown what tunefleet prints (the CLI's summaries, a
+    notebook's cells, a fit's progress): off, unless the user set either."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
 def cache_dir() -> Path:
     """This user's cache of what a search can reuse (passed model checks, an empty MLflow store):
     ``$TUNEFLEET_CACHE_DIR``, else ``$XDG_CACHE_HOME/tunefleet``, else ``~/.cache/tunefleet``."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .._defaults import quiet_mlflow_output
+
 if TYPE_CHECKING:
     from ._fit import fit
     from ._job import Job, submit
@@ -25,6 +27,8 @@ _EXPORTS = {
     "tune": "._search",
 }
 __all__ = ["Job", "Search", "SearchFailed", "SearchInterrupted", "fit", "load", "open_search", "submit", "tune"]
+
+quiet_mlflow_output()  # as the CLI: a notebook's cell or a fit's progress without MLflow's download bars
 
 
 def __getattr__(name: str) -> Any:

@@ -78,11 +78,16 @@ def prepare(source: SpecSource, overrides: dict[str, dict[str, Any]], uri: str |
     return Prepared(spec, resolved, preflight(spec)._replace(warm=warm_start(resolved, spec)))
 
 
-def launch(prepared: Prepared, address: str | None, storage: str | Path, console: Console) -> SearchEnd:
-    """Run a prepared search to its end (Ctrl-C or SIGTERM stops it gracefully, resumable)."""
+def launch(
+    prepared: Prepared, address: str | None, storage: str | Path, console: Console, then_stop_ray: bool = False
+) -> SearchEnd:
+    """Run a prepared search to its end (Ctrl-C or SIGTERM stops it gracefully, resumable);
+    ``then_stop_ray``: the caller needs Ray no more once the trials have ended (the CLI)."""
     from ..run._driver import run_search
 
-    return run_search(prepared.spec, prepared.plan, prepared.uri, address, storage, console)
+    return run_search(
+        prepared.spec, prepared.plan, prepared.uri, address, storage, console, then_stop_ray=then_stop_ray
+    )
 
 
 def continue_search(
@@ -93,17 +98,19 @@ def continue_search(
     console: Console,
     more: int | None = None,
     more_time: str | None = None,
+    then_stop_ray: bool = False,
 ) -> SearchEnd:
     """``tunefleet resume``: an interrupted search from where it stopped; with ``more`` /
     ``more_time``, a finished one given more trials or time in the same search run (its trials
-    the searcher's history, none run again)."""
+    the searcher's history, none run again); ``then_stop_ray`` as ``launch``."""
     if more is None and more_time is None:
         from ..resume._resume import find_resumable
 
         point = find_resumable(uri, experiment, search_run)  # MLflow and Tune's state, before Ray or torch
         from ..run._driver import run_search
 
-        return run_search(point.spec, preflight(point.spec), uri, address, point.tune_path, console, resume=point)
+        plan = preflight(point.spec)
+        return run_search(point.spec, plan, uri, address, point.tune_path, console, point, then_stop_ray=then_stop_ray)
     from ..resume._resume import find_extendable
 
     point = find_extendable(uri, experiment, search_run, more, more_time)
@@ -112,7 +119,9 @@ def continue_search(
 
     plan = preflight(point.spec)._replace(warm=own_history(point.spec, point.trials, experiment))
     storage = point.tune_path.rstrip("/").rsplit("/", 1)[0] or STORAGE
-    return run_search(point.spec, plan, uri, address, storage, console, resume=point, more=True)
+    return run_search(
+        point.spec, plan, uri, address, storage, console, resume=point, more=True, then_stop_ray=then_stop_ray
+    )
 
 
 class SearchFailed(RuntimeError):

@@ -10,7 +10,6 @@ Ray, MLflow and torch are imported inside the commands only, so bad input is ans
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperCommand
 
+from .._defaults import quiet_mlflow_output
 from ._analysis import ExportCommand, export, predict, report
 from ._console import error, handle_errors, out
 from ._fit import FitCommand, fit
@@ -31,10 +31,7 @@ from ._trials import trials
 
 __all__ = ["app", "main", "run"]
 
-# MLflow's per-file download bars would drown the export summary.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-# ... and so would its "View run at" line for every run closed on a tracking server.
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+quiet_mlflow_output()
 
 PROG = "tunefleet"  # the name usage lines and hints give, however the CLI was started
 
@@ -68,7 +65,7 @@ def search(
 
         print_plan(prepared.spec, prepared.plan, out())
         return
-    exit_with(launch(prepared, address, storage, out()).code)
+    exit_with(launch(prepared, address, storage, out(), then_stop_ray=True).code)
 
 
 def resume(
@@ -88,7 +85,7 @@ def resume(
     from ..api._search import continue_search
 
     uri = resolve_uri(tracking_uri)
-    exit_with(continue_search(uri, experiment, search_run, address, out(), more, more_time).code)
+    exit_with(continue_search(uri, experiment, search_run, address, out(), more, more_time, then_stop_ray=True).code)
 
 
 app = typer.Typer(
@@ -158,9 +155,10 @@ def _leave_quickly() -> None:
     """
     import gc
 
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
+    if "ray" in sys.modules:
+        from ..run._ray import ray_stopped
+
+        ray_stopped()
     if "mlflow" in sys.modules:  # a command that never touched MLflow has nothing to close
         from ..tracking._open import close_stores
 

@@ -36,6 +36,7 @@ from ._keeper import StateKeeper
 from ._live import LiveReport, ReportImportsAhead
 from ._opening import open_search
 from ._progress import ConsoleProgress, trials_table
+from ._ray import stop_ray_soon
 from ._watchdog import TrialWatchdog
 
 SERVER_SCHEMES = ("http://", "https://")
@@ -87,9 +88,11 @@ def run_search(
     console: Console,
     resume: Resumable | None = None,
     more: bool = False,
+    then_stop_ray: bool = False,
 ) -> SearchEnd:
     """Run the search (or continue ``resume``, or with ``more`` give the finished ``resume`` more
-    trials as a new Tune experiment) to its end: its exit code and search run."""
+    trials as a new Tune experiment) to its end: its exit code and search run. ``then_stop_ray``:
+    Ray stops (``stop_ray_soon``) while the trials table and the report are written."""
     print_plan(spec, plan, console)
     with _sigterm_as_interrupt():
         name = experiment_name(spec)
@@ -124,6 +127,8 @@ def run_search(
         except BaseException:
             live.close(wait=False)
             raise
+        if then_stop_ray:
+            stop_ray_soon()
         live.close(wait=status == "FINISHED")
         if status == "FINISHED":
             ahead.join()  # the report imports nothing while another thread still does

@@ -5,7 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
+import threading
 from pathlib import Path
+
+# The thread stopping this process's Ray while the driver writes its report (``stop_ray_soon``).
+_stopping: threading.Thread | None = None
 
 
 def _token_auth_if_token() -> None:
@@ -61,8 +66,12 @@ def _start_local_ray(dashboard: bool) -> None:
     the cluster by auto-detection, which fails as soon as a second Ray runs on the machine; with
     ``RAY_ADDRESS`` in the job's environment it never has to guess. Ray reads the new head's GCS
     port from ``RAY_GCS_SERVER_PORT``, so the address is known first. Single-worker trials run no
-    Ray Train and get no job environment: a job with one cannot use the workers Ray starts ahead
-    for its first driver, so each first trial would wait for a new Python process.
+    Ray Train and get no job environment.
+
+    Ray's start of one worker per CPU for its first driver is off: those workers have no runtime
+    environment, and Tune gives every trial actor one (``env_vars``, ray/tune/execution/
+    class_cache.py), so no trial could use them. They only imported Ray (about 1.4 CPU-s a search
+    on 2 cores) while the trials' own workers started beside them.
     """
     import ray
     from ray._private.services import get_node_ip_address
@@ -79,9 +88,31 @@ def _start_local_ray(dashboard: bool) -> None:
             logging_level=logging.WARNING,
             log_to_driver=False,
             runtime_env={"env_vars": {"RAY_ADDRESS": address}} if dashboard else None,
+            _system_config={"prestart_worker_first_driver": False},
         )
     finally:
         if previous is None:
             del os.environ["RAY_GCS_SERVER_PORT"]
         else:
             os.environ["RAY_GCS_SERVER_PORT"] = previous
+
+
+def stop_ray_soon() -> None:
+    """Stop this process's Ray in a thread, for a command whose search has ended and that uses Ray
+    no more (``tunefleet search``, ``resume``): ``ray.shutdown`` mostly waits, 1.3-1.4 s here, for
+    Ray's processes to exit, and the report after the search needs MLflow, not Ray, so the two run
+    side by side. Python's API and ``fit`` keep Ray for what they run next. ``ray_stopped`` waits."""
+    global _stopping
+    ray = sys.modules.get("ray")
+    if _stopping is None and ray is not None and ray.is_initialized():
+        _stopping = threading.Thread(target=ray.shutdown, name="tunefleet-ray-stop", daemon=True)
+        _stopping.start()
+
+
+def ray_stopped() -> None:
+    """Wait for ``stop_ray_soon``'s thread, if one runs; then stop a Ray still up (an error before it)."""
+    if _stopping is not None:
+        _stopping.join()
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
