@@ -90,15 +90,15 @@ def trials(
     ] = False,
 ) -> None:
     """The trials of a search as recorded in MLflow (params, metrics, outcome, duration, node), best first."""
+    if fmt not in FORMATS:
+        raise SpecError("--format", f"unknown format {fmt!r}; one of: {', '.join(FORMATS)}")
+    if top is not None and top < 1:
+        raise SpecError("--top", f"must be >= 1, got {top}")
     from tunefleet.analysis import run_url
 
     from ..api._search import open_search
     from ..resume._liveness import resume_command
 
-    if fmt not in FORMATS:
-        raise SpecError("--format", f"unknown format {fmt!r}; one of: {', '.join(FORMATS)}")
-    if top is not None and top < 1:
-        raise SpecError("--top", f"must be >= 1, got {top}")
     found = open_search(experiment, tracking_uri=tracking_uri, search_run=search_run)
     read, uri = found.table(sort, top, pareto), found.tracking_uri
     frame, column, state = read.frame, read.column, read.state

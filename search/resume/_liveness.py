@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Literal
-
-from mlflow.entities import Run
+from typing import TYPE_CHECKING, Literal
 
 from tunefleet.spaces import records as rec
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 SearchState = Literal["running", "interrupted", "finished"]
 STALE_AFTER_S = 3 * rec.HEARTBEAT_EVERY_S

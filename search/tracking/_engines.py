@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mlflow.tracking import MlflowClient
-
 # MLflow's SQL stores: runs and metrics, the model registry, and MLflow's own job queue.
 _SQL_STORE_MODULES = (
     "mlflow.store.tracking.sqlalchemy_store",
@@ -27,6 +25,8 @@ def sqlite_uri(path: Path, query: str = "") -> str:
 def first_use(uri: str) -> None:
     # Public API: the first request builds MLflow's store for this URI, which creates and migrates
     # the tables; MLflow caches that store per process, so later clients reuse it.
+    from mlflow.tracking import MlflowClient
+
     MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
 
 

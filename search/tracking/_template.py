@@ -21,7 +21,6 @@ import uuid
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from mlflow.exceptions import MlflowException
 
 from .._defaults import cache_dir
 from ._engines import dispose_engines, first_use, sqlite_uri
@@ -35,6 +34,8 @@ BUILD_TIMEOUT_S = 300.0
 def make_new_store(path: Path, query: str = "") -> None:
     """A new, migrated MLflow store at ``path`` (absolute; not there yet): a copy of this MLflow's
     template where one can be had, else built by MLflow from nothing."""
+    from mlflow.exceptions import MlflowException  # here: the CLI answers bad input before MLflow loads
+
     uri = sqlite_uri(path, query)
     template = _template()
     if template is not None:
@@ -58,6 +59,8 @@ def template_path() -> Path:
 
 def _template() -> Path | None:
     """This MLflow's template, built first if needed; None where the cache cannot hold one."""
+    from mlflow.exceptions import MlflowException
+
     template = template_path()
     if template.is_file():
         return template
