@@ -110,7 +110,9 @@ def continue_search(
         from ..run._driver import run_search
 
         plan = preflight(point.spec)
-        return run_search(point.spec, plan, uri, address, point.tune_path, console, point, then_stop_ray=then_stop_ray)
+        return run_search(
+            point.spec, plan, uri, address, point.tune_path, console, resume=point, then_stop_ray=then_stop_ray
+        )
     from ..resume._resume import find_extendable
 
     point = find_extendable(uri, experiment, search_run, more, more_time)

@@ -43,6 +43,7 @@ def start_ray(address: str | None, dashboard: bool = False) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # With the file loggers off, Tune's result analysis cannot find progress files; MLflow has them.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    _join_stopping()  # a Ray still stopping (``stop_ray_soon``) would look up here, and then go
     if ray.is_initialized():
         return
     if address or os.environ.get("RAY_ADDRESS"):  # a job's driver: Ray sets RAY_ADDRESS for it
@@ -70,8 +71,8 @@ def _start_local_ray(dashboard: bool) -> None:
 
     Ray's start of one worker per CPU for its first driver is off: those workers have no runtime
     environment, and Tune gives every trial actor one (``env_vars``, ray/tune/execution/
-    class_cache.py), so no trial could use them. They only imported Ray (about 1.4 CPU-s a search
-    on 2 cores) while the trials' own workers started beside them.
+    class_cache.py), so no trial could use them. They only imported Ray (0.7-0.85 CPU-s a search
+    between them, sampled) while the trials' own workers started beside them.
     """
     import ray
     from ray._private.services import get_node_ip_address
@@ -103,16 +104,24 @@ def stop_ray_soon() -> None:
     Ray's processes to exit, and the report after the search needs MLflow, not Ray, so the two run
     side by side. Python's API and ``fit`` keep Ray for what they run next. ``ray_stopped`` waits."""
     global _stopping
+    _join_stopping()
     ray = sys.modules.get("ray")
-    if _stopping is None and ray is not None and ray.is_initialized():
+    if ray is not None and ray.is_initialized():
         _stopping = threading.Thread(target=ray.shutdown, name="tunefleet-ray-stop", daemon=True)
         _stopping.start()
 
 
-def ray_stopped() -> None:
-    """Wait for ``stop_ray_soon``'s thread, if one runs; then stop a Ray still up (an error before it)."""
+def _join_stopping() -> None:
+    global _stopping
     if _stopping is not None:
         _stopping.join()
+        _stopping = None
+
+
+def ray_stopped() -> None:
+    """Wait for ``stop_ray_soon``'s thread, if one runs; then stop a Ray still up (a command that
+    ended before its trials did, by an error or Ctrl-C, never started that thread)."""
+    _join_stopping()
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()

@@ -32,6 +32,7 @@ print(json.dumps({
     "stopped_in": stopping.name if stopping is not None else None,
     "ray_up": ray.is_initialized(),
     "raylet_alive": os.path.exists(f"/proc/{raylet}"),
+    "thread_forgotten": _ray._stopping is None,  # a later search in this process stops its own Ray
 }))
 """
 
@@ -49,4 +50,4 @@ def test_no_workers_ahead_for_the_driver_and_ray_stops_in_a_thread():
     assert seen["workers"] and "ffffffff" not in jobs, seen["workers"]
     assert any(name.endswith(f"-{seen['task_pid']}.out") for name in seen["workers"])
     assert seen["stopped_in"] == "tunefleet-ray-stop"
-    assert not seen["ray_up"] and not seen["raylet_alive"]
+    assert not seen["ray_up"] and not seen["raylet_alive"] and seen["thread_forgotten"]
